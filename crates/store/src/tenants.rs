@@ -1,0 +1,104 @@
+//! Tenants and their data keys.
+
+use connector_crypto::{DataKey, MasterKeyRing, WrappedKey};
+
+use crate::{Result, Store, SystemTx, TenantTx};
+
+/// The tenant's data key, creating the tenant (and a fresh data key) on first use.
+pub async fn data_key(tx: &mut TenantTx, keys: &MasterKeyRing) -> Result<DataKey> {
+    let tenant = tx.tenant().clone();
+    if let Some(wrapped) = wrapped_key(tx).await? {
+        return Ok(keys.unwrap(tenant.as_str(), &wrapped)?);
+    }
+    let fresh = DataKey::generate();
+    let wrapped = keys.wrap(tenant.as_str(), &fresh);
+    // A concurrent first request may win the insert; then its key is the one to use.
+    let inserted = sqlx::query(
+        "INSERT INTO tenants (id, data_key_wrapped, data_key_version) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(&wrapped.bytes)
+    .bind(wrapped.version as i32)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        tracing::info!(tenant = %tenant, "created tenant with a new data key");
+        return Ok(fresh);
+    }
+    let wrapped = wrapped_key(tx).await?.ok_or(crate::Error::NotFound)?;
+    Ok(keys.unwrap(tenant.as_str(), &wrapped)?)
+}
+
+async fn wrapped_key(tx: &mut TenantTx) -> Result<Option<WrappedKey>> {
+    let (tenant, conn) = tx.parts();
+    let row: Option<(Vec<u8>, i32)> =
+        sqlx::query_as("SELECT data_key_wrapped, data_key_version FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(bytes, version)| WrappedKey { version: version as u32, bytes }))
+}
+
+/// Deletes the tenant and, by cascade, every connection and synced row it owns. Its data key
+/// goes with its row, so any ciphertext of it left anywhere (a backup, say) can no longer be
+/// opened once the master keys that wrapped it are retired.
+pub async fn delete(tx: &mut TenantTx) -> Result<bool> {
+    let (tenant, conn) = tx.parts();
+    let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(deleted == 1)
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RotationReport {
+    pub rewrapped: u64,
+    pub already_current: u64,
+}
+
+/// Re-wraps every tenant's data key under the newest master key, a batch per transaction, so
+/// the service keeps running meanwhile (each row is locked only while its batch is re-wrapped). Run it
+/// after every replica has the new key in its ring; afterwards old keys can be removed.
+pub async fn rotate_keys(store: &Store) -> Result<RotationReport> {
+    const BATCH: i64 = 200;
+    let keys = store.keys();
+    let newest = keys.newest_version() as i32;
+    let mut report = RotationReport::default();
+    loop {
+        let mut tx: SystemTx = store.system_tx().await?;
+        let rows: Vec<(String, Vec<u8>, i32)> = sqlx::query_as(
+            "SELECT id, data_key_wrapped, data_key_version FROM tenants
+             WHERE data_key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE",
+        )
+        .bind(newest)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for (tenant, bytes, version) in rows {
+            let key = keys.unwrap(&tenant, &WrappedKey { version: version as u32, bytes })?;
+            let wrapped = keys.wrap(&tenant, &key);
+            sqlx::query("UPDATE tenants SET data_key_wrapped = $2, data_key_version = $3 WHERE id = $1")
+                .bind(&tenant)
+                .bind(&wrapped.bytes)
+                .bind(wrapped.version as i32)
+                .execute(&mut *tx)
+                .await?;
+            report.rewrapped += 1;
+        }
+        tx.commit().await?;
+    }
+    let mut tx = store.system_tx().await?;
+    let current: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE data_key_version = $1")
+        .bind(newest)
+        .fetch_one(&mut *tx)
+        .await?;
+    report.already_current = current as u64 - report.rewrapped;
+    Ok(report)
+}

@@ -1,0 +1,297 @@
+//! Tenant isolation in the database itself: row-level security, the service's role, and the
+//! pooled-connection trap.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use connector_crypto::MasterKeyRing;
+use connector_store::connections::{self, NewConnection};
+use connector_store::{Store, TenantId, app_connect_options, tenants};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+
+fn ring(spec: &str) -> Arc<MasterKeyRing> {
+    Arc::new(MasterKeyRing::parse(spec).unwrap())
+}
+
+async fn app_store(owner: &PgPool, max_connections: u32, keys: Arc<MasterKeyRing>) -> Store {
+    let options = app_connect_options(&owner.connect_options());
+    Store::connect(options, max_connections, keys).await.unwrap()
+}
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+fn new_connection(token: &str) -> NewConnection {
+    NewConnection {
+        gitlab_url: "https://gitlab.example.com".into(),
+        groups_list: vec![42],
+        projects_list: vec![],
+        start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+        access_token: SecretString::from(token.to_owned()),
+    }
+}
+
+/// Fails when any table that carries tenant data lacks forced RLS or a policy, so a table added
+/// by a later migration cannot quietly skip isolation.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn every_tenant_table_has_forced_rls(owner: PgPool) {
+    let tables: Vec<(String, bool, bool, i64)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+           AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                        AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+                OR c.relname = 'tenants')
+         ORDER BY 1",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 12, "expected the tenant tables, found {tables:?}");
+    let unprotected: Vec<_> = tables
+        .iter()
+        .filter(|(_, rls, forced, policies)| !rls || !forced || *policies == 0)
+        .collect();
+    assert!(unprotected.is_empty(), "tables without forced RLS and a policy: {unprotected:?}");
+
+    // Every tenant_id column is NOT NULL, so no row can escape the policy by having none.
+    let nullable: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.columns
+         WHERE table_schema = 'public' AND column_name = 'tenant_id' AND is_nullable = 'YES'",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(nullable.is_empty(), "nullable tenant_id in {nullable:?}");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn service_role_cannot_bypass_rls(owner: PgPool) {
+    let (superuser, bypass, inherit): (bool, bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, rolbypassrls, rolinherit FROM pg_roles WHERE rolname = 'gitlab_connector_app'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert!(!superuser && !bypass && !inherit);
+
+    // The test's own pool is a superuser: the store refuses it.
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let err = Store::from_pool(owner.clone(), keys.clone()).await.err().expect("superuser accepted");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+
+    // The service role cannot touch the migration history.
+    let store = app_store(&owner, 1, keys).await;
+    let denied = sqlx::query("DELETE FROM _sqlx_migrations").execute(store.pool()).await;
+    assert!(denied.is_err(), "the service role could rewrite the migration history");
+}
+
+/// One pooled connection serves tenant A, then B, then nobody: each sees only its own rows,
+/// and the last sees none, so a tenant setting never leaks into the next use of a connection.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn one_connection_pool_does_not_carry_a_tenant_over(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 1, keys.clone()).await;
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+
+    for t in [&a, &b] {
+        let mut tx = store.tenant_tx(t).await.unwrap();
+        connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    for t in [&a, &b] {
+        let mut tx = store.tenant_tx(t).await.unwrap();
+        // No WHERE clause at all: RLS alone limits what is visible.
+        let seen: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM gitlab_connections")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(seen, vec![t.to_string()]);
+        let tenants_seen: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(tenants_seen, 1);
+        tx.commit().await.unwrap();
+    }
+
+    // The same single connection, outside any tenant transaction.
+    for table in ["gitlab_connections", "tenants"] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} visible without a tenant");
+    }
+    // And in a transaction that set nothing.
+    let mut tx = store.pool().begin().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gitlab_connections")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_tenant_cannot_write_another_tenants_rows(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 2, keys.clone()).await;
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    let mut tx = store.tenant_tx(&a).await.unwrap();
+    let conn_a = connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.tenant_tx(&b).await.unwrap();
+    // B's repository calls cannot reach A's connection...
+    assert!(matches!(connections::get(&mut tx, conn_a.id).await, Err(connector_store::Error::NotFound)));
+    assert!(matches!(connections::delete(&mut tx, conn_a.id).await, Err(connector_store::Error::NotFound)));
+    // ...nor can raw SQL that names A outright.
+    let updated = sqlx::query("UPDATE gitlab_connections SET status = 'failed' WHERE tenant_id = 'tenant-a'")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(updated, 0);
+    let insert = sqlx::query(
+        "INSERT INTO sync_checkpoints (tenant_id, connection_id, project_id, resource) VALUES ('tenant-a', $1, 1, 'commits')",
+    )
+    .bind(conn_a.id)
+    .execute(&mut *tx)
+    .await;
+    assert!(insert.is_err(), "RLS WITH CHECK let B write a row for A");
+    drop(tx);
+
+    let mut tx = store.tenant_tx(&a).await.unwrap();
+    let still = connections::get(&mut tx, conn_a.id).await.unwrap();
+    assert_eq!(still.status, connections::Status::Pending);
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn system_role_sees_only_what_its_policies_allow(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 2, keys.clone()).await;
+    let mut tx = store.tenant_tx(&tenant("tenant-a")).await.unwrap();
+    connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut sys = store.system_tx().await.unwrap();
+    let tenants_seen: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *sys).await.unwrap();
+    assert_eq!(tenants_seen, 1);
+    let denied = sqlx::query("SELECT count(*) FROM gitlab_connections").fetch_one(&mut *sys).await;
+    assert!(denied.is_err(), "the system role may read connections it has no policy for");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn rotation_keeps_every_token_readable(owner: PgPool) {
+    let old_entry = MasterKeyRing::generate_entry(1);
+    let new_entry = MasterKeyRing::generate_entry(2);
+    let old = ring(&old_entry);
+    let store = app_store(&owner, 2, old.clone()).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let t = tenant(&format!("tenant-{i}"));
+        let mut tx = store.tenant_tx(&t).await.unwrap();
+        let token = format!("glpat-token-of-tenant-{i:04}");
+        let c = connections::insert(&mut tx, &old, new_connection(&token)).await.unwrap();
+        tx.commit().await.unwrap();
+        ids.push((t, c.id, token));
+    }
+
+    let both = ring(&format!("{old_entry},{new_entry}"));
+    let rotating = app_store(&owner, 2, both).await;
+    let report = tenants::rotate_keys(&rotating).await.unwrap();
+    assert_eq!(report.rewrapped, 5);
+    assert_eq!(tenants::rotate_keys(&rotating).await.unwrap().rewrapped, 0, "second run re-wraps nothing");
+
+    // The old key can now be removed: the new one alone opens every token.
+    let only_new = ring(&new_entry);
+    let after = app_store(&owner, 2, only_new.clone()).await;
+    for (t, id, token) in &ids {
+        let mut tx = after.tenant_tx(t).await.unwrap();
+        let opened = connections::access_token(&mut tx, &only_new, *id).await.unwrap();
+        assert_eq!(opened.expose_secret(), token);
+    }
+    // And the old key alone no longer does.
+    let mut tx = store.tenant_tx(&ids[0].0).await.unwrap();
+    assert!(connections::access_token(&mut tx, &old, ids[0].1).await.is_err());
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_ciphertext_moved_to_another_row_does_not_open(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 2, keys.clone()).await;
+    let t = tenant("tenant-a");
+    let mut tx = store.tenant_tx(&t).await.unwrap();
+    let first = connections::insert(&mut tx, &keys, new_connection("glpat-first-token-123456")).await.unwrap();
+    let second = connections::insert(&mut tx, &keys, new_connection("glpat-second-token-65432")).await.unwrap();
+    sqlx::query(
+        "UPDATE gitlab_connections SET token_ciphertext =
+             (SELECT token_ciphertext FROM gitlab_connections WHERE id = $1) WHERE id = $2",
+    )
+    .bind(first.id)
+    .bind(second.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert!(connections::access_token(&mut tx, &keys, second.id).await.is_err());
+    assert_eq!(
+        connections::access_token(&mut tx, &keys, first.id).await.unwrap().expose_secret(),
+        "glpat-first-token-123456"
+    );
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn deleting_a_tenant_removes_its_key_and_data(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 2, keys.clone()).await;
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    for t in [&a, &b] {
+        let mut tx = store.tenant_tx(t).await.unwrap();
+        connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut tx = store.tenant_tx(&a).await.unwrap();
+    assert!(tenants::delete(&mut tx).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let remaining: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.id, (SELECT count(*) FROM gitlab_connections c WHERE c.tenant_id = t.id) FROM tenants t",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(remaining, vec![("tenant-b".to_owned(), 1)]);
+}
+
+/// The plaintext token appears nowhere in a dump of the whole database.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn plaintext_token_is_not_in_a_database_dump(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 2, keys.clone()).await;
+    let token = "glpat-Plaintext-Canary-7f3a9c";
+    let mut tx = store.tenant_tx(&tenant("tenant-a")).await.unwrap();
+    let c = connections::insert(&mut tx, &keys, new_connection(token)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(c.token_hint, "3a9c");
+
+    let opts = owner.connect_options();
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", "--no-owner"])
+        .arg(format!(
+            "postgres://{}@{}:{}/{}",
+            opts.get_username(),
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap()
+        ))
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains("gitlab_connections"), "the dump holds the connections table");
+    assert!(!text.contains(token) && !text.contains("Plaintext-Canary"), "token found in pg_dump");
+}
