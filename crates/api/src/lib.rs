@@ -1,1 +1,115 @@
+//! The REST API the Coworker frontend calls. Handlers are thin: they authenticate the tenant,
+//! validate input with plain functions, and call the store inside a tenant transaction.
 
+pub mod auth;
+pub mod connections;
+pub mod error;
+mod extract;
+mod health;
+pub mod openapi;
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use connector_store::Store;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Largest request body accepted on `/v1` routes.
+    pub body_limit_bytes: usize,
+    /// A request still running after this is answered 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self { body_limit_bytes: 64 * 1024, request_timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub limits: ApiLimits,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
+    let v1 = Router::new()
+        .route("/connections", get(connections::list).post(connections::create))
+        .route(
+            "/connections/{id}",
+            get(connections::get).patch(connections::update).delete(connections::delete),
+        )
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(middleware::from_fn_with_state(limits, timeout))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // The path only: query strings and headers stay out of the logs.
+                    tracing::info_span!(
+                        "http",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id,
+                        tenant = tracing::field::Empty,
+                    )
+                }))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+}
+
+/// Answers a request that outlives its time in the API's error shape (tower-http's timeout
+/// layer answers with an empty body).
+async fn timeout(State(limits): State<ApiLimits>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response(),
+    }
+}
+
+/// A panic becomes a plain 500; its message, which could hold anything, is not echoed.
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::internal().into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

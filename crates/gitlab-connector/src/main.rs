@@ -1,1 +1,187 @@
-fn main() {}
+//! `gitlab-connector`: one binary, several roles and operator commands.
+
+mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use connector_api::AppState;
+use connector_api::auth::Authenticator;
+use connector_store::{Store, TenantId, tenants};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gitlab-connector", version, about = "Connects tenants' GitLab to Coworker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: the roles given, or all of them.
+    Serve {
+        /// Comma-separated roles to run in this process.
+        #[arg(long, value_delimiter = ',', default_value = "api")]
+        roles: Vec<Role>,
+    },
+    /// Create the database if missing and apply the migrations, as the owner (DATABASE_URL).
+    Migrate,
+    /// Print a JWT for a tenant, signed with the configured HS256 key, to call the API locally.
+    DevToken {
+        #[arg(long)]
+        tenant: String,
+        /// How long the token is valid, e.g. 1h, 30m.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Master key operations.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Tenant operations.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Print the OpenAPI document (the committed openapi.yaml).
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every tenant's data key under the newest master key, while the service runs.
+    Rotate,
+    /// Print a new random master key entry, VERSION:BASE64, to append to the key ring.
+    Generate {
+        #[arg(long)]
+        version: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Delete a tenant: its connections, synced data and data key.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// The REST API for the Coworker frontend.
+    Api,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", connector_api::openapi::yaml());
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Generate { version } } => {
+            println!("{}", connector_crypto::MasterKeyRing::generate_entry(version));
+            Ok(())
+        }
+        command => {
+            let config = init(Config::from_env)?;
+            run(command, config).await
+        }
+    }
+}
+
+/// Sets up logging before reading the configuration, so that the development-mode warning the
+/// configuration gives is seen.
+fn init(load: impl FnOnce() -> Result<Config>) -> Result<Config> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config::json_logs() { builder.json().init() } else { builder.init() }
+    load()
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Serve { roles } => serve(config, &roles).await,
+        Command::Migrate => {
+            connector_store::ensure_database(&config.database).await?;
+            connector_store::migrate(&config.database).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::DevToken { tenant, ttl } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let Some(secret) = &config.auth.hs256_secret else {
+                bail!("dev-token signs HS256 tokens: set JWT_HS256_SECRET (or unset every JWT_* key to use the development key)")
+            };
+            println!("{}", connector_api::auth::issue_hs256(secret, &config.auth, &tenant, ttl));
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let store = connect(&config).await?;
+            let report = tenants::rotate_keys(&store).await?;
+            println!(
+                "re-wrapped {} tenant data keys under master key version {}; {} were already current",
+                report.rewrapped,
+                config.master_keys.newest_version(),
+                report.already_current
+            );
+            Ok(())
+        }
+        Command::Tenants { command: TenantsCommand::Delete { tenant } } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let store = connect(&config).await?;
+            let mut tx = store.tenant_tx(&tenant).await?;
+            let deleted = tenants::delete(&mut tx).await?;
+            tx.commit().await?;
+            println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
+            Ok(())
+        }
+        Command::Openapi | Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled before configuration"),
+    }
+}
+
+async fn connect(config: &Config) -> Result<Store> {
+    Ok(Store::connect(config.database_app.clone(), config.database_max_connections, Arc::new(config.master_keys.clone()))
+        .await
+        .context("connecting to PostgreSQL as the service role (DATABASE_APP_URL)")?)
+}
+
+async fn serve(config: Config, roles: &[Role]) -> Result<()> {
+    if config.migrate_on_start {
+        connector_store::ensure_database(&config.database).await.context("creating the database (DATABASE_URL)")?;
+        connector_store::migrate(&config.database).await.context("applying migrations (DATABASE_URL)")?;
+    }
+    let store = connect(&config).await?;
+    let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
+    let state = AppState { store, auth, limits: config.limits };
+    let listener = TcpListener::bind(&config.listen_addr).await.with_context(|| format!("binding {}", config.listen_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, public_url = %config.public_url, ?roles, env = ?config.app_env, "serving");
+    connector_api::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.ok() };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => s.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<Option<()>>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

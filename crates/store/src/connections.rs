@@ -80,6 +80,7 @@ fn from_row(row: Row) -> Result<Connection> {
     })
 }
 
+#[derive(Debug)]
 pub struct NewConnection {
     pub gitlab_url: String,
     pub groups_list: Vec<i64>,
@@ -89,7 +90,8 @@ pub struct NewConnection {
 }
 
 /// Changes asked for by a PATCH; `None` leaves a field as it is.
-#[derive(Default)]
+/// Debug prints no token: SecretString redacts itself.
+#[derive(Debug, Default)]
 pub struct ConnectionChanges {
     pub groups_list: Option<Vec<i64>>,
     pub projects_list: Option<Vec<String>>,

@@ -1,0 +1,227 @@
+//! Bearer JWT authentication: which tenant is calling.
+//!
+//! HS256 with a shared secret, and RS256/ES256 with public keys from a JWKS file or URL. The
+//! algorithm a token names must be one a configured key is for: an HS256 token is only checked
+//! against the shared secret and an RS/ES token only against a JWKS key of the same algorithm,
+//! so a public key can never be used as an HMAC secret (the HS/RS confusion attack), and
+//! `alg: none` is not an algorithm jsonwebtoken accepts at all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use connector_store::TenantId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 30;
+/// An unknown `kid` refetches the JWKS URL at most this often.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AuthConfig {
+    pub hs256_secret: Option<SecretString>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<url::Url>,
+    pub issuer: String,
+    pub audience: String,
+    pub tenant_claim: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("no JWT verification key: set JWT_HS256_SECRET, JWT_JWKS_FILE or JWT_JWKS_URL")]
+    NoKeys,
+    #[error("JWKS {0}: {1}")]
+    Jwks(String, String),
+}
+
+/// RS256 and ES256 keys by `kid`.
+#[derive(Default)]
+struct PublicKeys {
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+    fetched_at: Option<Instant>,
+}
+
+pub struct Authenticator {
+    config: AuthConfig,
+    hs256: Option<DecodingKey>,
+    public: RwLock<PublicKeys>,
+    http: reqwest::Client,
+}
+
+impl Authenticator {
+    pub async fn new(config: AuthConfig) -> Result<Self, AuthSetupError> {
+        if config.hs256_secret.is_none() && config.jwks_file.is_none() && config.jwks_url.is_none() {
+            return Err(AuthSetupError::NoKeys);
+        }
+        let hs256 = config.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()));
+        let mut public = PublicKeys::default();
+        if let Some(path) = &config.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| AuthSetupError::Jwks(path.display().to_string(), e.to_string()))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| AuthSetupError::Jwks(path.display().to_string(), e.to_string()))?;
+            public.keys.extend(usable_keys(&set));
+        }
+        let authenticator = Self { config, hs256, public: RwLock::new(public), http: reqwest::Client::new() };
+        if let Some(url) = authenticator.config.jwks_url.clone() {
+            authenticator
+                .fetch_jwks(&url)
+                .await
+                .map_err(|e| AuthSetupError::Jwks(url.to_string(), e))?;
+        }
+        Ok(authenticator)
+    }
+
+    pub fn tenant_claim(&self) -> &str {
+        &self.config.tenant_claim
+    }
+
+    async fn fetch_jwks(&self, url: &url::Url) -> Result<(), String> {
+        let set: JwkSet = self
+            .http
+            .get(url.clone())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut public = self.public.write().await;
+        public.keys.extend(usable_keys(&set));
+        public.fetched_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The key for a token's algorithm and `kid`, refetching the JWKS URL once for an unknown
+    /// `kid` (keys rotate on the issuer's side), but never more often than the refetch interval.
+    async fn public_key(&self, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+        let kid = kid?;
+        if let Some((key_alg, key)) = self.public.read().await.keys.get(kid)
+            && *key_alg == alg
+        {
+            return Some(key.clone());
+        }
+        let url = self.config.jwks_url.as_ref()?;
+        let stale = self.public.read().await.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_INTERVAL);
+        if stale && let Err(error) = self.fetch_jwks(url).await {
+            tracing::warn!(%error, "JWKS refetch failed");
+        }
+        let public = self.public.read().await;
+        public.keys.get(kid).filter(|(a, _)| *a == alg).map(|(_, k)| k.clone())
+    }
+
+    /// Verifies a bearer token and returns the tenant it speaks for.
+    pub async fn verify(&self, token: &str) -> Result<TenantId, ApiError> {
+        let invalid = || ApiError::unauthorized("invalid bearer token");
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid());
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.clone(),
+            Algorithm::RS256 | Algorithm::ES256 => self.public_key(header.alg, header.kid.as_deref()).await,
+            _ => None,
+        }
+        .ok_or_else(invalid)?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::unauthorized("bearer token expired"),
+                _ => invalid(),
+            })?
+            .claims;
+        let tenant = match claims.get(&self.config.tenant_claim) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(ApiError::unauthorized("bearer token has no tenant claim")),
+        };
+        TenantId::parse(&tenant).map_err(|_| ApiError::unauthorized("invalid tenant claim"))
+    }
+
+    /// Signs an HS256 token for `tenant`, as `gitlab-connector dev-token` and the tests do.
+    pub fn issue_hs256(&self, tenant: &TenantId, ttl: Duration) -> Option<String> {
+        let secret = self.config.hs256_secret.as_ref()?;
+        Some(issue_hs256(secret, &self.config, tenant, ttl))
+    }
+}
+
+/// An HS256 token with the claims [`Authenticator::verify`] requires.
+pub fn issue_hs256(secret: &SecretString, config: &AuthConfig, tenant: &TenantId, ttl: Duration) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), config.issuer.clone().into());
+    claims.insert("aud".into(), config.audience.clone().into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("nbf".into(), now.into());
+    claims.insert("exp".into(), (now + ttl.as_secs() as i64).into());
+    claims.insert(config.tenant_claim.clone(), tenant.as_str().into());
+    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("HS256 signing cannot fail")
+}
+
+fn usable_keys(set: &JwkSet) -> impl Iterator<Item = (String, (Algorithm, DecodingKey))> + '_ {
+    set.keys.iter().filter_map(|jwk| {
+        let kid = jwk.common.key_id.clone()?;
+        let alg = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p)
+                if p.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => return None,
+        };
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        Some((kid, (alg, key)))
+    })
+}
+
+/// The calling tenant, taken from a verified bearer token. A handler that takes this cannot run
+/// for an unauthenticated request.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantId);
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let tenant = state.auth.verify(token).await?;
+        tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+        Ok(Tenant(tenant))
+    }
+}
+
+pub type SharedAuthenticator = Arc<Authenticator>;

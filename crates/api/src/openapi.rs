@@ -1,0 +1,46 @@
+//! The OpenAPI document, generated from the handlers' annotations. `openapi.yaml` at the top of
+//! the repository is this document; a test fails when they differ.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{connections, error, health};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "GitLab connector for Coworker",
+        description = "Connects a tenant's GitLab to Coworker: connections, their status, and the synced data.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        connections::create,
+        connections::list,
+        connections::get,
+        connections::update,
+        connections::delete,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
+    modifiers(&BearerAuth),
+    tags((name = "connections", description = "A tenant's GitLab connections"), (name = "health")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The document as committed in `openapi.yaml`.
+pub fn yaml() -> String {
+    ApiDoc::openapi().to_yaml().expect("the OpenAPI document serializes")
+}

@@ -1,0 +1,198 @@
+//! Configuration from environment variables, each with a documented default (README.md's
+//! configuration table lists the same names). With nothing set, the binary runs on a developer's
+//! machine: development keys are generated once and kept under `DEV_STATE_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use connector_api::ApiLimits;
+use connector_api::auth::AuthConfig;
+use connector_crypto::MasterKeyRing;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gitlab_connector";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+pub struct Config {
+    pub app_env: AppEnv,
+    /// The schema owner: migrations and database creation.
+    pub database: PgConnectOptions,
+    /// The service's own unprivileged role.
+    pub database_app: PgConnectOptions,
+    pub database_max_connections: u32,
+    pub migrate_on_start: bool,
+    pub listen_addr: String,
+    pub public_url: url::Url,
+    pub auth: AuthConfig,
+    pub master_keys: MasterKeyRing,
+    pub limits: ApiLimits,
+}
+
+/// JSON logs in production, readable ones otherwise; `LOG_FORMAT` (json or text) decides when set.
+/// Read before the rest of the configuration, so that its own warnings are logged in the right form.
+pub fn json_logs() -> bool {
+    match var("LOG_FORMAT").as_deref() {
+        Some("json") => true,
+        Some("text") => false,
+        _ => var("APP_ENV").as_deref() == Some("production"),
+    }
+}
+
+/// Reads one variable, treating an empty value as unset.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_var<T: FromStr>(name: &str, default: T) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|e| anyhow::anyhow!("{name}={raw:?}: {e}")),
+    }
+}
+
+fn parse_duration(name: &str, default: Duration) -> Result<Duration> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(&raw).with_context(|| format!("{name}={raw:?} is not a duration like 30s")),
+    }
+}
+
+/// Development keys, generated on first use and kept so that `serve` and `dev-token` agree.
+#[derive(Serialize, Deserialize)]
+struct DevKeys {
+    jwt_hs256_secret: String,
+    master_keys: String,
+}
+
+fn dev_state_dir() -> PathBuf {
+    if let Some(dir) = var("DEV_STATE_DIR") {
+        return dir.into();
+    }
+    match var("HOME") {
+        Some(home) => Path::new(&home).join(".local/share/gitlab-connector"),
+        None => PathBuf::from(".gitlab-connector"),
+    }
+}
+
+fn load_or_create_dev_keys(dir: &Path) -> Result<DevKeys> {
+    let path = dir.join("dev-keys.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).with_context(|| format!("{} is not a dev keys file", path.display()));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+    use base64::Engine as _;
+    let keys = DevKeys {
+        jwt_hs256_secret: base64::engine::general_purpose::STANDARD.encode(secret),
+        master_keys: MasterKeyRing::generate_entry(1),
+    };
+    write_private(&path, &serde_json::to_string_pretty(&keys)?)?;
+    Ok(keys)
+}
+
+/// Creates the file readable by its owner only, and does not overwrite one a concurrent first
+/// run already wrote.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        let app_env = match var("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => bail!("APP_ENV={other:?}: expected development or production"),
+        };
+        let production = app_env == AppEnv::Production;
+
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database = PgConnectOptions::from_str(&database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
+        let database_app = match var("DATABASE_APP_URL") {
+            Some(url) => PgConnectOptions::from_str(&url).context("DATABASE_APP_URL is not a PostgreSQL URL")?,
+            None if production => bail!("APP_ENV=production needs DATABASE_APP_URL: the service's own role, with its password"),
+            None => connector_store::app_connect_options(&database),
+        };
+
+        let master_keys_spec = match (var("MASTER_KEYS"), var("MASTER_KEYS_FILE")) {
+            (Some(_), Some(_)) => bail!("set MASTER_KEYS or MASTER_KEYS_FILE, not both"),
+            (Some(spec), None) => Some(spec),
+            (None, Some(path)) => Some(std::fs::read_to_string(&path).with_context(|| format!("reading MASTER_KEYS_FILE {path}"))?),
+            (None, None) => None,
+        };
+        let hs256_secret = var("JWT_HS256_SECRET");
+        let jwks_file = var("JWT_JWKS_FILE").map(PathBuf::from);
+        let jwks_url = var("JWT_JWKS_URL").map(|u| url::Url::parse(&u)).transpose().context("JWT_JWKS_URL")?;
+        let no_jwt_keys = hs256_secret.is_none() && jwks_file.is_none() && jwks_url.is_none();
+
+        let (master_keys_spec, hs256_secret) = if production {
+            let Some(spec) = master_keys_spec else {
+                bail!("APP_ENV=production refuses to start without MASTER_KEYS or MASTER_KEYS_FILE")
+            };
+            if no_jwt_keys {
+                bail!("APP_ENV=production refuses to start without JWT_HS256_SECRET, JWT_JWKS_FILE or JWT_JWKS_URL");
+            }
+            if hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+                bail!("JWT_HS256_SECRET must be at least 32 characters in production");
+            }
+            (spec, hs256_secret)
+        } else if master_keys_spec.is_none() || no_jwt_keys {
+            let dir = dev_state_dir();
+            let dev = load_or_create_dev_keys(&dir)?;
+            tracing::warn!(
+                keys = %dir.join("dev-keys.json").display(),
+                "DEVELOPMENT MODE: using locally generated development keys; never run this way in production (set APP_ENV=production)"
+            );
+            (master_keys_spec.unwrap_or(dev.master_keys), hs256_secret.or(if no_jwt_keys { Some(dev.jwt_hs256_secret) } else { None }))
+        } else {
+            (master_keys_spec.expect("checked above"), hs256_secret)
+        };
+        let master_keys = MasterKeyRing::parse(&master_keys_spec).context("master key ring")?;
+
+        let listen_addr = var("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let public_url = var("PUBLIC_URL").unwrap_or_else(|| format!("http://{listen_addr}"));
+        let public_url = url::Url::parse(&public_url).context("PUBLIC_URL is not a URL")?;
+
+        Ok(Self {
+            app_env,
+            database,
+            database_app,
+            database_max_connections: parse_var("DATABASE_MAX_CONNECTIONS", 10)?,
+            migrate_on_start: parse_var("MIGRATE_ON_START", !production)?,
+            listen_addr,
+            public_url,
+            auth: AuthConfig {
+                hs256_secret: hs256_secret.map(SecretString::from),
+                jwks_file,
+                jwks_url,
+                issuer: var("JWT_ISSUER").unwrap_or_else(|| "coworker".to_owned()),
+                audience: var("JWT_AUDIENCE").unwrap_or_else(|| "gitlab-connector".to_owned()),
+                tenant_claim: var("JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
+            },
+            master_keys,
+            limits: ApiLimits {
+                body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,
+                request_timeout: parse_duration("REQUEST_TIMEOUT", ApiLimits::default().request_timeout)?,
+            },
+        })
+    }
+}
