@@ -9,14 +9,14 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
 /// The process is up. Touches nothing else, so a slow database does not get the pod killed.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Up")))]
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz", responses((status = 200, description = "Up")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The database answers and holds every migration this build needs.
 #[utoipa::path(
-    get, path = "/readyz", tag = "health",
+    get, path = "/readyz", tag = "health", operation_id = "readyz",
     responses((status = 200, description = "Ready"), (status = 503, body = crate::error::ErrorBody, description = "Not ready"))
 )]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -18,8 +18,7 @@ const MAX_TOKEN_LEN: usize = 1024;
 type Field<T> = Result<T, FieldError>;
 
 /// What Coworker's GitLab page submits. Lists are comma-separated strings, as the page sends
-/// them, or JSON arrays. Fields are taken as raw JSON so that each problem is reported against
-/// its field rather than as one deserializer message.
+/// them, or JSON arrays.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateConnectionRequest {
     /// A GitLab personal access token with scope `api`.
@@ -38,7 +37,8 @@ pub struct CreateConnectionRequest {
     /// Base URL of a self-managed GitLab; `https://gitlab.com` when absent.
     #[schema(value_type = Option<String>, example = "https://gitlab.com")]
     pub gitlab_url: Option<Value>,
-    /// Anything else, refused by name.
+    // Fields are raw JSON so that each problem is reported against its field; anything else
+    // lands here and is refused by name.
     #[serde(flatten)]
     #[schema(ignore)]
     pub unknown: Map<String, Value>,

@@ -67,6 +67,7 @@ pub struct ConnectionList {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -76,13 +77,14 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
 
 #[utoipa::path(
-    post, path = "/v1/connections", tag = "connections",
+    post, path = "/v1/connections", tag = "connections", operation_id = "create_connection",
     request_body = input::CreateConnectionRequest,
     responses(
         (status = 201, body = ConnectionView, description = "Created; validation and sync start in the background"),
-        (status = 400, body = ErrorBody, description = "Not JSON"),
-        (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "The body is not JSON"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 413, body = ErrorBody, description = "The body is too large"),
+        (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is missing or wrong; `details` names each"),
     ),
     security(("bearer" = []))
@@ -101,9 +103,13 @@ pub async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections", tag = "connections",
+    get, path = "/v1/connections", tag = "connections", operation_id = "list_connections",
     params(ListParams),
-    responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses(
+        (status = 200, body = ConnectionList, description = "One page of the tenant's connections, oldest first"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 422, body = ErrorBody, description = "`limit` or `cursor` is not valid"),
+    ),
     security(("bearer" = []))
 )]
 pub async fn list(
@@ -138,9 +144,13 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = ConnectionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    get, path = "/v1/connections/{id}", tag = "connections", operation_id = "get_connection",
+    params(("id" = Uuid, Path, description = "The connection id")),
+    responses(
+        (status = 200, body = ConnectionView, description = "The connection"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+    ),
     security(("bearer" = []))
 )]
 pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<Json<ConnectionView>> {
@@ -151,15 +161,17 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
 }
 
 #[utoipa::path(
-    patch, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = Uuid, Path)),
+    patch, path = "/v1/connections/{id}", tag = "connections", operation_id = "update_connection",
+    params(("id" = Uuid, Path, description = "The connection id")),
     request_body = input::UpdateConnectionRequest,
     responses(
-        (status = 200, body = ConnectionView),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 200, body = ConnectionView, description = "The updated connection, back to `pending`"),
+        (status = 400, body = ErrorBody, description = "The body is not JSON"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 413, body = ErrorBody, description = "The body is too large"),
+        (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
+        (status = 422, body = ErrorBody, description = "A field is wrong, or nothing to change; `details` names each"),
     ),
     security(("bearer" = []))
 )]
@@ -178,12 +190,12 @@ pub async fn update(
 }
 
 #[utoipa::path(
-    delete, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = Uuid, Path)),
+    delete, path = "/v1/connections/{id}", tag = "connections", operation_id = "delete_connection",
+    params(("id" = Uuid, Path, description = "The connection id")),
     responses(
         (status = 204, description = "Deleted, with its stored credentials and synced data"),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
     ),
     security(("bearer" = []))
 )]

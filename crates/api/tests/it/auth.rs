@@ -1,0 +1,124 @@
+//! Every way a bearer token can be wrong is a 401 in the error shape, never a 5xx.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::common::{HS256_SECRET, TestApp, assert_error, fixture};
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn claims() -> Value {
+    json!({"iss": "coworker", "aud": "gitlab-connector", "exp": now() + 600, "nbf": now() - 10, "tenant_id": "acme"})
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+fn hs(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn rs256(kid: Option<&str>, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256-test-key.pem")).unwrap()).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+fn es256(kid: &str, claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-test-key.pem")).unwrap()).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// A hand-built token with any header, signature or none.
+fn raw_token(header: Value, claims: &Value, signature: &str) -> String {
+    format!("{}.{}.{signature}", B64.encode(header.to_string()), B64.encode(claims.to_string()))
+}
+
+async fn status_with(app: &TestApp, authorization: &str) -> (u16, Value) {
+    let resp = app.http.get(app.url("/v1/connections")).header("authorization", authorization).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap();
+    if status == 401 {
+        assert_eq!(www.as_deref(), Some("Bearer"));
+    }
+    (status, body)
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn good_tokens_of_each_algorithm_pass(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    for token in [
+        hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &claims()),
+        rs256(Some("rsa-test-1"), &claims()),
+        es256("ec-test-1", &claims()),
+    ] {
+        let (status, body) = status_with(&app, &format!("Bearer {token}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A numeric tenant claim is a tenant id too.
+    let numeric = hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &with(claims(), "tenant_id", json!(42)));
+    assert_eq!(status_with(&app, &format!("Bearer {numeric}")).await.0, 200);
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn every_bad_token_is_401(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let secret = HS256_SECRET.as_bytes();
+    let rsa_public_pem = std::fs::read(fixture("rs256-test-key.pub.pem")).unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("no scheme", hs(Algorithm::HS256, secret, &claims())),
+        ("empty bearer", "Bearer ".into()),
+        ("garbage", "Bearer not.a.jwt".into()),
+        ("basic auth", "Basic dXNlcjpwYXNz".into()),
+        ("alg none", format!("Bearer {}", raw_token(json!({"alg": "none", "typ": "JWT"}), &claims(), ""))),
+        ("alg None", format!("Bearer {}", raw_token(json!({"alg": "None"}), &claims(), ""))),
+        ("wrong secret", format!("Bearer {}", hs(Algorithm::HS256, b"another-secret-of-enough-length-0000000", &claims()))),
+        ("HS384 with the right secret", format!("Bearer {}", hs(Algorithm::HS384, secret, &claims()))),
+        ("HS/RS confusion: HS256 signed with the RSA public key", format!("Bearer {}", hs(Algorithm::HS256, &rsa_public_pem, &claims()))),
+        ("RS256 with an unknown kid", format!("Bearer {}", rs256(Some("someone-else"), &claims()))),
+        ("RS256 without a kid", format!("Bearer {}", rs256(None, &claims()))),
+        ("RS256 under the EC key's kid", format!("Bearer {}", rs256(Some("ec-test-1"), &claims()))),
+        ("expired", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "exp", json!(now() - 120))))),
+        ("not yet valid", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "nbf", json!(now() + 3600))))),
+        ("wrong issuer", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "iss", json!("evil"))))),
+        ("wrong audience", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "aud", json!("other-service"))))),
+        ("no exp", format!("Bearer {}", hs(Algorithm::HS256, secret, &without(claims(), "exp")))),
+        ("no iss", format!("Bearer {}", hs(Algorithm::HS256, secret, &without(claims(), "iss")))),
+        ("no aud", format!("Bearer {}", hs(Algorithm::HS256, secret, &without(claims(), "aud")))),
+        ("no tenant claim", format!("Bearer {}", hs(Algorithm::HS256, secret, &without(claims(), "tenant_id")))),
+        ("invalid tenant", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "tenant_id", json!("a/b"))))),
+        ("tenant as object", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "tenant_id", json!({"id": 1}))))),
+        ("oversized", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "pad", json!("x".repeat(20_000)))))),
+        ("tampered payload", {
+            let token = hs(Algorithm::HS256, secret, &claims());
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            parts[1] = B64.encode(with(claims(), "tenant_id", json!("victim")).to_string());
+            format!("Bearer {}", parts.join("."))
+        }),
+    ];
+    for (name, authorization) in cases {
+        let (status, body) = status_with(&app, &authorization).await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert_error(&body, "unauthorized");
+    }
+    let resp = app.http.get(app.url("/v1/connections")).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "no Authorization header");
+}

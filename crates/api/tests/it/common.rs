@@ -1,0 +1,128 @@
+//! Starts the real server on port 0 against the test's fresh database.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use connector_api::auth::{AuthConfig, Authenticator, issue_hs256};
+use connector_api::{ApiLimits, AppState};
+use connector_crypto::MasterKeyRing;
+use connector_store::{Store, TenantId, app_connect_options};
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub const HS256_SECRET: &str = "test-hs256-secret-that-is-long-enough-0123456789";
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn auth_config() -> AuthConfig {
+    AuthConfig {
+        hs256_secret: Some(SecretString::from(HS256_SECRET)),
+        jwks_file: Some(fixture("jwks.json")),
+        jwks_url: None,
+        issuer: "coworker".into(),
+        audience: "gitlab-connector".into(),
+        tenant_claim: "tenant_id".into(),
+    }
+}
+
+/// Everything every test's server logs, at every level, so tests can prove what never appears.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("trace,sqlx=trace,hyper=info,h2=info,reqwest=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        buffer
+    })
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(owner: PgPool) -> Self {
+        Self::spawn_with(owner, ApiLimits::default()).await
+    }
+
+    pub async fn spawn_with(owner: PgPool, limits: ApiLimits) -> Self {
+        logs();
+        let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
+        let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
+        let auth = Arc::new(Authenticator::new(auth_config()).await.unwrap());
+        let state = AppState { store, auth, limits };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    pub fn token(&self, tenant: &str) -> String {
+        issue_hs256(&SecretString::from(HS256_SECRET), &auth_config(), &TenantId::parse(tenant).unwrap(), Duration::from_secs(600))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request as `tenant` (or anonymously) and returns the status and the JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, tenant: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = tenant {
+            req = req.bearer_auth(self.token(t));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, json)
+    }
+}
+
+pub fn valid_connection() -> Value {
+    serde_json::json!({
+        "access_token": "glpat-abcdefghijklmnopqrst",
+        "groups_list": "123,456",
+        "projects_list": "12,acme/backend",
+        "start_date": "2024-01-01T00:00:00Z",
+    })
+}
+
+/// The error shape every failure uses.
+pub fn assert_error(body: &Value, code: &str) {
+    let error = body.get("error").unwrap_or_else(|| panic!("no error object in {body}"));
+    assert_eq!(error["code"], code, "{body}");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}

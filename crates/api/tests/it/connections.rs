@@ -1,0 +1,223 @@
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::common::{TestApp, assert_error, valid_connection};
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn create_read_update_list_delete(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (status, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["groups_list"], json!([123, 456]));
+    assert_eq!(created["projects_list"], json!(["12", "acme/backend"]));
+    assert_eq!(created["start_date"], "2024-01-01T00:00:00Z");
+    assert_eq!(created["gitlab_url"], "https://gitlab.com");
+    assert_eq!(created["token_hint"], "qrst");
+    assert!(created.get("access_token").is_none());
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, got) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got, created);
+
+    let (status, patched) = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/connections/{id}"),
+            Some("acme"),
+            Some(json!({"access_token": "glpat-zyxwvutsrqponmlkjihg", "projects_list": "", "groups_list": [789]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["token_hint"], "jihg");
+    assert_eq!(patched["projects_list"], json!([]));
+    assert_eq!(patched["groups_list"], json!([789]));
+    assert_eq!(patched["start_date"], created["start_date"], "untouched fields stay");
+    assert_eq!(patched["status"], "pending");
+
+    let (status, list) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0], patched);
+    assert_eq!(list["next_cursor"], Value::Null);
+
+    let (status, body) = app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, body) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!(status, 404);
+    assert_error(&body, "not_found");
+    let (status, body) = app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!(status, 404, "deleting twice: {body}");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn pages_follow_creation_order(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (_, c) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/connections?limit=2".to_owned();
+    loop {
+        let (status, page) = app.call(Method::GET, &path, Some("acme"), None).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/connections?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+
+    for bad in ["limit=0", "limit=101", "limit=abc", "cursor=nope"] {
+        let (status, body) = app.call(Method::GET, &format!("/v1/connections?{bad}"), Some("acme"), None).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert_error(&body, "validation_failed");
+        assert!(body["error"]["field"].is_string());
+    }
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn bad_input_is_named_and_loses_nothing(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let cases = [
+        (json!({"groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "is required"),
+        (json!({"access_token": "", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "empty"),
+        (json!({"access_token": "glpat-x y", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "spaces"),
+        (json!({"access_token": "t", "groups_list": "1, 2", "start_date": "2024-01-01T00:00:00Z"}), "groups_list", "without spaces"),
+        (json!({"access_token": "t", "groups_list": "abc", "start_date": "2024-01-01T00:00:00Z"}), "groups_list", "not a group id"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01"}), "start_date", "time zone"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00"}), "start_date", "time zone"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "projects_list": "a b"}), "projects_list", "without spaces"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": "gitlab"}), "gitlab_url", "not a URL"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "group": 1}), "group", "unknown field"),
+    ];
+    for (body, field, needle) in cases {
+        let (status, resp) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {resp}");
+        assert_error(&resp, "validation_failed");
+        assert_eq!(resp["error"]["field"], field, "{body}: {resp}");
+        assert!(resp["error"]["details"][0]["message"].as_str().unwrap().contains(needle), "{body}: {resp}");
+    }
+
+    // Not JSON, not an object, no content type, too large: each its own clear answer.
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut req = app.http.post(app.url("/v1/connections")).bearer_auth(app.token("acme")).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req
+    };
+    let resp = raw("{not json", Some("application/json")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_error(&resp.json().await.unwrap(), "invalid_json");
+    let resp = raw("[1,2]", Some("application/json")).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["field"], "body");
+    let resp = raw("{}", None).send().await.unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_error(&resp.json().await.unwrap(), "unsupported_media_type");
+    let huge = json!({"access_token": "x".repeat(100 * 1024), "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"});
+    let (status, resp) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(huge)).await;
+    assert_eq!(status, 413, "{resp}");
+    assert_error(&resp, "payload_too_large");
+
+    // Nothing of the above was stored.
+    let (_, list) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
+    assert_eq!(list["items"], json!([]));
+
+    // A bad PATCH changes nothing either.
+    let (_, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    let path = format!("/v1/connections/{}", created["id"].as_str().unwrap());
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"gitlab_url": "https://other.example"}), "gitlab_url"),
+        (json!({"groups_list": "1,,2", "start_date": "2024-02-01T00:00:00Z"}), "groups_list"),
+    ] {
+        let (status, resp) = app.call(Method::PATCH, &path, Some("acme"), Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {resp}");
+        assert_eq!(resp["error"]["field"], field, "{resp}");
+    }
+    let (_, after) = app.call(Method::GET, &path, Some("acme"), None).await;
+    assert_eq!(after, created);
+}
+
+/// Tenant B can neither read, change, delete nor learn of tenant A's connection: every answer is
+/// the one a missing id gets.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn another_tenant_gets_exactly_what_a_missing_id_gets(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (_, a) = app.call(Method::POST, "/v1/connections", Some("tenant-a"), Some(valid_connection())).await;
+    let a_path = format!("/v1/connections/{}", a["id"].as_str().unwrap());
+    let missing_path = format!("/v1/connections/{}", uuid::Uuid::now_v7());
+
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"groups_list": "1"}))),
+        (Method::DELETE, None),
+    ] {
+        let foreign = app.call(method.clone(), &a_path, Some("tenant-b"), body.clone()).await;
+        let missing = app.call(method.clone(), &missing_path, Some("tenant-b"), body).await;
+        assert_eq!(foreign.0, 404, "{method} {foreign:?}");
+        assert_eq!(foreign, missing, "{method}: a foreign id must look exactly like a missing one");
+    }
+    let (_, list) = app.call(Method::GET, "/v1/connections", Some("tenant-b"), None).await;
+    assert_eq!(list["items"], json!([]));
+    // A's cursor walks B's own (empty) list, not A's.
+    let (_, list) = app
+        .call(Method::GET, &format!("/v1/connections?cursor={}", uuid::Uuid::nil()), Some("tenant-b"), None)
+        .await;
+    assert_eq!(list["items"], json!([]));
+
+    let (status, still) = app.call(Method::GET, &a_path, Some("tenant-a"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(still, a, "tenant B's attempts changed tenant A's connection");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn routes_ids_and_request_ids(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (status, body) = app.call(Method::GET, "/v1/connections/not-a-uuid", Some("acme"), None).await;
+    assert_eq!(status, 404);
+    assert_error(&body, "not_found");
+    let (status, body) = app.call(Method::GET, "/v1/nothing-here", Some("acme"), None).await;
+    assert_eq!(status, 404);
+    assert_error(&body, "not_found");
+    let (status, body) = app.call(Method::PUT, "/v1/connections", Some("acme"), None).await;
+    assert_eq!(status, 405);
+    assert_error(&body, "method_not_allowed");
+
+    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID request id: {generated}");
+    let resp = app.http.get(app.url("/readyz")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn readyz_fails_when_the_database_is_not_migrated(owner: PgPool) {
+    let app = TestApp::spawn(owner.clone()).await;
+    sqlx::query("DELETE FROM _sqlx_migrations").execute(&owner).await.unwrap();
+    let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 503);
+    assert_error(&body, "not_ready");
+    let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200, "liveness does not depend on the database");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_request_past_its_time_gets_the_error_shape(owner: PgPool) {
+    let limits = connector_api::ApiLimits { request_timeout: std::time::Duration::from_nanos(1), ..Default::default() };
+    let app = TestApp::spawn_with(owner, limits).await;
+    let (status, body) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_error(&body, "timeout");
+}

@@ -1,0 +1,40 @@
+//! `openapi.yaml` is generated from the code; this fails when the committed file is stale.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test -p connector-api openapi` (or
+//! `gitlab-connector openapi > openapi.yaml`).
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi.yaml");
+    let generated = connector_api::openapi::yaml();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi.yaml differs from the code: run UPDATE_OPENAPI=1 cargo test -p connector-api openapi"
+    );
+}
+
+#[test]
+fn every_route_is_documented_with_its_errors() {
+    let doc: serde_json::Value = serde_json::to_value(<connector_api::openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in ["/healthz", "/readyz", "/v1/connections", "/v1/connections/{id}"] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for (code, response) in op["responses"].as_object().unwrap() {
+                let described = response["description"].as_str().is_some_and(|d| !d.is_empty());
+                assert!(described, "{method} {path} {code} has no description (OpenAPI requires one)");
+            }
+        }
+    }
+    for (path, ops) in paths.iter().filter(|(p, _)| p.starts_with("/v1/")) {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(op["responses"].get("401").is_some(), "{method} {path} does not document 401");
+            assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path} lacks bearer security");
+        }
+    }
+}
