@@ -122,3 +122,40 @@ async fn every_bad_token_is_401(owner: PgPool) {
     let resp = app.http.get(app.url("/v1/connections")).send().await.unwrap();
     assert_eq!(resp.status(), 401, "no Authorization header");
 }
+
+/// Keys from a JWKS URL verify tokens; unknown `kid`s do not make us hammer the issuer.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn jwks_url_keys_verify_and_unknown_kids_do_not_storm_the_issuer(owner: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let jwks = std::fs::read_to_string(fixture("jwks.json")).unwrap();
+    let counter = hits.clone();
+    let issuer = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = jwks.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, issuer).await });
+
+    let mut config = crate::common::auth_config();
+    config.hs256_secret = None;
+    config.jwks_file = None;
+    config.jwks_url = Some(jwks_url.parse().unwrap());
+    let app = TestApp::spawn_with_auth(owner, config).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched once at start");
+
+    assert_eq!(status_with(&app, &format!("Bearer {}", rs256(Some("rsa-test-1"), &claims()))).await.0, 200);
+    for _ in 0..5 {
+        assert_eq!(status_with(&app, &format!("Bearer {}", rs256(Some("rotated-away"), &claims()))).await.0, 401);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the refetch interval fetch nothing");
+    // With only a JWKS configured, an HS256 token has no key at all.
+    assert_eq!(status_with(&app, &format!("Bearer {}", hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &claims()))).await.0, 401);
+}

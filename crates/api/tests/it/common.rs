@@ -67,6 +67,15 @@ pub fn logs() -> &'static LogBuffer {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Stops the server with the test, so its pooled connections are gone before `#[sqlx::test]`
+/// drops the test database (PostgreSQL waits 5 s for lingering sessions, then refuses).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl TestApp {
@@ -75,15 +84,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(owner: PgPool, limits: ApiLimits) -> Self {
+        Self::start(owner, limits, auth_config()).await
+    }
+
+    pub async fn spawn_with_auth(owner: PgPool, auth: AuthConfig) -> Self {
+        Self::start(owner, ApiLimits::default(), auth).await
+    }
+
+    async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig) -> Self {
         logs();
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
         let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
-        let auth = Arc::new(Authenticator::new(auth_config()).await.unwrap());
+        let auth = Arc::new(Authenticator::new(auth).await.unwrap());
         let state = AppState { store, auth, limits };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
-        Self { base, http: reqwest::Client::new() }
+        let server = tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
+        Self { base, http: reqwest::Client::new(), server }
     }
 
     pub fn token(&self, tenant: &str) -> String {
