@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use connector_crypto::MasterKeyRing;
@@ -9,7 +9,16 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use crate::tenant::{SystemTx, TenantId, TenantTx};
 use crate::{Error, Result};
 
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+/// Every migration the service needs: the job queue's (apalis, in its own `apalis` schema) and
+/// ours, in one history, so that a single `migrate` and every `#[sqlx::test]` database get both.
+/// Ours come after the queue's and grant the service role what it needs there.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut all = apalis_postgres::PostgresStorage::migrations().migrations.into_owned();
+    all.extend(OWN_MIGRATIONS.migrations.iter().cloned());
+    Migrator::with_migrations(all)
+});
+
+static OWN_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations");
 
 /// The role the service connects as. The first migration creates it (without a password, which
 /// suits trust or certificate auth; production sets one and names it in `DATABASE_APP_URL`).

@@ -4,7 +4,9 @@
 //! policies read, so a query that forgot the tenant filter still sees only that tenant's rows.
 
 pub mod connections;
+pub mod dead_letters;
 mod db;
+pub mod jobs;
 mod tenant;
 pub mod tenants;
 
@@ -27,6 +29,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job queue: {0}")]
+    Queue(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

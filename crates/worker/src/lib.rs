@@ -1,0 +1,11 @@
+//! The job-queue worker: apalis on the service's PostgreSQL, one named queue per kind of work,
+//! our own retry with backoff and jitter, dead letters the API can show, and periodic jobs that
+//! run once per period across every replica.
+
+mod retry;
+mod runner;
+mod scheduler;
+
+pub use retry::RetryPolicy;
+pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
+pub use scheduler::{Periodic, claim_period};

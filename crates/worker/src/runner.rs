@@ -1,0 +1,140 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::{Config, PostgresStorage};
+use connector_store::jobs::{self, Envelope, Job, Queue};
+use connector_store::{Store, TenantId};
+
+use crate::retry::RetryPolicy;
+
+/// Why a job did not finish, and whether it is worth another try.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying: after `after` when GitLab said so (Retry-After), else with backoff.
+    #[error("{reason}")]
+    Retry { reason: String, after: Option<Duration> },
+    /// Retrying cannot help; the reason is for the user or operator.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What the jobs do. The worker crate runs them; tests can run stand-ins.
+pub trait Jobs: Send + Sync + 'static {
+    fn run(&self, tenant: &TenantId, job: &Job) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Prefix of this process's worker names; each worker appends its queue and a random suffix,
+    /// so names are unique per pod even when pods share a hostname pattern.
+    pub name: String,
+    /// Jobs run at once per queue in this process.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// How long a stopping worker lets running jobs finish before it exits.
+    pub grace: Duration,
+    /// How often idle workers look for new jobs (apalis polls).
+    pub poll_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            name: "worker".into(),
+            concurrency: 4,
+            retry: RetryPolicy::default(),
+            grace: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+struct Shared<J> {
+    jobs: J,
+    store: Store,
+    retry: RetryPolicy,
+}
+
+/// Runs one worker per queue until `shutdown` resolves, then lets running jobs finish within
+/// the grace period.
+pub async fn run_workers<J: Jobs>(
+    store: Store,
+    jobs: J,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared { jobs, store: store.clone(), retry: config.retry });
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let mut monitor = Monitor::new().shutdown_timeout(config.grace);
+    for queue in Queue::ALL {
+        let backend_config = Config::default()
+            .queue(queue.name())
+            .batch_size(config.concurrency)
+            .heartbeat_interval(Duration::from_secs(10));
+        let name = format!("{}-{}-{}", config.name, queue.name(), &suffix[..12]);
+        let shared = shared.clone();
+        let pool = store.pool().clone();
+        let poll = config.poll_interval;
+        let concurrency = config.concurrency;
+        monitor = monitor.register(move |_restarts| {
+            let backend = PostgresStorage::<Envelope>::new(&pool)
+                .with_config(backend_config.clone())
+                .poll_with_strategy(Strategy::new().interval(poll));
+            WorkerBuilder::new(name.clone())
+                .backend(backend)
+                .data(shared.clone())
+                .concurrency(concurrency)
+                .build(handle::<J>)
+        });
+    }
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Runs one job, and decides what its failure means: a new attempt later, or a dead letter.
+async fn handle<J: Jobs>(envelope: Envelope, shared: Data<Arc<Shared<J>>>) -> Result<(), BoxDynError> {
+    let tenant = TenantId::parse(&envelope.tenant)?;
+    let span = tracing::info_span!(
+        "job",
+        kind = envelope.job.kind(),
+        tenant = %tenant,
+        connection = %envelope.job.connection(),
+        attempt = envelope.attempt,
+    );
+    let _guard = span.enter();
+    let error = match shared.jobs.run(&tenant, &envelope.job).await {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
+    };
+    let delay = match &error {
+        JobError::Retry { after, .. } => shared.retry.next_delay(envelope.attempt, *after),
+        JobError::Permanent(_) => None,
+    };
+    match delay {
+        Some(delay) => {
+            tracing::warn!(%error, retry_in = ?delay, "job failed; retrying");
+            let next = Envelope { attempt: envelope.attempt + 1, ..envelope };
+            let mut conn = shared.store.pool().acquire().await?;
+            jobs::push(&mut conn, &next, delay).await?;
+        }
+        None => {
+            tracing::error!(%error, "job failed for good; dead-lettered");
+            dead_letter(&shared.store, &tenant, &envelope, &error.to_string()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the job and its reason where the API shows them.
+async fn dead_letter(store: &Store, tenant: &TenantId, envelope: &Envelope, reason: &str) -> connector_store::Result<()> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    connector_store::dead_letters::insert(&mut tx, envelope, reason).await?;
+    tx.commit().await
+}

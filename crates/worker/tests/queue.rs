@@ -1,0 +1,219 @@
+//! The queue machinery against a real PostgreSQL: transactional enqueue, once-only execution
+//! across workers, retries with backoff, dead letters, once-per-period claims.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use connector_crypto::MasterKeyRing;
+use connector_store::connections::{self, NewConnection};
+use connector_store::jobs::{self, Job};
+use connector_store::{Store, TenantId, app_connect_options};
+use connector_worker::{JobError, Jobs, Periodic, RetryPolicy, WorkerConfig, claim_period, run_workers};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+async fn app_store(owner: &PgPool) -> Store {
+    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
+    Store::connect(app_connect_options(&owner.connect_options()), 8, keys).await.unwrap()
+}
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+async fn connection(store: &Store) -> Uuid {
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    let c = connections::insert(
+        &mut tx,
+        store.keys(),
+        NewConnection {
+            gitlab_url: "https://gitlab.example.com".into(),
+            groups_list: vec![1],
+            projects_list: vec![],
+            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            access_token: SecretString::from("glpat-test-token-0000000"),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    c.id
+}
+
+/// Records every run; fails each connection's job as many times as it is told to.
+#[derive(Clone, Default)]
+struct Script {
+    runs: Arc<Mutex<HashMap<Uuid, Vec<Instant>>>>,
+    failures: Arc<Mutex<HashMap<Uuid, (u32, bool)>>>,
+}
+
+impl Script {
+    fn fail(&self, connection: Uuid, times: u32, permanent: bool) {
+        self.failures.lock().unwrap().insert(connection, (times, permanent));
+    }
+
+    fn runs(&self, connection: Uuid) -> usize {
+        self.runs.lock().unwrap().get(&connection).map_or(0, Vec::len)
+    }
+
+    async fn wait_for(&self, connection: Uuid, runs: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.runs(connection) < runs {
+            assert!(Instant::now() < deadline, "{connection} ran {} of {runs} times", self.runs(connection));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Jobs for Script {
+    async fn run(&self, _tenant: &TenantId, job: &Job) -> Result<(), JobError> {
+        let connection = job.connection();
+        self.runs.lock().unwrap().entry(connection).or_default().push(Instant::now());
+        let mut failures = self.failures.lock().unwrap();
+        match failures.get_mut(&connection) {
+            Some((left, permanent)) if *left > 0 => {
+                *left -= 1;
+                if *permanent {
+                    Err(JobError::Permanent("the token lacks scope api".into()))
+                } else {
+                    Err(JobError::Retry { reason: "GitLab answered 503".into(), after: None })
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn config(name: &str) -> WorkerConfig {
+    WorkerConfig {
+        name: name.into(),
+        concurrency: 4,
+        retry: RetryPolicy { max_attempts: 3, base: Duration::from_millis(100), cap: Duration::from_millis(200) },
+        grace: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(100),
+    }
+}
+
+fn start(store: &Store, script: &Script, name: &str) -> (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (stop, stopped) = oneshot::channel();
+    let handle = tokio::spawn(run_workers(store.clone(), script.clone(), config(name), async {
+        stopped.await.ok();
+    }));
+    (stop, handle)
+}
+
+async fn enqueue(store: &Store, job: Job, commit: bool) {
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    jobs::enqueue(&mut tx, job, Duration::ZERO).await.unwrap();
+    if commit {
+        tx.commit().await.unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_job_exists_only_if_its_transaction_commits(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let (kept, dropped) = (connection(&store).await, connection(&store).await);
+    enqueue(&store, Job::Validate { connection: dropped }, false).await;
+    enqueue(&store, Job::Validate { connection: kept }, true).await;
+    let (stop, handle) = start(&store, &script, "w1");
+    script.wait_for(kept, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(script.runs(dropped), 0, "a rolled-back enqueue ran");
+    assert_eq!(script.runs(kept), 1);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn two_workers_run_every_job_once(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(connection(&store).await);
+    }
+    let (stop_a, a) = start(&store, &script, "pod-a");
+    let (stop_b, b) = start(&store, &script, "pod-b");
+    // Jobs of every queue, enqueued while both pods are polling.
+    for (i, id) in ids.iter().enumerate() {
+        for job in [Job::Validate { connection: *id }, Job::Backfill { connection: *id }, Job::CatchUp { connection: *id }] {
+            let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+            jobs::enqueue(&mut tx, job, Duration::ZERO).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        if i == 2 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+    for id in &ids {
+        script.wait_for(*id, 3).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in &ids {
+        assert_eq!(script.runs(*id), 3, "{id}: each of its three jobs once");
+    }
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn failures_retry_with_backoff_then_dead_letter(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let (flaky, broken, refused) = (connection(&store).await, connection(&store).await, connection(&store).await);
+    script.fail(flaky, 2, false);
+    script.fail(broken, 10, false);
+    script.fail(refused, 1, true);
+    for id in [flaky, broken, refused] {
+        enqueue(&store, Job::Validate { connection: id }, true).await;
+    }
+    let (stop, handle) = start(&store, &script, "w1");
+    script.wait_for(flaky, 3).await;
+    script.wait_for(broken, 3).await;
+    script.wait_for(refused, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(script.runs(flaky), 3, "two failures then success");
+    assert_eq!(script.runs(broken), 3, "max_attempts bounds the retries");
+    assert_eq!(script.runs(refused), 1, "a permanent failure is not retried");
+
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    assert!(connector_store::dead_letters::for_connection(&mut tx, flaky, 10).await.unwrap().is_empty());
+    let broken_letters = connector_store::dead_letters::for_connection(&mut tx, broken, 10).await.unwrap();
+    assert_eq!(broken_letters.len(), 1);
+    assert_eq!((broken_letters[0].attempts, broken_letters[0].reason.as_str()), (3, "GitLab answered 503"));
+    let refused_letters = connector_store::dead_letters::for_connection(&mut tx, refused, 10).await.unwrap();
+    assert_eq!((refused_letters[0].attempts, refused_letters[0].reason.as_str()), (1, "the token lacks scope api"));
+    drop(tx);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn one_claimant_wins_each_period(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 7, 30).unwrap();
+    let mut claims = Vec::new();
+    for replica in 0..8 {
+        let store = store.clone();
+        claims.push(tokio::spawn(async move {
+            claim_period(&store, Periodic::CatchUp, 300, now, &format!("replica-{replica}")).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for claim in claims {
+        winners += claim.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1);
+    // Later in the same period: nobody; the next period: one; another kind: its own periods.
+    assert!(!claim_period(&store, Periodic::CatchUp, 300, now + chrono::Duration::seconds(100), "x").await.unwrap());
+    assert!(claim_period(&store, Periodic::CatchUp, 300, now + chrono::Duration::seconds(300), "x").await.unwrap());
+    assert!(claim_period(&store, Periodic::TokenHealth, 300, now, "x").await.unwrap());
+}
