@@ -7,6 +7,7 @@ pub mod connections;
 pub mod dead_letters;
 mod db;
 pub mod jobs;
+pub mod sync;
 mod tenant;
 pub mod tenants;
 

@@ -1,0 +1,303 @@
+//! Writing synced GitLab objects. Each function upserts one page of GitLab's own JSON (as the
+//! REST API returns it) in a single statement, keyed by GitLab's ids within the connection, so a
+//! backfill page, a catch-up page and a webhook's object land on the same rows. Objects that
+//! change carry GitLab's `updated_at`; an older version never overwrites a newer one.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{Result, TenantTx};
+
+/// Runs one upsert statement whose `$1..$4` are tenant, connection, project and the JSON array.
+async fn upsert(tx: &mut TenantTx, sql: &'static str, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query(sql)
+        .bind(tenant.as_str())
+        .bind(connection)
+        .bind(project_id)
+        .bind(items)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// Commits never change, but a webhook's copy has fewer fields than the API's, so later copies
+/// fill what earlier ones lacked.
+pub async fn upsert_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
+    upsert(
+        tx,
+        "INSERT INTO commits AS t (tenant_id, connection_id, project_id, sha, title, message, author_name,
+                author_email, authored_at, committer_name, committer_email, committed_at, parent_ids, web_url, raw)
+         SELECT $1, $2, $3, e->>'id', coalesce(e->>'title', split_part(e->>'message', E'\\n', 1), ''),
+                coalesce(e->>'message', ''), coalesce(e->>'author_name', e->'author'->>'name'),
+                coalesce(e->>'author_email', e->'author'->>'email'),
+                coalesce(e->>'authored_date', e->>'timestamp')::timestamptz,
+                e->>'committer_name', e->>'committer_email', (e->>'committed_date')::timestamptz,
+                coalesce(ARRAY(SELECT jsonb_array_elements_text(e->'parent_ids')), '{}'),
+                coalesce(e->>'web_url', e->>'url'), e
+         FROM jsonb_array_elements($4::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, project_id, sha) DO UPDATE SET
+             committer_name = coalesce(excluded.committer_name, t.committer_name),
+             committer_email = coalesce(excluded.committer_email, t.committer_email),
+             committed_at = coalesce(excluded.committed_at, t.committed_at),
+             parent_ids = CASE WHEN cardinality(excluded.parent_ids) > 0 THEN excluded.parent_ids ELSE t.parent_ids END,
+             raw = t.raw || excluded.raw,
+             synced_at = now()",
+        connection,
+        project_id,
+        items,
+    )
+    .await
+}
+
+pub async fn upsert_merge_requests(tx: &mut TenantTx, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
+    upsert(
+        tx,
+        "INSERT INTO merge_requests AS t (tenant_id, connection_id, project_id, iid, gitlab_id, title, description,
+                state, author_id, author_username, source_branch, target_branch, sha, merge_commit_sha, web_url,
+                created_at, gitlab_updated_at, merged_at, closed_at, raw)
+         SELECT $1, $2, $3, (e->>'iid')::bigint, (e->>'id')::bigint, e->>'title', e->>'description', e->>'state',
+                (e->'author'->>'id')::bigint, e->'author'->>'username', e->>'source_branch', e->>'target_branch',
+                e->>'sha', e->>'merge_commit_sha', e->>'web_url', (e->>'created_at')::timestamptz,
+                (e->>'updated_at')::timestamptz, (e->>'merged_at')::timestamptz, (e->>'closed_at')::timestamptz, e
+         FROM jsonb_array_elements($4::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, project_id, iid) DO UPDATE SET
+             gitlab_id = excluded.gitlab_id, title = excluded.title, description = excluded.description,
+             state = excluded.state, author_id = excluded.author_id, author_username = excluded.author_username,
+             source_branch = excluded.source_branch, target_branch = excluded.target_branch, sha = excluded.sha,
+             merge_commit_sha = excluded.merge_commit_sha, web_url = excluded.web_url,
+             created_at = excluded.created_at, gitlab_updated_at = excluded.gitlab_updated_at,
+             merged_at = excluded.merged_at, closed_at = excluded.closed_at, raw = excluded.raw, synced_at = now()
+         WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
+        connection,
+        project_id,
+        items,
+    )
+    .await
+}
+
+pub async fn upsert_issues(tx: &mut TenantTx, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
+    upsert(
+        tx,
+        "INSERT INTO issues AS t (tenant_id, connection_id, project_id, iid, gitlab_id, issue_type, title,
+                description, state, author_id, author_username, labels, confidential, web_url, created_at,
+                gitlab_updated_at, closed_at, raw)
+         SELECT $1, $2, $3, (e->>'iid')::bigint, (e->>'id')::bigint,
+                lower(coalesce(e->>'issue_type', e->>'type', 'issue')), e->>'title', e->>'description', e->>'state',
+                (e->'author'->>'id')::bigint, e->'author'->>'username',
+                coalesce(ARRAY(SELECT jsonb_array_elements_text(e->'labels')), '{}'),
+                coalesce((e->>'confidential')::boolean, false), e->>'web_url', (e->>'created_at')::timestamptz,
+                (e->>'updated_at')::timestamptz, (e->>'closed_at')::timestamptz, e
+         FROM jsonb_array_elements($4::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, project_id, iid) DO UPDATE SET
+             gitlab_id = excluded.gitlab_id, issue_type = excluded.issue_type, title = excluded.title,
+             description = excluded.description, state = excluded.state, author_id = excluded.author_id,
+             author_username = excluded.author_username, labels = excluded.labels,
+             confidential = excluded.confidential, web_url = excluded.web_url, created_at = excluded.created_at,
+             gitlab_updated_at = excluded.gitlab_updated_at, closed_at = excluded.closed_at, raw = excluded.raw,
+             synced_at = now()
+         WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
+        connection,
+        project_id,
+        items,
+    )
+    .await
+}
+
+/// Notes of one parent: `noteable_type` is `MergeRequest`, `Issue`, `Commit` or `Snippet`; the
+/// parent is named by iid, or by sha for commits.
+pub async fn upsert_notes(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    noteable_type: &str,
+    parent: NoteParent<'_>,
+    items: &Value,
+) -> Result<u64> {
+    let (iid, sha) = match parent {
+        NoteParent::Iid(iid) => (Some(iid), None),
+        NoteParent::Commit(sha) => (None, Some(sha)),
+    };
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query(
+        "INSERT INTO notes AS t (tenant_id, connection_id, project_id, gitlab_id, noteable_type, noteable_iid,
+                commit_sha, body, author_id, author_username, system, created_at, gitlab_updated_at, raw)
+         SELECT $1, $2, $3, (e->>'id')::bigint, $5, $6, $7, coalesce(e->>'body', e->>'note', ''),
+                (e->'author'->>'id')::bigint, e->'author'->>'username', coalesce((e->>'system')::boolean, false),
+                (e->>'created_at')::timestamptz, coalesce(e->>'updated_at', e->>'created_at')::timestamptz, e
+         FROM jsonb_array_elements($4::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, project_id, gitlab_id) DO UPDATE SET
+             body = excluded.body, author_id = excluded.author_id, author_username = excluded.author_username,
+             system = excluded.system, gitlab_updated_at = excluded.gitlab_updated_at, raw = excluded.raw,
+             synced_at = now()
+         WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(items)
+    .bind(noteable_type)
+    .bind(iid)
+    .bind(sha)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum NoteParent<'a> {
+    Iid(i64),
+    Commit(&'a str),
+}
+
+pub async fn upsert_pipelines(tx: &mut TenantTx, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
+    upsert(
+        tx,
+        "INSERT INTO pipelines AS t (tenant_id, connection_id, project_id, gitlab_id, iid, status, source, ref,
+                sha, web_url, created_at, gitlab_updated_at, finished_at, duration_seconds, raw)
+         SELECT $1, $2, $3, (e->>'id')::bigint, (e->>'iid')::bigint, e->>'status', e->>'source', e->>'ref',
+                e->>'sha', e->>'web_url', (e->>'created_at')::timestamptz,
+                coalesce(e->>'updated_at', e->>'created_at')::timestamptz, (e->>'finished_at')::timestamptz,
+                (e->>'duration')::double precision, e
+         FROM jsonb_array_elements($4::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, project_id, gitlab_id) DO UPDATE SET
+             iid = excluded.iid, status = excluded.status, source = excluded.source, ref = excluded.ref,
+             sha = excluded.sha, web_url = excluded.web_url, created_at = excluded.created_at,
+             gitlab_updated_at = excluded.gitlab_updated_at,
+             finished_at = coalesce(excluded.finished_at, t.finished_at),
+             duration_seconds = coalesce(excluded.duration_seconds, t.duration_seconds),
+             raw = t.raw || excluded.raw, synced_at = now()
+         WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
+        connection,
+        project_id,
+        items,
+    )
+    .await
+}
+
+/// A project as `GET /projects/:id` or a group's project list returns it.
+pub async fn upsert_projects(tx: &mut TenantTx, connection: Uuid, items: &Value) -> Result<u64> {
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query(
+        "INSERT INTO projects AS t (tenant_id, connection_id, gitlab_id, path_with_namespace, name, namespace_id,
+                default_branch, visibility, web_url, archived, created_at, last_activity_at, raw)
+         SELECT $1, $2, (e->>'id')::bigint, e->>'path_with_namespace', e->>'name', (e->'namespace'->>'id')::bigint,
+                e->>'default_branch', e->>'visibility', e->>'web_url', coalesce((e->>'archived')::boolean, false),
+                (e->>'created_at')::timestamptz, (e->>'last_activity_at')::timestamptz, e
+         FROM jsonb_array_elements($3::jsonb) AS e
+         ON CONFLICT (tenant_id, connection_id, gitlab_id) DO UPDATE SET
+             path_with_namespace = excluded.path_with_namespace, name = excluded.name,
+             namespace_id = excluded.namespace_id, default_branch = excluded.default_branch,
+             visibility = excluded.visibility, web_url = excluded.web_url, archived = excluded.archived,
+             created_at = excluded.created_at, last_activity_at = excluded.last_activity_at, raw = excluded.raw,
+             synced_at = now(), deleted_at = NULL",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(items)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// The commits a merge request holds (a push to its branch does not move its `updated_at`).
+pub async fn set_merge_request_commits(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    mr_iid: i64,
+    shas: &[String],
+) -> Result<u64> {
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query(
+        "INSERT INTO merge_request_commits (tenant_id, connection_id, project_id, mr_iid, sha)
+         SELECT $1, $2, $3, $4, unnest($5::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(mr_iid)
+    .bind(shas)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Where one stream (a project's resource) stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub cursor: Option<Value>,
+    pub high_water_mark: Option<DateTime<Utc>>,
+    pub records: i64,
+    pub done: bool,
+}
+
+pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str) -> Result<Option<Checkpoint>> {
+    let (tenant, conn) = tx.parts();
+    let row: Option<(Option<Value>, Option<DateTime<Utc>>, i64, bool)> = sqlx::query_as(
+        "SELECT cursor, high_water_mark, records, done FROM sync_checkpoints
+         WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND resource = $4",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(resource)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(cursor, high_water_mark, records, done)| Checkpoint { cursor, high_water_mark, records, done }))
+}
+
+/// Records progress after a page, in the page's own transaction: where to resume, the newest
+/// `updated_at` seen, and how many records the page stored.
+pub async fn advance(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    resource: &str,
+    cursor: Option<&Value>,
+    seen_up_to: Option<DateTime<Utc>>,
+    records: i64,
+    done: bool,
+) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "INSERT INTO sync_checkpoints AS t (tenant_id, connection_id, project_id, resource, cursor, high_water_mark, records, done)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, connection_id, project_id, resource) DO UPDATE SET
+             cursor = excluded.cursor,
+             high_water_mark = greatest(t.high_water_mark, excluded.high_water_mark),
+             records = t.records + excluded.records,
+             done = excluded.done,
+             updated_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(resource)
+    .bind(cursor)
+    .bind(seen_up_to)
+    .bind(records)
+    .bind(done)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that a resource is deliberately not synced for a project, e.g. issues switched off.
+pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str, reason: &str) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "INSERT INTO sync_ledger (tenant_id, connection_id, project_id, resource, reason) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant_id, connection_id, project_id, resource) DO UPDATE SET reason = excluded.reason, recorded_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(resource)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
