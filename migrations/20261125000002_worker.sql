@@ -5,7 +5,9 @@ ALTER TABLE gitlab_connections
     ADD COLUMN gitlab_user_id      bigint,
     ADD COLUMN gitlab_username     text,
     ADD COLUMN token_expires_at    date,
-    ADD COLUMN hook_mode           text CHECK (hook_mode IN ('group', 'project')),
+    ADD COLUMN hook_mode           text CHECK (hook_mode IN ('group', 'project', 'mixed')),
+    -- Where hooks go: [{"scope": "group"|"project", "id": <GitLab id>}, ...].
+    ADD COLUMN hook_targets        jsonb,
     -- The projects validation resolved, as GitLab ids.
     ADD COLUMN resolved_project_ids bigint[],
     ADD COLUMN last_synced_at      timestamptz,
@@ -89,3 +91,6 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA apalis TO gitlab_connector_app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA apalis GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO gitlab_connector_app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA apalis GRANT USAGE, SELECT ON SEQUENCES TO gitlab_connector_app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA apalis GRANT EXECUTE ON FUNCTIONS TO gitlab_connector_app;
+
+-- Whether GitLab accepted our signing token (19.0+); older versions ignore it.
+ALTER TABLE webhook_hooks ADD COLUMN signing_enabled boolean NOT NULL DEFAULT false;

@@ -241,6 +241,20 @@ fn wrap_aad(tenant: &str, version: u32) -> Vec<u8> {
     Binding { tenant, object: &version.to_string(), field: "data_key" }.encode("wrap")
 }
 
+/// `bytes` random bytes, base64url without padding: for webhook secret tokens.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = Zeroizing::new(vec![0u8; bytes]);
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*buf)
+}
+
+/// A Standard Webhooks signing secret as GitLab takes it: `whsec_` and base64 of 32 random bytes.
+pub fn random_signing_secret() -> String {
+    let mut buf = Zeroizing::new([0u8; 32]);
+    getrandom::fill(buf.as_mut()).expect("the operating system's random source failed");
+    format!("whsec_{}", BASE64.encode(buf.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

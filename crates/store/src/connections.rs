@@ -39,13 +39,17 @@ impl Status {
         }
     }
 
-    fn parse(raw: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-            .map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))
+}
+
+impl TryFrom<String> for Status {
+    type Error = serde_json::Error;
+
+    fn try_from(raw: String) -> std::result::Result<Self, Self::Error> {
+        serde_json::from_value(serde_json::Value::String(raw))
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Connection {
     pub id: Uuid,
     pub gitlab_url: String,
@@ -53,32 +57,24 @@ pub struct Connection {
     pub projects_list: Vec<String>,
     pub start_date: DateTime<Utc>,
     pub token_hint: String,
+    #[sqlx(try_from = "String")]
     pub status: Status,
     pub status_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What validation learned.
+    pub gitlab_username: Option<String>,
+    pub gitlab_user_id: Option<i64>,
+    pub token_expires_at: Option<chrono::NaiveDate>,
+    /// `group` or `project`: where our webhooks are installed.
+    pub hook_mode: Option<String>,
+    pub resolved_project_ids: Option<Vec<i64>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
 }
-
-type Row = (Uuid, String, Vec<i64>, Vec<String>, DateTime<Utc>, String, String, Option<String>, DateTime<Utc>, DateTime<Utc>);
 
 const COLUMNS: &str = "id, gitlab_url, groups_list, projects_list, start_date, token_hint, status, \
-                       status_message, created_at, updated_at";
-
-fn from_row(row: Row) -> Result<Connection> {
-    let (id, gitlab_url, groups_list, projects_list, start_date, token_hint, status, status_message, created_at, updated_at) = row;
-    Ok(Connection {
-        id,
-        gitlab_url,
-        groups_list,
-        projects_list,
-        start_date,
-        token_hint,
-        status: Status::parse(&status)?,
-        status_message,
-        created_at,
-        updated_at,
-    })
-}
+                       status_message, created_at, updated_at, gitlab_username, gitlab_user_id, token_expires_at, \
+                       hook_mode, resolved_project_ids, last_synced_at";
 
 #[derive(Debug)]
 pub struct NewConnection {
@@ -133,7 +129,7 @@ pub async fn insert(tx: &mut TenantTx, keys: &MasterKeyRing, new: NewConnection)
         token_binding(tenant.as_str(), &id.to_string()),
         new.access_token.expose_secret(),
     );
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let connection: Connection = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO gitlab_connections
              (tenant_id, id, gitlab_url, groups_list, projects_list, start_date, token_ciphertext, token_hint)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -149,25 +145,25 @@ pub async fn insert(tx: &mut TenantTx, keys: &MasterKeyRing, new: NewConnection)
     .bind(token_hint(&new.access_token))
     .fetch_one(&mut **tx)
     .await?;
-    from_row(row)
+    Ok(connection)
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Connection> {
     let (tenant, conn) = tx.parts();
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM gitlab_connections WHERE tenant_id = $1 AND id = $2"
     )))
     .bind(tenant.as_str())
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.map(from_row).ok_or(Error::NotFound)?
+    row.ok_or(Error::NotFound)
 }
 
 /// One page in creation order (ids are UUIDv7, so id order is creation order), after `after`.
 pub async fn list(tx: &mut TenantTx, after: Option<Uuid>, limit: i64) -> Result<Vec<Connection>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM gitlab_connections
          WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2)
          ORDER BY id LIMIT $3"
@@ -177,7 +173,7 @@ pub async fn list(tx: &mut TenantTx, after: Option<Uuid>, limit: i64) -> Result<
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.into_iter().map(from_row).collect()
+    Ok(rows)
 }
 
 /// Applies `changes`. Any change to what is synced or with which token sends the connection
@@ -198,7 +194,7 @@ pub async fn update(
         None => None,
     };
     let (ciphertext, hint) = sealed.unzip();
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE gitlab_connections SET
              groups_list = COALESCE($3, groups_list),
              projects_list = COALESCE($4, projects_list),
@@ -220,7 +216,7 @@ pub async fn update(
     .bind(hint)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(from_row).ok_or(Error::NotFound)?
+    row.ok_or(Error::NotFound)
 }
 
 /// Deletes the connection with its sealed token and, by cascade, all data synced through it.
@@ -249,4 +245,95 @@ pub async fn access_token(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid) -> 
     let data_key = tenants::data_key(tx, keys).await?;
     let tenant = tx.tenant().clone();
     Ok(data_key.open_string(token_binding(tenant.as_str(), &id.to_string()), &sealed)?)
+}
+
+/// Moves the connection to `status`, with a message for the user (or none).
+pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: Status, message: Option<&str>) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    let updated = sqlx::query(
+        "UPDATE gitlab_connections SET status = $3, status_message = $4, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(status.as_str())
+    .bind(message)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if updated == 0 { Err(Error::NotFound) } else { Ok(()) }
+}
+
+/// A group or project that gets one of our hooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookTarget {
+    /// `group` or `project`.
+    pub scope: String,
+    pub id: i64,
+}
+
+/// The hook targets validation chose for the connection.
+pub async fn hook_targets(tx: &mut TenantTx, id: Uuid) -> Result<Vec<HookTarget>> {
+    let (tenant, conn) = tx.parts();
+    let targets: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT hook_targets FROM gitlab_connections WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or(Error::NotFound)?;
+    Ok(targets.map(serde_json::from_value).transpose().map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))?.unwrap_or_default())
+}
+
+/// What a successful validation learned about the token and the groups.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub gitlab_user_id: i64,
+    pub gitlab_username: String,
+    pub token_expires_at: Option<chrono::NaiveDate>,
+    pub hook_mode: String,
+    pub hook_targets: Vec<HookTarget>,
+    pub resolved_project_ids: Vec<i64>,
+    /// A warning worth showing even though validation passed (e.g. the token expires soon).
+    pub notice: Option<String>,
+}
+
+pub async fn record_validation(tx: &mut TenantTx, id: Uuid, v: &Validated) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET gitlab_user_id = $3, gitlab_username = $4, token_expires_at = $5,
+                hook_mode = $6, resolved_project_ids = $7, status = 'installing_hooks', status_message = $8,
+                hook_targets = $9,
+                updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(v.gitlab_user_id)
+    .bind(&v.gitlab_username)
+    .bind(v.token_expires_at)
+    .bind(&v.hook_mode)
+    .bind(&v.resolved_project_ids)
+    .bind(v.notice.as_deref())
+    .bind(serde_json::to_value(&v.hook_targets).expect("hook targets serialize"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The backfill is complete: the connection is live and due for its first catch-up after
+/// `catch_up_in`.
+pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duration) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET status = 'live', last_synced_at = now(), next_catch_up_at = now() + $3,
+                updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(catch_up_in)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod connections;
 pub mod dead_letters;
+pub mod hooks;
 mod db;
 pub mod jobs;
 pub mod sync;

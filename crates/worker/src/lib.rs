@@ -2,10 +2,12 @@
 //! our own retry with backoff and jitter, dead letters the API can show, and periodic jobs that
 //! run once per period across every replica.
 
+mod gitlab;
 mod retry;
 mod runner;
 mod scheduler;
 
+pub use gitlab::{GitLabJobs, SyncSettings};
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
 pub use scheduler::{Periodic, claim_period};

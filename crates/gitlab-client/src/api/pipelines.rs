@@ -1,0 +1,43 @@
+//! CI pipelines.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ResourceId, Timestamp, iso8601};
+use crate::pagination::PageRequest;
+
+/// An item of `GET /projects/:id/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub id: u64,
+    #[serde(default)]
+    pub iid: Option<u64>,
+    pub project_id: u64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub status: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(default)]
+    pub updated_at: Option<Timestamp>,
+    #[serde(default)]
+    pub web_url: Option<String>,
+}
+
+impl PageRequest {
+    /// `GET /projects/:id/pipelines`, oldest update first.
+    pub fn pipelines(
+        project: impl Into<ResourceId>,
+        updated_after: Option<&Timestamp>,
+    ) -> PageRequest {
+        let request = PageRequest::new(format!("/projects/{}/pipelines", project.into().segment()))
+            .query("order_by", "updated_at")
+            .query("sort", "asc");
+        match updated_after {
+            Some(after) => request.query("updated_after", iso8601(after)),
+            None => request,
+        }
+    }
+}

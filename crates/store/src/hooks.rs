@@ -1,0 +1,142 @@
+//! The webhooks we install in GitLab: one row per hook, whose id is the endpoint id in the URL
+//! GitLab calls, and whose secrets are sealed with the tenant's data key.
+
+use chrono::{DateTime, Utc};
+use connector_crypto::{Binding, MasterKeyRing};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::{Result, TenantTx, tenants};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HookRecord {
+    pub id: Uuid,
+    pub connection_id: Uuid,
+    /// `group` or `project`.
+    pub scope: String,
+    pub gitlab_target_id: i64,
+    pub gitlab_hook_id: Option<i64>,
+    /// `pending`, `active`, `failing`, `disabled`, `removed`.
+    pub status: String,
+    pub status_message: Option<String>,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    pub signing_enabled: bool,
+}
+
+/// The hook's secrets, opened. Debug shows neither: SecretString redacts itself.
+#[derive(Debug)]
+pub struct HookSecrets {
+    pub token: SecretString,
+    pub signing_token: SecretString,
+}
+
+const COLUMNS: &str = "id, connection_id, scope, gitlab_target_id, gitlab_hook_id, status, status_message, \
+                       last_delivery_at, signing_enabled";
+
+fn binding<'a>(tenant: &'a str, id: &'a str, field: &'a str) -> Binding<'a> {
+    Binding { tenant, object: id, field }
+}
+
+/// The hook row for this target, created with fresh secrets the first time, so a retried
+/// install reuses the same endpoint and secrets instead of making new ones.
+pub async fn ensure(
+    tx: &mut TenantTx,
+    keys: &MasterKeyRing,
+    connection: Uuid,
+    scope: &str,
+    target: i64,
+) -> Result<(HookRecord, HookSecrets)> {
+    let data_key = tenants::data_key(tx, keys).await?;
+    let tenant = tx.tenant().as_str().to_owned();
+    let id = Uuid::now_v7();
+    let id_text = id.to_string();
+    let token = connector_crypto::random_token(32);
+    let signing = connector_crypto::random_signing_secret();
+    let sealed_token = data_key.seal_str(binding(&tenant, &id_text, "webhook_token"), &token);
+    let sealed_signing = data_key.seal_str(binding(&tenant, &id_text, "webhook_signing_token"), &signing);
+    let (tenant_id, conn) = tx.parts();
+    sqlx::query(
+        "INSERT INTO webhook_hooks (tenant_id, connection_id, id, scope, gitlab_target_id, secret_ciphertext, signing_ciphertext)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, connection_id, scope, gitlab_target_id) DO NOTHING",
+    )
+    .bind(tenant_id.as_str())
+    .bind(connection)
+    .bind(id)
+    .bind(scope)
+    .bind(target)
+    .bind(&sealed_token)
+    .bind(&sealed_signing)
+    .execute(&mut *conn)
+    .await?;
+    let (record, secret, signing): (HookRecord, Vec<u8>, Vec<u8>) = {
+        let row: HookRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, secret_ciphertext, signing_ciphertext FROM webhook_hooks
+             WHERE tenant_id = $1 AND connection_id = $2 AND scope = $3 AND gitlab_target_id = $4"
+        )))
+        .bind(tenant_id.as_str())
+        .bind(connection)
+        .bind(scope)
+        .bind(target)
+        .fetch_one(conn)
+        .await?;
+        (row.record, row.secret_ciphertext, row.signing_ciphertext.unwrap_or_default())
+    };
+    let id_text = record.id.to_string();
+    let secrets = HookSecrets {
+        token: data_key.open_string(binding(&tenant, &id_text, "webhook_token"), &secret)?,
+        signing_token: data_key.open_string(binding(&tenant, &id_text, "webhook_signing_token"), &signing)?,
+    };
+    Ok((record, secrets))
+}
+
+#[derive(sqlx::FromRow)]
+struct HookRow {
+    #[sqlx(flatten)]
+    record: HookRecord,
+    secret_ciphertext: Vec<u8>,
+    signing_ciphertext: Option<Vec<u8>>,
+}
+
+/// Records the GitLab hook id once GitLab has the hook, and whether GitLab will sign deliveries
+/// (older versions ignore the signing token; then only `X-Gitlab-Token` proves origin).
+pub async fn set_installed(tx: &mut TenantTx, id: Uuid, gitlab_hook_id: i64, signing_enabled: bool) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE webhook_hooks SET gitlab_hook_id = $3, signing_enabled = $4, status = 'active',
+                status_message = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(gitlab_hook_id)
+    .bind(signing_enabled)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: &str, message: Option<&str>) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE webhook_hooks SET status = $3, status_message = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(status)
+    .bind(message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn for_connection(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<HookRecord>> {
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhook_hooks WHERE tenant_id = $1 AND connection_id = $2 ORDER BY id"
+    )))
+    .bind(tenant.as_str())
+    .bind(connection)
+    .fetch_all(conn)
+    .await?)
+}

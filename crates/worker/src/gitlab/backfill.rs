@@ -1,0 +1,233 @@
+//! Backfill a connection's history since its start date, page by page. Each page is stored
+//! together with its checkpoint in one transaction, so a worker killed at any moment resumes
+//! at the page it was on, and re-storing a page changes nothing.
+//!
+//! A job works for one time slice and then queues its own continuation behind the other
+//! connections' jobs: a tenant with thousands of projects takes turns with everyone else
+//! instead of holding the workers until it is done.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use connector_store::connections::{self, Connection, Status};
+use connector_store::jobs::{self, Job};
+use connector_store::sync::{self, NoteParent};
+use connector_store::{TenantId, TenantTx};
+use gitlab_client::api::issues::IssuePagination;
+use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{GitLabJobs, retry};
+use crate::runner::JobError;
+
+/// The resources backfilled per project, in this order.
+pub const RESOURCES: [&str; 4] = ["commits", "merge_requests", "issues", "pipelines"];
+
+enum Slice {
+    Finished,
+    Continued,
+}
+
+impl GitLabJobs {
+    pub(super) async fn backfill(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobError> {
+        let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(()) };
+        if connection.status != Status::Backfilling {
+            // Edited or deleted since this job was queued: the new validation starts over.
+            return Ok(());
+        }
+        // One backfill per connection at a time: a duplicate delivery of this job (a worker
+        // that died after queueing the continuation) finds the lock held and leaves.
+        let mut lock = self.store.pool().acquire().await.map_err(|e| retry(e.into()))?;
+        let key = i64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *lock)
+            .await
+            .map_err(|e| retry(e.into()))?;
+        if !locked {
+            return Ok(());
+        }
+        let client = match self.client(&connection, token) {
+            Ok(client) => Ok(client),
+            Err(error) => Err(error),
+        };
+        let result = match client {
+            Ok(client) => self.backfill_slice(tenant, &connection, &client).await,
+            Err(error) => Err(error),
+        };
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *lock).await.map_err(|e| retry(e.into()))?;
+        match result {
+            Ok(Ok(Slice::Finished)) => {
+                let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+                connections::mark_live(&mut tx, id, self.settings.catch_up_interval).await.map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+                tracing::info!(connection = %id, "backfill complete; live");
+                Ok(())
+            }
+            Ok(Ok(Slice::Continued)) => Ok(()),
+            Ok(Err(job_error)) => Err(job_error),
+            Err(gitlab) => self.gitlab_failure(tenant, id, gitlab).await,
+        }
+    }
+
+    /// Works until the slice is used up. The outer error is GitLab's, for the caller to map to a
+    /// status or a retry; the inner one is the database's.
+    async fn backfill_slice(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+    ) -> Result<Result<Slice, JobError>, GitLab> {
+        let deadline = Instant::now() + self.settings.backfill_slice;
+        let mut projects = connection.resolved_project_ids.clone().unwrap_or_default();
+        projects.sort_unstable();
+        for project in projects {
+            for resource in RESOURCES {
+                loop {
+                    let checkpoint = {
+                        let mut tx = match self.store.tenant_tx(tenant).await {
+                            Ok(tx) => tx,
+                            Err(e) => return Ok(Err(retry(e))),
+                        };
+                        match sync::checkpoint(&mut tx, connection.id, project, resource).await {
+                            Ok(cp) => cp,
+                            Err(e) => return Ok(Err(retry(e))),
+                        }
+                    };
+                    if checkpoint.as_ref().is_some_and(|c| c.done) {
+                        break;
+                    }
+                    let request = match checkpoint.and_then(|c| c.cursor) {
+                        Some(cursor) => match serde_json::from_value::<PageRequest>(cursor) {
+                            Ok(request) => request,
+                            Err(e) => return Ok(Err(JobError::Permanent(format!("unreadable checkpoint: {e}")))),
+                        },
+                        None => first_request(project, resource, &connection.start_date),
+                    };
+                    let fetched = match fetch_page(client, project, resource, &request).await {
+                        Ok(fetched) => fetched,
+                        Err(GitLab::Forbidden { message }) => Fetched::Skipped(format!(
+                            "GitLab answered 403 ({message}): {resource} is probably switched off in this project"
+                        )),
+                        Err(GitLab::NotFound { message }) => {
+                            Fetched::Skipped(format!("GitLab answered 404 ({message}): the project or {resource} is no longer visible"))
+                        }
+                        Err(other) => return Err(other),
+                    };
+                    let mut tx = match self.store.tenant_tx(tenant).await {
+                        Ok(tx) => tx,
+                        Err(e) => return Ok(Err(retry(e))),
+                    };
+                    let more = match store_page(&mut tx, connection.id, project, resource, fetched).await {
+                        Ok(more) => more,
+                        Err(e) => return Ok(Err(retry(e))),
+                    };
+                    let out_of_time = Instant::now() >= deadline;
+                    if out_of_time
+                        && let Err(e) = jobs::enqueue(&mut tx, Job::Backfill { connection: connection.id }, std::time::Duration::ZERO).await
+                    {
+                        return Ok(Err(retry(e)));
+                    }
+                    if let Err(e) = tx.commit().await {
+                        return Ok(Err(retry(e)));
+                    }
+                    if out_of_time {
+                        return Ok(Ok(Slice::Continued));
+                    }
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Ok(Slice::Finished))
+    }
+}
+
+fn first_request(project: i64, resource: &str, start: &DateTime<Utc>) -> PageRequest {
+    let project = project as u64;
+    match resource {
+        "commits" => PageRequest::commits(project, Some(start)),
+        "merge_requests" => PageRequest::merge_requests(project, Some(start)),
+        "issues" => PageRequest::issues(project, Some(start), IssuePagination::Keyset),
+        _ => PageRequest::pipelines(project, Some(start)),
+    }
+}
+
+/// A page of one resource, with what hangs off each item (notes, merge request commits).
+enum Fetched {
+    Page { items: Vec<Value>, children: Vec<Children>, next: Option<PageRequest> },
+    Skipped(String),
+}
+
+struct Children {
+    iid: i64,
+    notes: Vec<Value>,
+    commits: Vec<Value>,
+}
+
+async fn fetch_page(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
+    let page = client.page::<Value>(request).await?;
+    let mut children = Vec::new();
+    for item in &page.items {
+        let Some(iid) = item.get("iid").and_then(Value::as_u64) else { continue };
+        let (notes, commits) = match resource {
+            "merge_requests" => (
+                client.collect_all(PageRequest::merge_request_notes(project as u64, iid)).await?,
+                client.collect_all(PageRequest::merge_request_commits(project as u64, iid)).await?,
+            ),
+            "issues" => (client.collect_all(PageRequest::issue_notes(project as u64, iid)).await?, Vec::new()),
+            _ => continue,
+        };
+        children.push(Children { iid: iid as i64, notes, commits });
+    }
+    Ok(Fetched::Page { items: page.items, children, next: page.next })
+}
+
+/// Stores a page and advances its checkpoint, in the caller's transaction. Returns whether more
+/// pages follow.
+async fn store_page(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project: i64,
+    resource: &str,
+    fetched: Fetched,
+) -> connector_store::Result<bool> {
+    let (items, children, next) = match fetched {
+        Fetched::Skipped(reason) => {
+            tracing::info!(project, resource, %reason, "resource skipped");
+            sync::record_skipped(tx, connection, project, resource, &reason).await?;
+            sync::advance(tx, connection, project, resource, None, None, 0, true).await?;
+            return Ok(false);
+        }
+        Fetched::Page { items, children, next } => (items, children, next),
+    };
+    let newest = items
+        .iter()
+        .filter_map(|i| i.get("updated_at").or_else(|| i.get("committed_date")).and_then(Value::as_str))
+        .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+        .max();
+    let count = items.len() as i64;
+    let items = Value::Array(items);
+    match resource {
+        "commits" => sync::upsert_commits(tx, connection, project, &items).await?,
+        "merge_requests" => sync::upsert_merge_requests(tx, connection, project, &items).await?,
+        "issues" => sync::upsert_issues(tx, connection, project, &items).await?,
+        _ => sync::upsert_pipelines(tx, connection, project, &items).await?,
+    };
+    let noteable = if resource == "merge_requests" { "MergeRequest" } else { "Issue" };
+    for child in children {
+        sync::upsert_notes(tx, connection, project, noteable, NoteParent::Iid(child.iid), &Value::Array(child.notes)).await?;
+        if !child.commits.is_empty() {
+            let shas: Vec<String> =
+                child.commits.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
+            sync::upsert_commits(tx, connection, project, &Value::Array(child.commits)).await?;
+            sync::set_merge_request_commits(tx, connection, project, child.iid, &shas).await?;
+        }
+    }
+    let cursor = next.as_ref().map(|n| serde_json::to_value(n).expect("a page request serializes"));
+    sync::advance(tx, connection, project, resource, cursor.as_ref(), newest, count, next.is_none()).await?;
+    Ok(next.is_some())
+}

@@ -1,0 +1,116 @@
+//! The jobs that talk to GitLab: validate a connection, install its hooks, backfill its
+//! history. Each moves the connection along and enqueues the next step in the same transaction
+//! as its own result, so a crash between steps loses nothing and repeats nothing.
+
+mod backfill;
+mod hooks;
+mod validate;
+
+use std::time::Duration;
+
+use connector_store::connections::{self, Connection, Status};
+use connector_store::jobs::Job;
+use connector_store::{Store, TenantId};
+use gitlab_client::{ClientOptions, GitLabClient, UrlPolicy};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::runner::{JobError, Jobs};
+
+/// Tunables of the GitLab jobs.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// The base URL GitLab sends webhooks to (`PUBLIC_URL`).
+    pub public_url: url::Url,
+    /// How long one backfill job works before it queues its continuation behind other
+    /// connections' work: the fairness between tenants.
+    pub backfill_slice: Duration,
+    /// How soon a live connection gets its first catch-up.
+    pub catch_up_interval: chrono::Duration,
+}
+
+pub struct GitLabJobs {
+    store: Store,
+    policy: UrlPolicy,
+    client_options: ClientOptions,
+    settings: SyncSettings,
+}
+
+impl GitLabJobs {
+    pub fn new(store: Store, policy: UrlPolicy, client_options: ClientOptions, settings: SyncSettings) -> Self {
+        Self { store, policy, client_options, settings }
+    }
+
+    /// The connection and its decrypted token.
+    async fn load(&self, tenant: &TenantId, id: Uuid) -> Result<Option<(Connection, SecretString)>, JobError> {
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        let connection = match connections::get(&mut tx, id).await {
+            Ok(c) => c,
+            // Deleted meanwhile: nothing left to do.
+            Err(connector_store::Error::NotFound) => return Ok(None),
+            Err(e) => return Err(retry(e)),
+        };
+        let token = connections::access_token(&mut tx, self.store.keys(), id).await.map_err(retry)?;
+        Ok(Some((connection, token)))
+    }
+
+    fn client(&self, connection: &Connection, token: SecretString) -> Result<GitLabClient, gitlab_client::Error> {
+        GitLabClient::new(&connection.gitlab_url, token, self.policy.clone(), self.client_options.clone())
+    }
+
+    /// Records a problem only the user can fix; the job itself is done.
+    async fn user_problem(&self, tenant: &TenantId, id: Uuid, status: Status, message: &str) -> Result<(), JobError> {
+        tracing::info!(connection = %id, ?status, message, "connection needs the user");
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        match connections::set_status(&mut tx, id, status, Some(message)).await {
+            Ok(()) | Err(connector_store::Error::NotFound) => {}
+            Err(e) => return Err(retry(e)),
+        }
+        tx.commit().await.map_err(retry)
+    }
+}
+
+impl Jobs for GitLabJobs {
+    async fn run(&self, tenant: &TenantId, job: &Job) -> Result<(), JobError> {
+        match job {
+            Job::Validate { connection } => self.validate(tenant, *connection).await,
+            Job::InstallHooks { connection } => self.install_hooks(tenant, *connection).await,
+            Job::Backfill { connection } => self.backfill(tenant, *connection).await,
+            other => Err(JobError::Permanent(format!("the {} job is not available in this version", other.kind()))),
+        }
+    }
+}
+
+/// A store failure is worth retrying: the database may be restarting.
+fn retry(error: connector_store::Error) -> JobError {
+    JobError::Retry { reason: format!("database: {error}"), after: None }
+}
+
+/// What a GitLab failure means for the job, when it is not a problem for the user to fix.
+fn gitlab_retry(error: gitlab_client::Error) -> JobError {
+    match error {
+        gitlab_client::Error::RateLimited { retry_after } => {
+            JobError::Retry { reason: "GitLab rate limit reached".into(), after: Some(retry_after) }
+        }
+        other => JobError::Retry { reason: other.to_string(), after: None },
+    }
+}
+
+/// The message a token failure shows the user, if it is one.
+fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
+    use gitlab_client::Error as E;
+    Some(match error {
+        E::TokenInvalid => (
+            Status::NeedsReauth,
+            "GitLab does not accept this access token: check that it was copied whole, or create a new one".into(),
+        ),
+        E::TokenExpired => (Status::NeedsReauth, "the access token has expired: create a new one without an expiry date".into()),
+        E::TokenRevoked => (Status::NeedsReauth, "the access token was revoked: create a new one".into()),
+        E::InsufficientScope { .. } => (
+            Status::Invalid,
+            "the access token lacks scope api: create a token with scope api (read_api cannot install webhooks)".into(),
+        ),
+        E::Blocked { reason } => (Status::Invalid, format!("the GitLab URL is not allowed: {reason}")),
+        _ => return None,
+    })
+}
