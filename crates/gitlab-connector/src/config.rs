@@ -35,6 +35,18 @@ pub struct Config {
     pub auth: AuthConfig,
     pub master_keys: MasterKeyRing,
     pub limits: ApiLimits,
+    /// Hosts and CIDR ranges a tenant's `gitlab_url` may point at although they are private
+    /// (plain http allowed for them): the simulator, an internal GitLab.
+    pub gitlab_url_allowlist: String,
+    pub worker: WorkerSettings,
+}
+
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub grace: Duration,
+    pub backfill_slice: Duration,
+    pub catch_up_every: Duration,
+    pub token_check_every: Duration,
 }
 
 /// JSON logs in production, readable ones otherwise; `LOG_FORMAT` (json or text) decides when set.
@@ -189,6 +201,14 @@ impl Config {
                 tenant_claim: var("JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             },
             master_keys,
+            gitlab_url_allowlist: var("GITLAB_URL_ALLOWLIST").unwrap_or_default(),
+            worker: WorkerSettings {
+                concurrency: parse_var("WORKER_CONCURRENCY", 4)?,
+                grace: parse_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+                backfill_slice: parse_duration("BACKFILL_SLICE", Duration::from_secs(20))?,
+                catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
+                token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
+            },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,
                 request_timeout: parse_duration("REQUEST_TIMEOUT", ApiLimits::default().request_timeout)?,

@@ -26,7 +26,7 @@ enum Command {
     /// Run the service: the roles given, or all of them.
     Serve {
         /// Comma-separated roles to run in this process.
-        #[arg(long, value_delimiter = ',', default_value = "api")]
+        #[arg(long, value_delimiter = ',', default_value = "api,worker")]
         roles: Vec<Role>,
     },
     /// Create the database if missing and apply the migrations, as the owner (DATABASE_URL).
@@ -77,6 +77,8 @@ enum TenantsCommand {
 enum Role {
     /// The REST API for the Coworker frontend.
     Api,
+    /// The job-queue worker and the periodic scheduler.
+    Worker,
 }
 
 #[tokio::main]
@@ -161,11 +163,62 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
         connector_store::migrate(&config.database).await.context("applying migrations (DATABASE_URL)")?;
     }
     let store = connect(&config).await?;
-    let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
-    let state = AppState { store, auth, limits: config.limits };
-    let listener = TcpListener::bind(&config.listen_addr).await.with_context(|| format!("binding {}", config.listen_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, public_url = %config.public_url, ?roles, env = ?config.app_env, "serving");
-    connector_api::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!(public_url = %config.public_url, ?roles, env = ?config.app_env, "starting");
+    // One signal fans out to every role, each of which drains in its own way.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if roles.contains(&Role::Api) {
+        let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
+        let state = AppState { store: store.clone(), auth, limits: config.limits };
+        let listener = TcpListener::bind(&config.listen_addr).await.with_context(|| format!("binding {}", config.listen_addr))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        let shutdown = until_stopped();
+        tasks.spawn(async move { connector_api::serve(listener, state, shutdown).await.context("API server") });
+    }
+    if roles.contains(&Role::Worker) {
+        let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
+        let settings = connector_worker::SyncSettings {
+            public_url: config.public_url.clone(),
+            backfill_slice: config.worker.backfill_slice,
+            catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
+        };
+        let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, gitlab_client::ClientOptions::default(), settings);
+        let name = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        let worker_config = connector_worker::WorkerConfig {
+            name: name.clone(),
+            concurrency: config.worker.concurrency,
+            grace: config.worker.grace,
+            ..Default::default()
+        };
+        let shutdown = until_stopped();
+        let worker_store = store.clone();
+        tasks.spawn(async move {
+            connector_worker::run_workers(worker_store, jobs, worker_config, shutdown).await.context("worker")
+        });
+        let schedule = connector_worker::ScheduleConfig {
+            catch_up_every: config.worker.catch_up_every,
+            token_check_every: config.worker.token_check_every,
+            tick: config.worker.catch_up_every.min(Duration::from_secs(30)),
+        };
+        let shutdown = until_stopped();
+        tasks.spawn(async move {
+            connector_worker::run_scheduler(store, schedule, name, shutdown).await;
+            Ok(())
+        });
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
     tracing::info!("stopped");
     Ok(())
 }

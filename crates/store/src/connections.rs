@@ -337,3 +337,22 @@ pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duratio
     .await?;
     Ok(())
 }
+
+/// Saves the connection's current project list, adding a project hook target for each of
+/// `hook_projects` (new projects where hooks are per project).
+pub async fn add_projects(tx: &mut TenantTx, id: Uuid, all: &[i64], hook_projects: &[i64]) -> Result<()> {
+    let targets: Vec<HookTarget> = hook_projects.iter().map(|&p| HookTarget { scope: "project".into(), id: p }).collect();
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET resolved_project_ids = $3,
+                hook_targets = coalesce(hook_targets, '[]'::jsonb) || $4, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(all)
+    .bind(serde_json::to_value(&targets).expect("hook targets serialize"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -301,3 +301,68 @@ pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64
     .await?;
     Ok(())
 }
+
+/// How far a connection's sync has come.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Records stored per resource (`commits`, `merge_requests`, `issues`, `pipelines`).
+    pub records: Vec<(String, i64)>,
+    /// Streams (a project's resource) finished, and in all.
+    pub streams_done: i64,
+    pub streams_started: i64,
+    /// Projects whose every resource is finished.
+    pub projects_done: i64,
+    /// When the first stream started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+pub async fn progress(tx: &mut TenantTx, connection: Uuid, resources_per_project: i64) -> Result<Progress> {
+    let (tenant, conn) = tx.parts();
+    let records: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT resource, sum(records)::bigint FROM sync_checkpoints
+         WHERE tenant_id = $1 AND connection_id = $2 GROUP BY resource ORDER BY resource",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (streams_done, streams_started, projects_done, started_at): (i64, i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE done), count(*),
+                (SELECT count(*) FROM (SELECT project_id FROM sync_checkpoints
+                    WHERE tenant_id = $1 AND connection_id = $2 AND done
+                    GROUP BY project_id HAVING count(*) >= $3) finished),
+                min(updated_at)
+         FROM sync_checkpoints WHERE tenant_id = $1 AND connection_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(resources_per_project)
+    .fetch_one(conn)
+    .await?;
+    Ok(Progress { records, streams_done, streams_started, projects_done, started_at })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub project_id: i64,
+    pub resource: String,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The connection's ledger of resources deliberately not synced.
+pub async fn skipped(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<Skipped>> {
+    let (tenant, conn) = tx.parts();
+    let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT project_id, resource, reason, recorded_at FROM sync_ledger
+         WHERE tenant_id = $1 AND connection_id = $2 ORDER BY project_id, resource",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(project_id, resource, reason, recorded_at)| Skipped { project_id, resource, reason, recorded_at })
+        .collect())
+}

@@ -10,4 +10,4 @@ mod scheduler;
 pub use gitlab::{GitLabJobs, SyncSettings};
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
-pub use scheduler::{Periodic, claim_period};
+pub use scheduler::{Periodic, ScheduleConfig, claim_period, run_scheduler};

@@ -1,7 +1,12 @@
 //! Periodic work that must run once per period across all replicas, not once per replica.
 
+use std::future::Future;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use connector_store::Store;
+use connector_store::jobs::{self, Envelope, Job};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Periodic {
@@ -42,4 +47,65 @@ pub async fn claim_period(
     .await?
     .rows_affected();
     Ok(won == 1)
+}
+
+/// How often periodic work runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleConfig {
+    pub catch_up_every: Duration,
+    pub token_check_every: Duration,
+    /// How often each replica tries to claim the current periods.
+    pub tick: Duration,
+}
+
+/// Runs on every worker replica; each period's work is queued by the one replica that claims it.
+pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: String, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(config.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        for (which, every, status_filter) in [
+            (Periodic::CatchUp, config.catch_up_every, "status = 'live' AND next_catch_up_at <= now()"),
+            (Periodic::TokenHealth, config.token_check_every, "status IN ('live', 'backfilling', 'installing_hooks')"),
+        ] {
+            let result = async {
+                if claim_period(&store, which, every.as_secs().max(1) as i64, now, &claimant).await? {
+                    enqueue_due(&store, which, status_filter).await
+                } else {
+                    Ok(0)
+                }
+            };
+            match result.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(kind = which.name(), jobs = n, "periodic jobs queued"),
+                Err(error) => tracing::warn!(%error, kind = which.name(), "periodic scheduling failed; next tick retries"),
+            }
+        }
+    }
+}
+
+/// Queues the periodic job for every connection that matches `filter`. The list is read as the
+/// system role (across tenants, scheduler columns only); the jobs carry their tenant.
+async fn enqueue_due(store: &Store, which: Periodic, filter: &'static str) -> connector_store::Result<usize> {
+    let mut tx = store.system_tx().await?;
+    let due: Vec<(String, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT tenant_id, id FROM gitlab_connections WHERE {filter} ORDER BY next_catch_up_at NULLS FIRST"
+    )))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut conn = store.pool().acquire().await?;
+    for (tenant, connection) in &due {
+        let job = match which {
+            Periodic::CatchUp => Job::CatchUp { connection: *connection },
+            Periodic::TokenHealth => Job::TokenHealth { connection: *connection },
+        };
+        jobs::push(&mut conn, &Envelope { tenant: tenant.clone(), job, attempt: 0 }, Duration::ZERO).await?;
+    }
+    Ok(due.len())
 }

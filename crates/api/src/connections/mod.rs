@@ -7,7 +7,11 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use connector_store::connections::{self, Connection, Status};
+use connector_store::jobs::{self, Job};
+use connector_store::{dead_letters, hooks, sync};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -38,7 +42,79 @@ pub struct ConnectionView {
     pub token_hint: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The GitLab user the token belongs to, once validated.
+    pub gitlab_username: Option<String>,
+    /// The token's expiry date, if it has one.
+    pub token_expires_at: Option<chrono::NaiveDate>,
+    /// `group`, `project` or `mixed`: where our webhooks are installed.
+    pub hook_mode: Option<String>,
+    /// Number of projects being synced, once validated.
+    pub project_count: Option<usize>,
+    /// When the last backfill or catch-up finished.
+    pub last_synced_at: Option<DateTime<Utc>>,
 }
+
+/// A connection with how its sync is going: progress, hooks, what is skipped and what failed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionDetail {
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    pub progress: ProgressView,
+    pub hooks: Vec<HookView>,
+    /// Resources deliberately not synced, and why (e.g. issues switched off in a project).
+    pub skipped: Vec<SkippedView>,
+    /// Jobs that failed for good, newest first, with the reason.
+    pub failed_jobs: Vec<FailedJobView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    pub projects_total: usize,
+    pub projects_done: i64,
+    /// Records stored per type: `commits`, `merge_requests`, `issues`, `pipelines`.
+    #[schema(value_type = Object, example = json!({"commits": 1200, "merge_requests": 80}))]
+    pub records: std::collections::BTreeMap<String, i64>,
+    /// Streams (one resource of one project) finished, of all there are.
+    pub streams_done: i64,
+    pub streams_total: usize,
+    /// Estimated seconds until the backfill is complete, while it runs.
+    pub estimated_seconds_left: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HookView {
+    /// Our endpoint id for the hook (in the URL GitLab calls).
+    pub id: Uuid,
+    /// `group` or `project`.
+    pub scope: String,
+    /// The GitLab group or project id.
+    pub target_id: i64,
+    pub gitlab_hook_id: Option<i64>,
+    /// `pending`, `active`, `failing`, `disabled` or `missing`.
+    pub status: String,
+    pub status_message: Option<String>,
+    pub signed: bool,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SkippedView {
+    pub project_id: i64,
+    pub resource: String,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailedJobView {
+    pub job: String,
+    pub attempts: i32,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Streams per project: commits, merge requests, issues, pipelines.
+const RESOURCES_PER_PROJECT: i64 = 4;
 
 impl From<Connection> for ConnectionView {
     fn from(c: Connection) -> Self {
@@ -53,6 +129,11 @@ impl From<Connection> for ConnectionView {
             token_hint: c.token_hint,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            gitlab_username: c.gitlab_username,
+            token_expires_at: c.token_expires_at,
+            hook_mode: c.hook_mode,
+            project_count: c.resolved_project_ids.as_ref().map(Vec::len),
+            last_synced_at: c.last_synced_at,
         }
     }
 }
@@ -97,6 +178,7 @@ pub async fn create(
     let new = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
+    jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %connection.id, "connection created");
     Ok((StatusCode::CREATED, Json(ConnectionView::from(connection))))
@@ -147,17 +229,62 @@ pub async fn list(
     get, path = "/v1/connections/{id}", tag = "connections", operation_id = "get_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
     responses(
-        (status = 200, body = ConnectionView, description = "The connection"),
+        (status = 200, body = ConnectionDetail, description = "The connection, its progress, hooks, skipped resources and failed jobs"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
     ),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<Json<ConnectionView>> {
+pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<Json<ConnectionDetail>> {
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let connection = connections::get(&mut tx, id).await?;
+    let progress = sync::progress(&mut tx, id, RESOURCES_PER_PROJECT).await?;
+    let hooks = hooks::for_connection(&mut tx, id).await?;
+    let skipped = sync::skipped(&mut tx, id).await?;
+    let failed = dead_letters::for_connection(&mut tx, id, 20).await?;
     tx.commit().await?;
-    Ok(Json(connection.into()))
+    let projects_total = connection.resolved_project_ids.as_ref().map_or(0, Vec::len);
+    let streams_total = projects_total * RESOURCES_PER_PROJECT as usize;
+    let estimated_seconds_left = (connection.status == Status::Backfilling && progress.streams_done > 0)
+        .then(|| progress.started_at)
+        .flatten()
+        .map(|started| {
+            let elapsed = (Utc::now() - started).num_seconds().max(1);
+            let left = streams_total as i64 - progress.streams_done;
+            elapsed * left.max(0) / progress.streams_done
+        });
+    Ok(Json(ConnectionDetail {
+        connection: connection.into(),
+        progress: ProgressView {
+            projects_total,
+            projects_done: progress.projects_done,
+            records: progress.records.into_iter().collect(),
+            streams_done: progress.streams_done,
+            streams_total,
+            estimated_seconds_left,
+        },
+        hooks: hooks
+            .into_iter()
+            .map(|h| HookView {
+                id: h.id,
+                scope: h.scope,
+                target_id: h.gitlab_target_id,
+                gitlab_hook_id: h.gitlab_hook_id,
+                status: h.status,
+                status_message: h.status_message,
+                signed: h.signing_enabled,
+                last_delivery_at: h.last_delivery_at,
+            })
+            .collect(),
+        skipped: skipped
+            .into_iter()
+            .map(|s| SkippedView { project_id: s.project_id, resource: s.resource, reason: s.reason, recorded_at: s.recorded_at })
+            .collect(),
+        failed_jobs: failed
+            .into_iter()
+            .map(|f| FailedJobView { job: f.job_kind, attempts: f.attempts, reason: f.reason, failed_at: f.created_at })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -169,6 +296,7 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
         (status = 400, body = ErrorBody, description = "The body is not JSON"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 409, body = ErrorBody, description = "The connection is being deleted"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is wrong, or nothing to change; `details` names each"),
@@ -183,7 +311,11 @@ pub async fn update(
 ) -> ApiResult<Json<ConnectionView>> {
     let changes = input::parse_update(&body, Utc::now()).map_err(ApiError::invalid)?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
+    if connections::get(&mut tx, id).await?.status == Status::Deleting {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the connection is being deleted"));
+    }
     let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
+    jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection updated");
     Ok(Json(connection.into()))
@@ -193,16 +325,19 @@ pub async fn update(
     delete, path = "/v1/connections/{id}", tag = "connections", operation_id = "delete_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
     responses(
-        (status = 204, description = "Deleted, with its stored credentials and synced data"),
+        (status = 202, body = ConnectionView, description = "Disconnecting: our hooks are being removed from GitLab; then the connection, its stored credentials and its synced data are deleted and it answers 404"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<StatusCode> {
+pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::delete(&mut tx, id).await?;
+    connections::get(&mut tx, id).await?;
+    connections::set_status(&mut tx, id, Status::Deleting, None).await?;
+    jobs::enqueue(&mut tx, Job::Disconnect { connection: id }, Duration::ZERO).await?;
+    let connection = connections::get(&mut tx, id).await?;
     tx.commit().await?;
-    tracing::info!(tenant = %tenant, connection = %id, "connection deleted");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(tenant = %tenant, connection = %id, "connection disconnecting");
+    Ok((StatusCode::ACCEPTED, Json(ConnectionView::from(connection))))
 }

@@ -67,6 +67,8 @@ pub fn logs() -> &'static LogBuffer {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
+    /// The test's own (owner) pool, for looking behind the API.
+    pub owner: PgPool,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -100,7 +102,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
-        Self { base, http: reqwest::Client::new(), server }
+        Self { base, http: reqwest::Client::new(), owner, server }
     }
 
     pub fn token(&self, tenant: &str) -> String {

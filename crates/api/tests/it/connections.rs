@@ -20,7 +20,12 @@ async fn create_read_update_list_delete(owner: PgPool) {
 
     let (status, got) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
     assert_eq!(status, 200);
-    assert_eq!(got, created);
+    assert_eq!(view(&got), created);
+    assert_eq!(got["progress"]["projects_total"], 0);
+    assert_eq!(got["hooks"], json!([]));
+    assert_eq!(got["failed_jobs"], json!([]));
+    // Creating queued the validation, in the same transaction.
+    assert_eq!(queued_jobs(&app, "validate").await, 1);
 
     let (status, patched) = app
         .call(
@@ -43,13 +48,34 @@ async fn create_read_update_list_delete(owner: PgPool) {
     assert_eq!(list["items"][0], patched);
     assert_eq!(list["next_cursor"], Value::Null);
 
+    assert_eq!(queued_jobs(&app, "validate").await, 2, "a change is validated again");
+
+    // Deleting first removes our hooks from GitLab (a worker job), then the connection.
     let (status, body) = app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some("acme"), None).await;
-    assert_eq!((status, body), (204, Value::Null));
-    let (status, body) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
-    assert_eq!(status, 404);
-    assert_error(&body, "not_found");
-    let (status, body) = app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some("acme"), None).await;
-    assert_eq!(status, 404, "deleting twice: {body}");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "deleting");
+    assert_eq!(queued_jobs(&app, "disconnect").await, 1);
+    let (status, body) = app.call(Method::PATCH, &format!("/v1/connections/{id}"), Some("acme"), Some(json!({"groups_list": "1"}))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_error(&body, "conflict");
+}
+
+/// The connection fields of a detail answer.
+fn view(detail: &Value) -> Value {
+    let mut v = detail.clone();
+    for key in ["progress", "hooks", "skipped", "failed_jobs"] {
+        v.as_object_mut().unwrap().remove(key);
+    }
+    v
+}
+
+/// Jobs of `kind` waiting in the queue.
+async fn queued_jobs(app: &TestApp, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = $1")
+        .bind(kind)
+        .fetch_one(&app.owner)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
@@ -145,7 +171,7 @@ async fn bad_input_is_named_and_loses_nothing(owner: PgPool) {
         assert_eq!(resp["error"]["field"], field, "{resp}");
     }
     let (_, after) = app.call(Method::GET, &path, Some("acme"), None).await;
-    assert_eq!(after, created);
+    assert_eq!(view(&after), created);
 }
 
 /// Tenant B can neither read, change, delete nor learn of tenant A's connection: every answer is
@@ -177,7 +203,7 @@ async fn another_tenant_gets_exactly_what_a_missing_id_gets(owner: PgPool) {
 
     let (status, still) = app.call(Method::GET, &a_path, Some("tenant-a"), None).await;
     assert_eq!(status, 200);
-    assert_eq!(still, a, "tenant B's attempts changed tenant A's connection");
+    assert_eq!(view(&still), a, "tenant B's attempts changed tenant A's connection");
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]

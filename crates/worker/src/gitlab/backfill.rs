@@ -6,6 +6,7 @@
 //! connections' jobs: a tenant with thousands of projects takes turns with everyone else
 //! instead of holding the workers until it is done.
 
+use std::future::Future;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -36,27 +37,16 @@ impl GitLabJobs {
             // Edited or deleted since this job was queued: the new validation starts over.
             return Ok(());
         }
-        // One backfill per connection at a time: a duplicate delivery of this job (a worker
-        // that died after queueing the continuation) finds the lock held and leaves.
-        let mut lock = self.store.pool().acquire().await.map_err(|e| retry(e.into()))?;
-        let key = i64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut *lock)
-            .await
-            .map_err(|e| retry(e.into()))?;
-        if !locked {
-            return Ok(());
-        }
-        let client = match self.client(&connection, token) {
-            Ok(client) => Ok(client),
-            Err(error) => Err(error),
-        };
-        let result = match client {
-            Ok(client) => self.backfill_slice(tenant, &connection, &client).await,
-            Err(error) => Err(error),
-        };
-        sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *lock).await.map_err(|e| retry(e.into()))?;
+        let client = self.client(&connection, token);
+        let result = self
+            .with_sync_lock(id, async {
+                match client {
+                    Ok(client) => self.backfill_slice(tenant, &connection, &client).await,
+                    Err(error) => Err(error),
+                }
+            })
+            .await?;
+        let Some(result) = result else { return Ok(()) };
         match result {
             Ok(Ok(Slice::Finished)) => {
                 let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
@@ -105,21 +95,12 @@ impl GitLabJobs {
                         },
                         None => first_request(project, resource, &connection.start_date),
                     };
-                    let fetched = match fetch_page(client, project, resource, &request).await {
-                        Ok(fetched) => fetched,
-                        Err(GitLab::Forbidden { message }) => Fetched::Skipped(format!(
-                            "GitLab answered 403 ({message}): {resource} is probably switched off in this project"
-                        )),
-                        Err(GitLab::NotFound { message }) => {
-                            Fetched::Skipped(format!("GitLab answered 404 ({message}): the project or {resource} is no longer visible"))
-                        }
-                        Err(other) => return Err(other),
-                    };
+                    let fetched = fetch_page(client, project, resource, &request).await?;
                     let mut tx = match self.store.tenant_tx(tenant).await {
                         Ok(tx) => tx,
                         Err(e) => return Ok(Err(retry(e))),
                     };
-                    let more = match store_page(&mut tx, connection.id, project, resource, fetched).await {
+                    let more = match store_page(&mut tx, connection.id, project, resource, fetched, Mode::Backfill).await {
                         Ok(more) => more,
                         Err(e) => return Ok(Err(retry(e))),
                     };
@@ -145,29 +126,65 @@ impl GitLabJobs {
     }
 }
 
-fn first_request(project: i64, resource: &str, start: &DateTime<Utc>) -> PageRequest {
+impl GitLabJobs {
+    /// Runs `work` holding the connection's sync lock, or returns `None` when another worker
+    /// holds it: one backfill or catch-up per connection at a time, so a duplicate delivery of
+    /// a job (a worker that died after queueing its continuation) finds the lock and leaves.
+    pub(super) async fn with_sync_lock<T>(&self, id: Uuid, work: impl Future<Output = T>) -> Result<Option<T>, JobError> {
+        let mut lock = self.store.pool().acquire().await.map_err(|e| retry(e.into()))?;
+        let key = i64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *lock)
+            .await
+            .map_err(|e| retry(e.into()))?;
+        if !locked {
+            return Ok(None);
+        }
+        let output = work.await;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *lock).await.map_err(|e| retry(e.into()))?;
+        Ok(Some(output))
+    }
+}
+
+/// The first page of a resource, changed since `since`.
+pub(super) fn first_request(project: i64, resource: &str, since: &DateTime<Utc>) -> PageRequest {
     let project = project as u64;
     match resource {
-        "commits" => PageRequest::commits(project, Some(start)),
-        "merge_requests" => PageRequest::merge_requests(project, Some(start)),
-        "issues" => PageRequest::issues(project, Some(start), IssuePagination::Keyset),
-        _ => PageRequest::pipelines(project, Some(start)),
+        "commits" => PageRequest::commits(project, Some(since)),
+        "merge_requests" => PageRequest::merge_requests(project, Some(since)),
+        "issues" => PageRequest::issues(project, Some(since), IssuePagination::Keyset),
+        _ => PageRequest::pipelines(project, Some(since)),
     }
 }
 
 /// A page of one resource, with what hangs off each item (notes, merge request commits).
-enum Fetched {
+pub(super) enum Fetched {
     Page { items: Vec<Value>, children: Vec<Children>, next: Option<PageRequest> },
     Skipped(String),
 }
 
-struct Children {
+pub(super) struct Children {
     iid: i64,
     notes: Vec<Value>,
     commits: Vec<Value>,
 }
 
-async fn fetch_page(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
+/// Fetches a page and its children. A 403 or 404 means the resource is switched off or gone:
+/// recorded as skipped, never a failure.
+pub(super) async fn fetch_page(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
+    match fetch_items(client, project, resource, request).await {
+        Err(GitLab::Forbidden { message }) => Ok(Fetched::Skipped(format!(
+            "GitLab answered 403 ({message}): {resource} is probably switched off in this project"
+        ))),
+        Err(GitLab::NotFound { message }) => {
+            Ok(Fetched::Skipped(format!("GitLab answered 404 ({message}): the project or its {resource} are no longer visible")))
+        }
+        other => other,
+    }
+}
+
+async fn fetch_items(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
     let page = client.page::<Value>(request).await?;
     let mut children = Vec::new();
     for item in &page.items {
@@ -185,14 +202,23 @@ async fn fetch_page(client: &GitLabClient, project: i64, resource: &str, request
     Ok(Fetched::Page { items: page.items, children, next: page.next })
 }
 
+/// Whether a page belongs to the backfill (its checkpoint keeps the cursor to resume from) or
+/// to a catch-up (which always starts again from the high-water mark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Backfill,
+    CatchUp,
+}
+
 /// Stores a page and advances its checkpoint, in the caller's transaction. Returns whether more
 /// pages follow.
-async fn store_page(
+pub(super) async fn store_page(
     tx: &mut TenantTx,
     connection: Uuid,
     project: i64,
     resource: &str,
     fetched: Fetched,
+    mode: Mode,
 ) -> connector_store::Result<bool> {
     let (items, children, next) = match fetched {
         Fetched::Skipped(reason) => {
@@ -227,7 +253,11 @@ async fn store_page(
             sync::set_merge_request_commits(tx, connection, project, child.iid, &shas).await?;
         }
     }
-    let cursor = next.as_ref().map(|n| serde_json::to_value(n).expect("a page request serializes"));
-    sync::advance(tx, connection, project, resource, cursor.as_ref(), newest, count, next.is_none()).await?;
+    let cursor = match mode {
+        Mode::Backfill => next.as_ref().map(|n| serde_json::to_value(n).expect("a page request serializes")),
+        Mode::CatchUp => None,
+    };
+    let done = mode == Mode::CatchUp || next.is_none();
+    sync::advance(tx, connection, project, resource, cursor.as_ref(), newest, count, done).await?;
     Ok(next.is_some())
 }

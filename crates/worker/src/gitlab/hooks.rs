@@ -1,15 +1,15 @@
 //! Install our webhooks: a group hook where the plan allows it, else a project hook per project.
 //! Idempotent: a hook already pointing at our endpoint is updated, never duplicated.
 
-use connector_store::connections::{self, Status};
+use connector_store::connections::{self, Connection, Status};
 use connector_store::jobs::{self, Job};
 use connector_store::{TenantId, hooks};
-use gitlab_client::api::ResourceId;
 use gitlab_client::api::hooks::{Hook, HookOwner, HookSpec};
 use gitlab_client::{Error as GitLab, GitLabClient};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use super::disconnect::owner_of;
 use super::{GitLabJobs, gitlab_retry, retry, token_problem};
 use crate::runner::JobError;
 
@@ -20,6 +20,21 @@ impl GitLabJobs {
             Ok(client) => client,
             Err(error) => return self.gitlab_failure(tenant, id, error).await,
         };
+        if !self.put_hooks(tenant, &connection, &client).await? {
+            return Ok(());
+        }
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        connections::set_status(&mut tx, id, Status::Backfilling, None).await.map_err(retry)?;
+        jobs::enqueue(&mut tx, Job::Backfill { connection: id }, std::time::Duration::ZERO).await.map_err(retry)?;
+        tx.commit().await.map_err(retry)?;
+        tracing::info!(connection = %id, "hooks installed");
+        Ok(())
+    }
+
+    /// Installs or updates a hook on every target validation chose. `Ok(false)` when GitLab
+    /// refused for a reason the user must fix; the connection's status then says which.
+    pub(super) async fn put_hooks(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<bool, JobError> {
+        let id = connection.id;
         let targets = {
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
             connections::hook_targets(&mut tx, id).await.map_err(retry)?
@@ -31,13 +46,10 @@ impl GitLabJobs {
                 tx.commit().await.map_err(retry)?;
                 ensured
             };
-            let owner = match target.scope.as_str() {
-                "group" => HookOwner::Group(ResourceId::Id(target.id as u64)),
-                _ => HookOwner::Project(ResourceId::Id(target.id as u64)),
-            };
+            let owner = owner_of(&record);
             let url = self.endpoint_url(record.id);
             let spec = hook_spec(&owner, &url, secrets.token, secrets.signing_token);
-            let installed = match put_hook(&client, &owner, &url, record.gitlab_hook_id, &spec).await {
+            let installed = match put_hook(client, &owner, &url, record.gitlab_hook_id, &spec).await {
                 Ok(hook) => hook,
                 Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) => {
                     let role = if target.scope == "group" { "Owner" } else { "Maintainer" };
@@ -45,21 +57,20 @@ impl GitLabJobs {
                         "GitLab refused to install a webhook on {} {}: the token's user needs the {role} role there",
                         target.scope, target.id
                     );
-                    return self.user_problem(tenant, id, Status::Invalid, &message).await;
+                    self.user_problem(tenant, id, Status::Invalid, &message).await?;
+                    return Ok(false);
                 }
-                Err(error) => return self.gitlab_failure(tenant, id, error).await,
+                Err(error) => {
+                    self.gitlab_failure(tenant, id, error).await?;
+                    return Ok(false);
+                }
             };
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
             let signing = installed.signing_token_present.unwrap_or(false);
             hooks::set_installed(&mut tx, record.id, installed.id as i64, signing).await.map_err(retry)?;
             tx.commit().await.map_err(retry)?;
         }
-        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-        connections::set_status(&mut tx, id, Status::Backfilling, None).await.map_err(retry)?;
-        jobs::enqueue(&mut tx, Job::Backfill { connection: id }, std::time::Duration::ZERO).await.map_err(retry)?;
-        tx.commit().await.map_err(retry)?;
-        tracing::info!(connection = %id, "hooks installed");
-        Ok(())
+        Ok(true)
     }
 
     /// `PUBLIC_URL/webhooks/gitlab/{endpoint}`.

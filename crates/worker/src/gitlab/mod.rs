@@ -3,7 +3,10 @@
 //! as its own result, so a crash between steps loses nothing and repeats nothing.
 
 mod backfill;
+mod catch_up;
+mod disconnect;
 mod hooks;
+mod token_health;
 mod validate;
 
 use std::time::Duration;
@@ -76,7 +79,9 @@ impl Jobs for GitLabJobs {
             Job::Validate { connection } => self.validate(tenant, *connection).await,
             Job::InstallHooks { connection } => self.install_hooks(tenant, *connection).await,
             Job::Backfill { connection } => self.backfill(tenant, *connection).await,
-            other => Err(JobError::Permanent(format!("the {} job is not available in this version", other.kind()))),
+            Job::TokenHealth { connection } => self.token_health(tenant, *connection).await,
+            Job::Disconnect { connection } => self.disconnect(tenant, *connection).await,
+            Job::CatchUp { connection } => self.catch_up(tenant, *connection).await,
         }
     }
 }

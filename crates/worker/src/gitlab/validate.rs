@@ -13,11 +13,10 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::token_health::EXPIRY_WARNING_DAYS;
 use super::{GitLabJobs, gitlab_retry, retry, token_problem};
 use crate::runner::JobError;
 
-/// An expiry this close is reported even though the token still works.
-const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// Plans whose groups may have group webhooks (GitLab Premium and above, trials included).
 const GROUP_HOOK_PLANS: &[&str] =

@@ -1,0 +1,205 @@
+//! The periodic catch-up of a live connection: fetch what changed since each stream's
+//! high-water mark (with overlap, since GitLab's `updated_after` and clocks are not exact), so
+//! that what webhooks missed (dropped over GitLab's rate limit, a push of more than 3 refs, a
+//! disabled hook) still arrives; repair or re-create our hooks; pick up new projects.
+
+use chrono::{DateTime, Utc};
+use connector_store::connections::{self, Connection, Status};
+use connector_store::{TenantId, hooks, sync};
+use gitlab_client::api::projects::Project;
+use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::backfill::{Fetched, Mode, RESOURCES, fetch_page, first_request, store_page};
+use super::disconnect::owner_of;
+use super::{GitLabJobs, retry};
+use crate::runner::JobError;
+
+/// How far before the high-water mark each catch-up looks again.
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
+
+impl GitLabJobs {
+    pub(super) async fn catch_up(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobError> {
+        let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(()) };
+        if connection.status != Status::Live {
+            return Ok(());
+        }
+        let client = match self.client(&connection, token) {
+            Ok(client) => client,
+            Err(error) => return self.gitlab_failure(tenant, id, error).await,
+        };
+        let outcome = self.with_sync_lock(id, self.catch_up_locked(tenant, &connection, &client)).await?;
+        match outcome {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(job_error))) => Err(job_error),
+            Some(Err(gitlab)) => self.gitlab_failure(tenant, id, gitlab).await,
+        }
+    }
+
+    async fn catch_up_locked(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+    ) -> Result<Result<(), JobError>, GitLab> {
+        if let Err(e) = self.repair_hooks(tenant, connection, client).await? {
+            return Ok(Err(e));
+        }
+        let mut projects = connection.resolved_project_ids.clone().unwrap_or_default();
+        if connection.projects_list.is_empty() {
+            match self.pick_up_new_projects(tenant, connection, client).await? {
+                Ok(all) => projects = all,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        for project in projects {
+            for resource in RESOURCES {
+                let checkpoint = match self.store.tenant_tx(tenant).await {
+                    Ok(mut tx) => sync::checkpoint(&mut tx, connection.id, project, resource).await,
+                    Err(e) => Err(e),
+                };
+                let mark = match checkpoint {
+                    Ok(cp) => cp.and_then(|c| c.high_water_mark),
+                    Err(e) => return Ok(Err(retry(e))),
+                };
+                let since = since(mark, connection.start_date);
+                let mut request = Some(first_request(project, resource, &since));
+                while let Some(current) = request {
+                    let fetched = fetch_page(client, project, resource, &current).await?;
+                    request = match &fetched {
+                        Fetched::Page { next, .. } => next.clone(),
+                        Fetched::Skipped(_) => None,
+                    };
+                    let stored = async {
+                        let mut tx = self.store.tenant_tx(tenant).await?;
+                        store_page(&mut tx, connection.id, project, resource, fetched, Mode::CatchUp).await?;
+                        tx.commit().await
+                    };
+                    if let Err(e) = stored.await {
+                        return Ok(Err(retry(e)));
+                    }
+                }
+            }
+        }
+        let finished = async {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            connections::mark_live(&mut tx, connection.id, self.settings.catch_up_interval).await?;
+            tx.commit().await
+        };
+        Ok(finished.await.map_err(retry))
+    }
+
+    /// Checks each of our hooks in GitLab: one deleted there is installed again; one GitLab
+    /// disabled for failing is marked so the API shows it (and updated, which GitLab may accept
+    /// as a reason to try it again).
+    async fn repair_hooks(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+    ) -> Result<Result<(), JobError>, GitLab> {
+        let records = match self.store.tenant_tx(tenant).await {
+            Ok(mut tx) => hooks::for_connection(&mut tx, connection.id).await,
+            Err(e) => Err(e),
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(retry(e))),
+        };
+        let mut reinstall = false;
+        for record in records {
+            let Some(gitlab_id) = record.gitlab_hook_id else {
+                reinstall = true;
+                continue;
+            };
+            let state = match client.hook(&owner_of(&record), gitlab_id as u64).await {
+                Ok(hook) => hook.alert_status.unwrap_or_else(|| "executable".into()),
+                Err(GitLab::NotFound { .. }) => {
+                    tracing::warn!(connection = %connection.id, hook = %record.id, "our hook is gone from GitLab; re-creating");
+                    reinstall = true;
+                    "missing".into()
+                }
+                Err(e) => return Err(e),
+            };
+            let (status, message) = match state.as_str() {
+                "executable" => ("active", None),
+                "missing" => ("missing", Some("deleted on the GitLab side; being re-created")),
+                "temporarily_disabled" => ("failing", Some("GitLab paused this hook after failed deliveries")),
+                _ => ("disabled", Some("GitLab disabled this hook after repeated failed deliveries")),
+            };
+            if status != "active" {
+                reinstall = true;
+            }
+            let saved = async {
+                let mut tx = self.store.tenant_tx(tenant).await?;
+                hooks::set_status(&mut tx, record.id, status, message).await?;
+                tx.commit().await
+            };
+            if let Err(e) = saved.await {
+                return Ok(Err(retry(e)));
+            }
+        }
+        if reinstall {
+            return Ok(self.put_hooks(tenant, connection, client).await.map(|_| ()));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Every project now in the connection's groups: new ones join the sync (and get a hook
+    /// where hooks are per project); the list is saved.
+    async fn pick_up_new_projects(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+    ) -> Result<Result<Vec<i64>, JobError>, GitLab> {
+        let known = connection.resolved_project_ids.clone().unwrap_or_default();
+        let mut all: Vec<Project> = Vec::new();
+        for &group in &connection.groups_list {
+            let projects: Vec<Project> = client.collect_all(PageRequest::group_projects(group as u64)).await?;
+            for project in projects {
+                if !all.iter().any(|q| q.id == project.id) {
+                    all.push(project);
+                }
+            }
+        }
+        let new: Vec<&Project> = all.iter().filter(|p| !known.contains(&(p.id as i64))).collect();
+        if new.is_empty() {
+            return Ok(Ok(known));
+        }
+        let ids: Vec<i64> = all.iter().map(|p| p.id as i64).collect();
+        tracing::info!(connection = %connection.id, new = new.len(), "new projects in the groups join the sync");
+        let raw = Value::Array(new.iter().map(|p| serde_json::to_value(p).expect("a project serializes")).collect());
+        let project_hooks = connection.hook_mode.as_deref() != Some("group");
+        let saved = async {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            sync::upsert_projects(&mut tx, connection.id, &raw).await?;
+            let new_ids: Vec<i64> = new.iter().map(|p| p.id as i64).collect();
+            connections::add_projects(&mut tx, connection.id, &ids, if project_hooks { &new_ids } else { &[] }).await?;
+            tx.commit().await
+        };
+        if let Err(e) = saved.await {
+            return Ok(Err(retry(e)));
+        }
+        if project_hooks {
+            let refreshed = match self.store.tenant_tx(tenant).await {
+                Ok(mut tx) => connections::get(&mut tx, connection.id).await,
+                Err(e) => Err(e),
+            };
+            match refreshed {
+                Ok(c) => {
+                    if let Err(e) = self.put_hooks(tenant, &c, client).await {
+                        return Ok(Err(e));
+                    }
+                }
+                Err(e) => return Ok(Err(retry(e))),
+            }
+        }
+        Ok(Ok(ids))
+    }
+}
+
+fn since(mark: Option<DateTime<Utc>>, start: DateTime<Utc>) -> DateTime<Utc> {
+    mark.map_or(start, |m| (m - OVERLAP).max(start))
+}

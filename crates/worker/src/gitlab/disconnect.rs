@@ -1,0 +1,58 @@
+//! Disconnect: remove our hooks from GitLab, then delete the connection with its sealed token
+//! and everything synced through it.
+
+use connector_store::hooks::{self, HookRecord};
+use connector_store::{TenantId, connections};
+use gitlab_client::api::ResourceId;
+use gitlab_client::api::hooks::HookOwner;
+use gitlab_client::{Error as GitLab, ErrorKind};
+use uuid::Uuid;
+
+use super::{GitLabJobs, gitlab_retry, retry};
+use crate::runner::JobError;
+
+impl GitLabJobs {
+    pub(super) async fn disconnect(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobError> {
+        let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(()) };
+        let installed: Vec<HookRecord> = {
+            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+            hooks::for_connection(&mut tx, id).await.map_err(retry)?
+        };
+        let mut left_behind = Vec::new();
+        match self.client(&connection, token) {
+            Ok(client) => {
+                for hook in installed.iter().filter(|h| h.gitlab_hook_id.is_some()) {
+                    let owner = owner_of(hook);
+                    let gitlab_id = hook.gitlab_hook_id.expect("filtered") as u64;
+                    match client.delete_hook(&owner, gitlab_id).await {
+                        // Already gone (a retried delete, or removed by hand): done either way.
+                        Ok(()) | Err(GitLab::NotFound { .. }) => {}
+                        // The token can no longer act: removing the hook is clearly impossible for
+                        // us; it will fail its deliveries (unknown endpoint) and GitLab disables it.
+                        Err(e) if e.is_token_problem() || e.kind() == ErrorKind::Forbidden || e.kind() == ErrorKind::Blocked => {
+                            left_behind.push(format!("{} {} hook {gitlab_id}: {e}", hook.scope, hook.gitlab_target_id));
+                        }
+                        Err(e) => return Err(gitlab_retry(e)),
+                    }
+                }
+            }
+            Err(e) => left_behind.push(format!("all hooks: {e}")),
+        }
+        if !left_behind.is_empty() {
+            tracing::warn!(connection = %id, hooks = ?left_behind, "could not remove some hooks from GitLab");
+        }
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        match connections::delete(&mut tx, id).await {
+            Ok(()) | Err(connector_store::Error::NotFound) => {}
+            Err(e) => return Err(retry(e)),
+        }
+        tx.commit().await.map_err(retry)?;
+        tracing::info!(connection = %id, "disconnected");
+        Ok(())
+    }
+}
+
+pub(super) fn owner_of(hook: &HookRecord) -> HookOwner {
+    let id = ResourceId::Id(hook.gitlab_target_id as u64);
+    if hook.scope == "group" { HookOwner::Group(id) } else { HookOwner::Project(id) }
+}

@@ -1,0 +1,45 @@
+//! The periodic token check: a token GitLab no longer accepts moves the connection to
+//! `needs_reauth` with the reason; one that expires soon is reported while it still works.
+
+use chrono::Utc;
+use connector_store::connections::{self, Status};
+use connector_store::TenantId;
+use uuid::Uuid;
+
+use super::{GitLabJobs, retry};
+use crate::runner::JobError;
+
+/// An expiry this close is reported.
+pub(super) const EXPIRY_WARNING_DAYS: i64 = 14;
+
+impl GitLabJobs {
+    pub(super) async fn token_health(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobError> {
+        let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(()) };
+        if matches!(connection.status, Status::Deleting | Status::Invalid | Status::NeedsReauth) {
+            return Ok(());
+        }
+        let client = match self.client(&connection, token) {
+            Ok(client) => client,
+            Err(error) => return self.gitlab_failure(tenant, id, error).await,
+        };
+        let pat = match client.personal_access_token_self().await {
+            Ok(pat) => pat,
+            Err(error) => return self.gitlab_failure(tenant, id, error).await,
+        };
+        let today = Utc::now().date_naive();
+        if pat.revoked || !pat.active || pat.expires_at.is_some_and(|d| d < today) {
+            let message = match pat.expires_at {
+                Some(d) if d < today => format!("the access token expired on {d}: create one without an expiry date"),
+                _ => "the access token is no longer active: create a new one".to_owned(),
+            };
+            return self.user_problem(tenant, id, Status::NeedsReauth, &message).await;
+        }
+        if let Some(date) = pat.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS) {
+            let message = format!("the access token expires on {date}: replace it with one without an expiry date before then");
+            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+            connections::set_status(&mut tx, id, connection.status, Some(&message)).await.map_err(retry)?;
+            tx.commit().await.map_err(retry)?;
+        }
+        Ok(())
+    }
+}
