@@ -70,10 +70,14 @@ CREATE TABLE periodic_runs (
 -- GitLab's rate limit is per user across all our pods: the budget of each token is shared here.
 -- Keyed by instance and GitLab token id (never the token itself).
 CREATE TABLE gitlab_rate_budgets (
-    budget_key   text PRIMARY KEY,
-    remaining    integer NOT NULL,
-    reset_at     timestamptz NOT NULL,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    budget_key     text PRIMARY KEY,
+    request_limit  integer,
+    remaining      integer NOT NULL,
+    reset_at       timestamptz NOT NULL,
+    -- The earliest time the next request may start, once pacing has begun: reservations push it
+    -- forward, so requests from every pod are spaced out together.
+    next_slot      timestamptz,
+    updated_at     timestamptz NOT NULL DEFAULT now()
 );
 
 -- The scheduler finds the connections due for catch-up or a token check across tenants: the

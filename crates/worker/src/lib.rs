@@ -3,11 +3,13 @@
 //! run once per period across every replica.
 
 mod gitlab;
+mod rate_budget;
 mod retry;
 mod runner;
 mod scheduler;
 
 pub use gitlab::{GitLabJobs, SyncSettings};
+pub use rate_budget::SharedRateBudget;
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
 pub use scheduler::{Periodic, ScheduleConfig, claim_period, run_scheduler};

@@ -9,6 +9,7 @@ mod hooks;
 mod token_health;
 mod validate;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use connector_store::connections::{self, Connection, Status};
@@ -18,6 +19,7 @@ use gitlab_client::{ClientOptions, GitLabClient, UrlPolicy};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::rate_budget::SharedRateBudget;
 use crate::runner::{JobError, Jobs};
 
 /// Tunables of the GitLab jobs.
@@ -57,8 +59,16 @@ impl GitLabJobs {
         Ok(Some((connection, token)))
     }
 
+    /// A client whose pacing draws on the budget shared by every pod that acts as the same
+    /// GitLab user (or, before validation has named the user, as this connection).
     fn client(&self, connection: &Connection, token: SecretString) -> Result<GitLabClient, gitlab_client::Error> {
-        GitLabClient::new(&connection.gitlab_url, token, self.policy.clone(), self.client_options.clone())
+        let key = match connection.gitlab_user_id {
+            Some(user) => format!("{}#user:{user}", connection.gitlab_url),
+            None => format!("{}#connection:{}", connection.gitlab_url, connection.id),
+        };
+        let mut options = self.client_options.clone();
+        options.rate_budget = Arc::new(SharedRateBudget::new(self.store.pool().clone(), key));
+        GitLabClient::new(&connection.gitlab_url, token, self.policy.clone(), options)
     }
 
     /// Records a problem only the user can fix; the job itself is done.
