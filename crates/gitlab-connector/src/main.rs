@@ -51,6 +51,20 @@ enum Command {
     },
     /// Print the OpenAPI document (the committed openapi.yaml).
     Openapi,
+    /// Run the GitLab simulator: GitLab's REST API and webhooks over a generated dataset.
+    Sim {
+        /// The dataset's seed: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: std::net::SocketAddr,
+        /// A small dataset that syncs in seconds, instead of a realistic one.
+        #[arg(long)]
+        small: bool,
+        /// Serve this saved dataset (JSON) instead of generating one.
+        #[arg(long, conflicts_with_all = ["seed", "small"])]
+        dataset: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +107,10 @@ async fn main() -> Result<()> {
             println!("{}", connector_crypto::MasterKeyRing::generate_entry(version));
             Ok(())
         }
+        Command::Sim { seed, listen, small, dataset } => {
+            init(|| Ok(()))?;
+            sim(seed, listen, small, dataset).await
+        }
         command => {
             let config = init(Config::from_env)?;
             run(command, config).await
@@ -102,7 +120,7 @@ async fn main() -> Result<()> {
 
 /// Sets up logging before reading the configuration, so that the development-mode warning the
 /// configuration gives is seen.
-fn init(load: impl FnOnce() -> Result<Config>) -> Result<Config> {
+fn init<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -147,7 +165,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
             println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
             Ok(())
         }
-        Command::Openapi | Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled before configuration"),
+        Command::Openapi | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } => {
+            unreachable!("handled before configuration")
+        }
     }
 }
 
@@ -220,6 +240,26 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
         result??;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the simulator until a signal, printing what a newcomer needs to query it.
+async fn sim(seed: u64, listen: std::net::SocketAddr, small: bool, dataset: Option<std::path::PathBuf>) -> Result<()> {
+    let dataset = match dataset {
+        Some(path) => gitlab_sim::Dataset::load(&path).with_context(|| format!("loading {}", path.display()))?,
+        None => gitlab_sim::Dataset::generate(seed, if small { gitlab_sim::Size::Small } else { gitlab_sim::Size::Realistic }),
+    };
+    let simulator = gitlab_sim::Simulator::new(dataset, gitlab_sim::SimConfig::default());
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("GitLab simulator on {url} (API {url}/api/v4, control {url}/-/sim/)");
+    println!("Personal access tokens it accepts:");
+    for t in simulator.token_summary() {
+        let state = if t.usable { "usable" } else if t.revoked { "revoked" } else { "expired" };
+        let expiry = t.expires_at.map(|d| format!("expires {d}")).unwrap_or_else(|| "no expiry".into());
+        println!("  {:<28} user {:<11} scopes {:<9} {expiry}, {state}", t.value, t.username, t.scopes.join(","));
+    }
+    gitlab_sim::serve(listener, simulator, shutdown_signal()).await?;
     Ok(())
 }
 
