@@ -1,0 +1,294 @@
+//! The worker against the GitLab simulator: connections go from `pending` to `live` by
+//! themselves, and what is stored equals the simulator's ground truth, for a Premium tenant
+//! (group hooks) and a Free tenant (project hooks), through crashes, faults and rate limits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use connector_crypto::MasterKeyRing;
+use connector_store::connections::{self, Connection, NewConnection, Status};
+use connector_store::jobs::{self, Job};
+use connector_store::{Store, TenantId, app_connect_options};
+use connector_worker::{GitLabJobs, Jobs, RetryPolicy, SyncSettings, WorkerConfig, run_workers};
+use gitlab_client::{ClientOptions, RetryConfig, UrlPolicy};
+use gitlab_sim::{Dataset, HookOwner, SimConfig, SimHandle, Simulator, Size};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+const OWNER_TOKEN: &str = "glpat-sim-owner-api-0001";
+const PREMIUM_GROUP: i64 = 1;
+const FREE_GROUP: i64 = 4;
+
+struct Env {
+    store: Store,
+    sim: SimHandle,
+    start: DateTime<Utc>,
+}
+
+async fn env(owner: &PgPool, dataset: Dataset) -> Env {
+    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
+    let store = Store::connect(app_connect_options(&owner.connect_options()), 16, keys).await.unwrap();
+    let sim = Simulator::new(dataset, SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    // A year back: older history exists in the dataset and must not be synced.
+    Env { store, sim, start: Utc::now() - chrono::Duration::days(365) }
+}
+
+impl Env {
+    fn jobs(&self, slice: Duration) -> GitLabJobs {
+        let options = ClientOptions {
+            retry: RetryConfig { max_attempts: 6, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) },
+            ..Default::default()
+        };
+        GitLabJobs::new(
+            self.store.clone(),
+            UrlPolicy::from_allowlist("127.0.0.1/32").unwrap(),
+            options,
+            SyncSettings {
+                // Nothing listens there: deliveries fail, which the backfill does not care about.
+                public_url: "http://127.0.0.1:9".parse().unwrap(),
+                backfill_slice: slice,
+                catch_up_interval: chrono::Duration::hours(1),
+            },
+        )
+    }
+
+    fn start_workers(&self, slice: Duration, name: &str) -> (oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let (stop, stopped) = oneshot::channel();
+        let config = WorkerConfig {
+            name: name.into(),
+            concurrency: 2,
+            retry: RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), cap: Duration::from_secs(1) },
+            grace: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(100),
+        };
+        let handle = tokio::spawn(run_workers(self.store.clone(), self.jobs(slice), config, async {
+            stopped.await.ok();
+        }));
+        (stop, handle)
+    }
+
+    async fn connect(&self, tenant: &str, groups: Vec<i64>, projects: Vec<String>) -> Uuid {
+        let tenant = TenantId::parse(tenant).unwrap();
+        let mut tx = self.store.tenant_tx(&tenant).await.unwrap();
+        let c = connections::insert(
+            &mut tx,
+            self.store.keys(),
+            NewConnection {
+                gitlab_url: self.sim.base_url.clone(),
+                groups_list: groups,
+                projects_list: projects,
+                start_date: self.start,
+                access_token: SecretString::from(OWNER_TOKEN),
+            },
+        )
+        .await
+        .unwrap();
+        jobs::enqueue(&mut tx, Job::Validate { connection: c.id }, Duration::ZERO).await.unwrap();
+        tx.commit().await.unwrap();
+        c.id
+    }
+
+    async fn connection(&self, tenant: &str, id: Uuid) -> Connection {
+        let mut tx = self.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
+        connections::get(&mut tx, id).await.unwrap()
+    }
+
+    async fn wait_for(&self, tenant: &str, id: Uuid, status: Status, within: Duration) -> Connection {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.connection(tenant, id).await;
+            if c.status == status {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline && !matches!(c.status, Status::Invalid | Status::NeedsReauth | Status::Failed),
+                "{tenant}: {:?} ({:?}) instead of {status:?}",
+                c.status,
+                c.status_message
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What a connection should hold, in comparable form.
+#[derive(Debug, PartialEq, Eq, Default)]
+struct Records {
+    commits: BTreeSet<(i64, String)>,
+    merge_requests: BTreeMap<(i64, i64), (String, String, i64)>,
+    merge_request_commits: BTreeSet<(i64, i64, String)>,
+    issues: BTreeMap<(i64, i64), (String, String, i64)>,
+    notes: BTreeMap<(i64, i64), String>,
+    pipelines: BTreeMap<(i64, i64), (String, String, i64)>,
+}
+
+/// The simulator's ground truth for these projects since `start`.
+fn expected(dataset: &Dataset, projects: &[u64], start: DateTime<Utc>) -> Records {
+    let mut r = Records::default();
+    for &pid in projects {
+        let p = dataset.project(pid).unwrap();
+        let id = pid as i64;
+        for c in p.repository.commits.iter().filter(|c| c.committed_date >= start) {
+            r.commits.insert((id, c.id.clone()));
+        }
+        for mr in p.merge_requests.iter().filter(|m| m.updated_at >= start) {
+            r.merge_requests.insert((id, mr.iid as i64), (mr.title.clone(), mr.state.as_str().into(), mr.updated_at.timestamp_millis()));
+            for sha in &mr.commit_shas {
+                r.commits.insert((id, sha.clone()));
+                r.merge_request_commits.insert((id, mr.iid as i64, sha.clone()));
+            }
+            for n in p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::MergeRequest { iid: mr.iid }) {
+                r.notes.insert((id, n.id as i64), n.body.clone());
+            }
+        }
+        if p.issues_enabled {
+            for i in p.issues.iter().filter(|i| i.updated_at >= start) {
+                r.issues.insert((id, i.iid as i64), (i.title.clone(), i.state.as_str().into(), i.updated_at.timestamp_millis()));
+                for n in p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::Issue { iid: i.iid }) {
+                    r.notes.insert((id, n.id as i64), n.body.clone());
+                }
+            }
+        }
+        if p.jobs_enabled {
+            for pl in p.pipelines.iter().filter(|pl| pl.updated_at >= start) {
+                r.pipelines.insert((id, pl.id as i64), (pl.status.clone(), pl.sha.clone(), pl.updated_at.timestamp_millis()));
+            }
+        }
+    }
+    r
+}
+
+/// What the connection holds, read as its tenant.
+async fn stored(store: &Store, tenant: &str, connection: Uuid) -> Records {
+    let mut tx = store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
+    let mut r = Records::default();
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT project_id, sha FROM commits WHERE connection_id = $1")
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    r.commits = rows.into_iter().collect();
+    let rows: Vec<(i64, i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT project_id, iid, title, state, gitlab_updated_at FROM merge_requests WHERE connection_id = $1",
+    )
+    .bind(connection)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    r.merge_requests = rows.into_iter().map(|(p, i, t, s, u)| ((p, i), (t, s, u.timestamp_millis()))).collect();
+    let rows: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT project_id, mr_iid, sha FROM merge_request_commits WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    r.merge_request_commits = rows.into_iter().collect();
+    let rows: Vec<(i64, i64, String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT project_id, iid, title, state, gitlab_updated_at FROM issues WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    r.issues = rows.into_iter().map(|(p, i, t, s, u)| ((p, i), (t, s, u.timestamp_millis()))).collect();
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as("SELECT project_id, gitlab_id, body FROM notes WHERE connection_id = $1")
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    r.notes = rows.into_iter().map(|(p, i, b)| ((p, i), b)).collect();
+    let rows: Vec<(i64, i64, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT project_id, gitlab_id, status, sha, gitlab_updated_at FROM pipelines WHERE connection_id = $1",
+    )
+    .bind(connection)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    r.pipelines = rows.into_iter().map(|(p, i, s, sha, u)| ((p, i), (s, sha.unwrap_or_default(), u.timestamp_millis()))).collect();
+    r
+}
+
+fn assert_same(got: &Records, want: &Records, who: &str) {
+    assert!(!want.commits.is_empty() && !want.merge_requests.is_empty() && !want.notes.is_empty(), "{who}: an empty expectation proves nothing");
+    assert_eq!(got.commits.len(), want.commits.len(), "{who}: commits");
+    assert_eq!(got.commits, want.commits, "{who}: commits");
+    assert_eq!(got.merge_requests, want.merge_requests, "{who}: merge requests");
+    assert_eq!(got.merge_request_commits, want.merge_request_commits, "{who}: merge request commits");
+    assert_eq!(got.issues, want.issues, "{who}: issues");
+    assert_eq!(got.notes, want.notes, "{who}: notes");
+    assert_eq!(got.pipelines, want.pipelines, "{who}: pipelines");
+}
+
+/// Every project of a group and its subgroups, per the ground truth.
+fn group_projects(dataset: &Dataset, group: i64) -> Vec<u64> {
+    let groups: BTreeSet<u64> = std::iter::once(group as u64).chain(dataset.descendants(group as u64)).collect();
+    dataset.projects.iter().filter(|p| groups.contains(&p.namespace_id)).map(|p| p.id).collect()
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn premium_and_free_tenants_reach_live_with_the_ground_truth(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let premium = env.connect("premium-co", vec![PREMIUM_GROUP], vec![]).await;
+    let dataset = env.sim.sim.dataset();
+    let free_projects = group_projects(&dataset, FREE_GROUP);
+    let chosen: Vec<u64> = free_projects.iter().copied().take(2).collect();
+    let listed = vec![chosen[0].to_string(), dataset.project(chosen[1]).unwrap().path_with_namespace.clone()];
+    let free = env.connect("free-co", vec![FREE_GROUP], listed).await;
+
+    let p = env.wait_for("premium-co", premium, Status::Live, Duration::from_secs(60)).await;
+    let f = env.wait_for("free-co", free, Status::Live, Duration::from_secs(60)).await;
+    assert_eq!((p.hook_mode.as_deref(), f.hook_mode.as_deref()), (Some("group"), Some("project")));
+    assert_eq!(p.gitlab_username.as_deref(), Some("owner"));
+
+    let premium_projects = group_projects(&dataset, PREMIUM_GROUP);
+    let mut resolved = p.resolved_project_ids.clone().unwrap();
+    resolved.sort();
+    assert_eq!(resolved, premium_projects.iter().map(|&p| p as i64).collect::<Vec<_>>());
+    assert_same(&stored(&env.store, "premium-co", premium).await, &expected(&dataset, &premium_projects, env.start), "premium");
+    assert_same(&stored(&env.store, "free-co", free).await, &expected(&dataset, &chosen, env.start), "free");
+
+    // Hooks: one group hook for the Premium group, one project hook per listed Free project,
+    // each pointing at its own endpoint with its own secret.
+    let hooks = env.sim.sim.with_dataset(|d| d.hooks.clone());
+    let group_hooks: Vec<_> = hooks.iter().filter(|h| h.owner == HookOwner::Group(PREMIUM_GROUP as u64)).collect();
+    assert_eq!(group_hooks.len(), 1);
+    let project_hooks: Vec<_> = hooks.iter().filter(|h| matches!(h.owner, HookOwner::Project(id) if chosen.contains(&id))).collect();
+    assert_eq!(project_hooks.len(), 2);
+    let mut secrets: Vec<_> = hooks.iter().map(|h| (h.token.clone().unwrap(), h.signing_token.clone().unwrap())).collect();
+    secrets.sort();
+    secrets.dedup();
+    assert_eq!(secrets.len(), 3, "every hook has its own secrets");
+    assert!(hooks.iter().all(|h| h.url.starts_with("http://127.0.0.1:9/webhooks/gitlab/")));
+
+    // A project with CI/CD switched off answers 403 for pipelines: recorded, not a failure.
+    let ci_off: Vec<i64> = premium_projects.iter().filter(|&&id| !dataset.project(id).unwrap().jobs_enabled).map(|&id| id as i64).collect();
+    let mut tx = env.store.tenant_tx(&TenantId::parse("premium-co").unwrap()).await.unwrap();
+    let skipped: Vec<i64> = connector_store::sync::skipped(&mut tx, premium)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.resource == "pipelines")
+        .map(|s| s.project_id)
+        .collect();
+    assert_eq!(skipped, ci_off);
+    // Neither tenant sees a row of the other's.
+    let foreign: i64 = sqlx::query_scalar("SELECT count(*) FROM commits WHERE connection_id = $1")
+        .bind(free)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(foreign, 0);
+    drop(tx);
+
+    // Installing again changes nothing in GitLab: hooks are updated, not duplicated.
+    let jobs = env.jobs(Duration::from_secs(2));
+    jobs.run(&TenantId::parse("premium-co").unwrap(), &Job::InstallHooks { connection: premium }).await.unwrap();
+    assert_eq!(env.sim.sim.with_dataset(|d| d.hooks.len()), hooks.len());
+
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
