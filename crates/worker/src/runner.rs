@@ -37,6 +37,10 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// How often idle workers look for new jobs (apalis polls).
     pub poll_interval: Duration,
+    /// How often a worker says it is alive. Jobs held by a worker silent for
+    /// `heartbeat * missed_heartbeats` (a killed pod) are handed to others.
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +51,8 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             grace: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            heartbeat: Duration::from_secs(10),
+            missed_heartbeats: 3,
         }
     }
 }
@@ -72,7 +78,8 @@ pub async fn run_workers<J: Jobs>(
         let backend_config = Config::default()
             .queue(queue.name())
             .batch_size(config.concurrency)
-            .heartbeat_interval(Duration::from_secs(10));
+            .heartbeat_interval(config.heartbeat)
+            .missed_heartbeats(config.missed_heartbeats);
         let name = format!("{}-{}-{}", config.name, queue.name(), &suffix[..12]);
         let shared = shared.clone();
         let pool = store.pool().clone();

@@ -95,6 +95,8 @@ fn config(name: &str) -> WorkerConfig {
         retry: RetryPolicy { max_attempts: 3, base: Duration::from_millis(100), cap: Duration::from_millis(200) },
         grace: Duration::from_secs(5),
         poll_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_secs(1),
+        missed_heartbeats: 2,
     }
 }
 

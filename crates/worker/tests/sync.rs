@@ -64,6 +64,8 @@ impl Env {
             retry: RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), cap: Duration::from_secs(1) },
             grace: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(1),
+            missed_heartbeats: 2,
         };
         let handle = tokio::spawn(run_workers(self.store.clone(), self.jobs(slice), config, async {
             stopped.await.ok();
@@ -289,6 +291,164 @@ async fn premium_and_free_tenants_reach_live_with_the_ground_truth(owner: PgPool
     jobs.run(&TenantId::parse("premium-co").unwrap(), &Job::InstallHooks { connection: premium }).await.unwrap();
     assert_eq!(env.sim.sim.with_dataset(|d| d.hooks.len()), hooks.len());
 
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+fn revoke(sim: &SimHandle, value: &str) {
+    sim.sim.with_dataset_mut(|d| d.tokens.iter_mut().find(|t| t.value == value).unwrap().revoked = true);
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_token_revoked_mid_sync_moves_the_connection_to_needs_reauth(owner: PgPool) {
+    let mut spec = Size::Small.spec();
+    spec.commits_per_project = 600;
+    let env = env(&owner, Dataset::generate(2, Size::Custom(spec))).await;
+    // A short slice: the backfill is still running when the token goes.
+    let (stop, worker) = env.start_workers(Duration::from_millis(200), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Backfilling, Duration::from_secs(30)).await;
+    revoke(&env.sim, OWNER_TOKEN);
+    let c = env.wait_for("acme", id, Status::NeedsReauth, Duration::from_secs(30)).await;
+    assert!(c.status_message.as_deref().unwrap().contains("revoked"), "{:?}", c.status_message);
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn the_token_check_finds_a_revoked_or_expiring_token(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    let jobs = env.jobs(Duration::from_secs(2));
+    let tenant = TenantId::parse("acme").unwrap();
+
+    // Expiring in 10 days: reported, still live.
+    let soon = Utc::now().date_naive() + chrono::Duration::days(10);
+    env.sim.sim.with_dataset_mut(|d| d.tokens.iter_mut().find(|t| t.value == OWNER_TOKEN).unwrap().expires_at = Some(soon));
+    jobs.run(&tenant, &Job::TokenHealth { connection: id }).await.unwrap();
+    let c = env.connection("acme", id).await;
+    assert_eq!(c.status, Status::Live);
+    assert!(c.status_message.unwrap().contains(&soon.to_string()));
+
+    revoke(&env.sim, OWNER_TOKEN);
+    jobs.run(&tenant, &Job::TokenHealth { connection: id }).await.unwrap();
+    let c = env.connection("acme", id).await;
+    assert_eq!(c.status, Status::NeedsReauth);
+    assert!(c.status_message.unwrap().contains("revoked"));
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn catch_up_recreates_a_deleted_hook_and_picks_up_a_new_project(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let premium = env.connect("premium-co", vec![PREMIUM_GROUP], vec![]).await;
+    let free = env.connect("free-co", vec![FREE_GROUP], vec![]).await;
+    env.wait_for("premium-co", premium, Status::Live, Duration::from_secs(60)).await;
+    let before = env.wait_for("free-co", free, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    let jobs = env.jobs(Duration::from_secs(2));
+
+    // Someone deletes our group hook in GitLab.
+    env.sim.sim.with_dataset_mut(|d| d.hooks.retain(|h| h.owner != HookOwner::Group(PREMIUM_GROUP as u64)));
+    jobs.run(&TenantId::parse("premium-co").unwrap(), &Job::CatchUp { connection: premium }).await.unwrap();
+    let hooks = env.sim.sim.with_dataset(|d| d.hooks.clone());
+    let group_hook = hooks.iter().find(|h| h.owner == HookOwner::Group(PREMIUM_GROUP as u64)).expect("the hook is back");
+    let mut tx = env.store.tenant_tx(&TenantId::parse("premium-co").unwrap()).await.unwrap();
+    let records = connector_store::hooks::for_connection(&mut tx, premium).await.unwrap();
+    drop(tx);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].gitlab_hook_id, Some(group_hook.id as i64));
+    assert_eq!(records[0].status, "active");
+    assert!(group_hook.url.ends_with(&records[0].id.to_string()), "the same endpoint as before");
+
+    // A project is created in the Free group: project-hook mode has no project_create event,
+    // so the catch-up finds it, syncs it and hooks it.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/-/sim/projects", env.sim.base_url))
+        .json(&serde_json::json!({"namespace_id": FREE_GROUP, "name": "new-app"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_id = created["id"].as_u64().expect("the simulator answers with the project");
+    http.post(format!("{}/-/sim/projects/{new_id}/push", env.sim.base_url))
+        .json(&serde_json::json!({"branch": "main", "commits": 3}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    jobs.run(&TenantId::parse("free-co").unwrap(), &Job::CatchUp { connection: free }).await.unwrap();
+    let after = env.connection("free-co", free).await;
+    let resolved = after.resolved_project_ids.clone().unwrap();
+    assert_eq!(resolved.len(), before.resolved_project_ids.unwrap().len() + 1);
+    assert!(resolved.contains(&(new_id as i64)));
+    assert!(env.sim.sim.with_dataset(|d| d.hooks.iter().any(|h| h.owner == HookOwner::Project(new_id))), "the new project got a hook");
+    let dataset = env.sim.sim.dataset();
+    let all: Vec<u64> = resolved.iter().map(|&p| p as u64).collect();
+    assert_same(&stored(&env.store, "free-co", free).await, &expected(&dataset, &all, env.start), "free after catch-up");
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn faults_and_rate_limits_slow_the_sync_but_it_finishes_right(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(3, Size::Small)).await;
+    env.sim.sim.update_config(|c| {
+        c.rate_limit.requests = 40;
+        c.rate_limit.period_secs = 2;
+        c.faults.error_every = Some(5);
+        c.faults.error_statuses = vec![500, 502, 503];
+        c.faults.drop_every = Some(13);
+    });
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    // Another client of the same GitLab user spends the budget behind our back for a while:
+    // the worker meets 429s it could not see coming, and must reschedule rather than fail.
+    let storm = {
+        let url = format!("{}/api/v4/user", env.sim.base_url);
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for _ in 0..300 {
+                let _ = http.get(&url).header("PRIVATE-TOKEN", OWNER_TOKEN).send().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(120)).await;
+    storm.await.unwrap();
+    let stats = env.sim.sim.stats();
+    assert!(stats.injected_errors > 5 && stats.dropped_connections > 2 && stats.rate_limited > 20, "{stats:?}");
+    let dataset = env.sim.sim.dataset();
+    let projects = group_projects(&dataset, PREMIUM_GROUP);
+    assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &projects, env.start), "under faults");
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+/// A tenant with a huge project does not hold back a small one: backfill jobs take turns.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_small_tenant_finishes_while_a_huge_one_is_still_running(owner: PgPool) {
+    let mut spec = Size::Small.spec();
+    spec.heavy_project = Some(gitlab_sim::HeavyProject { commits: 8000, merge_requests: 40, issues: 40, pipelines: 40 });
+    let env = env(&owner, Dataset::generate(4, Size::Custom(spec))).await;
+    let (stop, worker) = env.start_workers(Duration::from_millis(500), "pod");
+    let dataset = env.sim.sim.dataset();
+    let heavy_group = dataset.projects[0].namespace_id;
+    let root = dataset.root_of(heavy_group).unwrap().id as i64;
+    let other_root = if root == PREMIUM_GROUP { FREE_GROUP } else { PREMIUM_GROUP };
+    let huge = env.connect("huge-co", vec![root], vec![]).await;
+    env.wait_for("huge-co", huge, Status::Backfilling, Duration::from_secs(30)).await;
+    let small_project = group_projects(&dataset, other_root)[0];
+    let small = env.connect("small-co", vec![other_root], vec![small_project.to_string()]).await;
+    env.wait_for("small-co", small, Status::Live, Duration::from_secs(60)).await;
+    assert_eq!(env.connection("huge-co", huge).await.status, Status::Backfilling, "the huge tenant is still running");
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
 }
