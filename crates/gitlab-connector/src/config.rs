@@ -47,6 +47,7 @@ pub struct WorkerSettings {
     pub backfill_slice: Duration,
     pub catch_up_every: Duration,
     pub token_check_every: Duration,
+    pub heartbeat: Duration,
 }
 
 /// JSON logs in production, readable ones otherwise; `LOG_FORMAT` (json or text) decides when set.
@@ -208,6 +209,7 @@ impl Config {
                 backfill_slice: parse_duration("BACKFILL_SLICE", Duration::from_secs(20))?,
                 catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
+                heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
             },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,

@@ -214,6 +214,7 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
             name: name.clone(),
             concurrency: config.worker.concurrency,
             grace: config.worker.grace,
+            heartbeat: config.worker.heartbeat,
             ..Default::default()
         };
         let shutdown = until_stopped();
