@@ -452,3 +452,147 @@ async fn a_small_tenant_finishes_while_a_huge_one_is_still_running(owner: PgPool
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
 }
+
+/// Each problem the user must fix ends validation with a status and a message saying what to do.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn validation_failures_say_what_to_do(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let jobs = env.jobs(Duration::from_secs(2));
+    let tenant = TenantId::parse("acme").unwrap();
+    let cases: [(&str, Vec<i64>, Vec<String>, Status, &str); 6] = [
+        ("glpat-sim-owner-read-0002", vec![PREMIUM_GROUP], vec![], Status::Invalid, "lacks scope api"),
+        ("glpat-sim-expired-00003", vec![PREMIUM_GROUP], vec![], Status::NeedsReauth, "expired"),
+        ("glpat-sim-revoked-00004", vec![PREMIUM_GROUP], vec![], Status::NeedsReauth, "revoked"),
+        ("glpat-not-a-token-at-all-000", vec![PREMIUM_GROUP], vec![], Status::NeedsReauth, "does not accept"),
+        ("glpat-sim-owner-api-0001", vec![999], vec![], Status::Invalid, "group 999 is not visible"),
+        ("glpat-sim-developer-0005", vec![PREMIUM_GROUP], vec![], Status::Invalid, "would need the Owner role on group 1"),
+    ];
+    for (token, groups, projects, status, needle) in cases {
+        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+        let c = connections::insert(
+            &mut tx,
+            env.store.keys(),
+            NewConnection {
+                gitlab_url: env.sim.base_url.clone(),
+                groups_list: groups,
+                projects_list: projects,
+                start_date: env.start,
+                access_token: SecretString::from(token),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        jobs.run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
+        let got = env.connection("acme", c.id).await;
+        assert_eq!(got.status, status, "{token}: {:?}", got.status_message);
+        let message = got.status_message.unwrap();
+        assert!(message.contains(needle), "{token}: {message}");
+        assert!(!message.contains(token), "the message repeats the token");
+    }
+
+    // A project listed outside the connected groups.
+    let dataset = env.sim.sim.dataset();
+    let outside = group_projects(&dataset, FREE_GROUP)[0];
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    let c = connections::insert(
+        &mut tx,
+        env.store.keys(),
+        NewConnection {
+            gitlab_url: env.sim.base_url.clone(),
+            groups_list: vec![PREMIUM_GROUP],
+            projects_list: vec![outside.to_string()],
+            start_date: env.start,
+            access_token: SecretString::from(OWNER_TOKEN),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    jobs.run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
+    let got = env.connection("acme", c.id).await;
+    assert_eq!(got.status, Status::Invalid);
+    assert!(got.status_message.unwrap().contains("not in the connected groups"));
+}
+
+/// A group of more than 100 projects over nested subgroups is walked completely.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn validation_resolves_every_project_of_a_large_nested_group(owner: PgPool) {
+    let mut spec = Size::Small.spec();
+    spec.projects = 260;
+    spec.top_groups = 2;
+    spec.subgroup_depth = 3;
+    spec.commits_per_project = 1;
+    spec.merge_requests_per_project = 0;
+    spec.issues_per_project = 0;
+    spec.pipelines_per_project = 0;
+    let env = env(&owner, Dataset::generate(5, Size::Custom(spec))).await;
+    let dataset = env.sim.sim.dataset();
+    let want = group_projects(&dataset, PREMIUM_GROUP);
+    assert!(want.len() > 100, "the dataset must exceed one page: {}", want.len());
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    let c = connections::insert(
+        &mut tx,
+        env.store.keys(),
+        NewConnection {
+            gitlab_url: env.sim.base_url.clone(),
+            groups_list: vec![PREMIUM_GROUP],
+            projects_list: vec![],
+            start_date: env.start,
+            access_token: SecretString::from(OWNER_TOKEN),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    env.jobs(Duration::from_secs(2)).run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
+    let got = env.connection("acme", c.id).await;
+    assert_eq!(got.status, Status::InstallingHooks, "{:?}", got.status_message);
+    let mut resolved = got.resolved_project_ids.unwrap();
+    resolved.sort();
+    assert_eq!(resolved, want.iter().map(|&p| p as i64).collect::<Vec<_>>());
+}
+
+/// Disconnecting removes our hooks from GitLab, then the connection and all it synced.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn disconnect_removes_hooks_then_the_data(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let free = env.connect("free-co", vec![FREE_GROUP], vec![]).await;
+    env.wait_for("free-co", free, Status::Live, Duration::from_secs(60)).await;
+    let premium = env.connect("premium-co", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("premium-co", premium, Status::Live, Duration::from_secs(60)).await;
+    let before = env.sim.sim.with_dataset(|d| d.hooks.len());
+    assert!(before > 2);
+
+    let tenant = TenantId::parse("free-co").unwrap();
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    connections::set_status(&mut tx, free, Status::Deleting, None).await.unwrap();
+    jobs::enqueue(&mut tx, Job::Disconnect { connection: free }, Duration::ZERO).await.unwrap();
+    tx.commit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+        if matches!(connections::get(&mut tx, free).await, Err(connector_store::Error::NotFound)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the connection was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hooks = env.sim.sim.with_dataset(|d| d.hooks.clone());
+    assert_eq!(hooks.len(), 1, "only the other tenant's group hook is left: {hooks:?}");
+    assert_eq!(hooks[0].owner, HookOwner::Group(PREMIUM_GROUP as u64));
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM commits WHERE connection_id = $1) + (SELECT count(*) FROM webhook_hooks WHERE connection_id = $1)
+              + (SELECT count(*) FROM sync_checkpoints WHERE connection_id = $1)",
+    )
+    .bind(free)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "synced data, hooks and checkpoints go with the connection");
+    assert_eq!(env.connection("premium-co", premium).await.status, Status::Live, "the other tenant is untouched");
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}

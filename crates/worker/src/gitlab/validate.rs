@@ -140,21 +140,28 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
             }
             targets.push(HookTarget { scope: "group".into(), id: group_id });
         }
-        groups.push((group, access, group_hooks));
+        // Why this group's projects get project hooks, for the message if even that fails.
+        let fallback = match plan.as_deref() {
+            None if enterprise => format!(
+                "group hooks, on Premium and above, would need the Owner role on group {group_id}, {}",
+                group.full_path
+            ),
+            _ => format!("group {} is on a plan without group hooks", group.full_path),
+        };
+        groups.push((group, access, group_hooks, fallback));
     }
 
     let projects = resolve_projects(client, connection, &groups).await?;
     for (project, group_index) in &projects {
-        let (group, access, group_hooks) = &groups[*group_index];
+        let (_, access, group_hooks, fallback) = &groups[*group_index];
         if *group_hooks {
             continue;
         }
         let level = project.permissions.as_ref().and_then(|p| p.effective_access_level()).unwrap_or(*access).max(*access);
         if level < Member::MAINTAINER {
             return Err(invalid(format!(
-                "project hooks need the Maintainer role on project {} (group {} is on a plan without group hooks); {} has {}",
+                "project hooks need the Maintainer role on project {}, and {} has {} ({fallback})",
                 project.path_with_namespace,
-                group.full_path,
                 user.username,
                 role_name(level)
             )));
@@ -209,11 +216,11 @@ fn role_name(level: u32) -> &'static str {
 async fn resolve_projects(
     client: &GitLabClient,
     connection: &Connection,
-    groups: &[(Group, u32, bool)],
+    groups: &[(Group, u32, bool, String)],
 ) -> Result<Vec<(Project, usize)>, Stop> {
     let mut projects: Vec<(Project, usize)> = Vec::new();
     if connection.projects_list.is_empty() {
-        for (index, (group, _, _)) in groups.iter().enumerate() {
+        for (index, (group, ..)) in groups.iter().enumerate() {
             let all: Vec<Project> = client.collect_all(PageRequest::group_projects(group.id)).await?;
             for project in all {
                 if !projects.iter().any(|(p, _)| p.id == project.id) {
@@ -236,9 +243,9 @@ async fn resolve_projects(
             Err(e) => return Err(e.into()),
         };
         let namespace = project.namespace.as_ref().map(|n| n.full_path.clone()).unwrap_or_default();
-        let Some(index) = groups.iter().position(|(g, _, _)| namespace == g.full_path || namespace.starts_with(&format!("{}/", g.full_path)))
+        let Some(index) = groups.iter().position(|(g, ..)| namespace == g.full_path || namespace.starts_with(&format!("{}/", g.full_path)))
         else {
-            let names: Vec<_> = groups.iter().map(|(g, _, _)| g.full_path.as_str()).collect();
+            let names: Vec<_> = groups.iter().map(|(g, ..)| g.full_path.as_str()).collect();
             return Err(invalid(format!(
                 "project {} is not in the connected groups ({}): add its group to groups_list or remove it from projects_list",
                 project.path_with_namespace,
