@@ -19,7 +19,11 @@ pub struct SharedRateBudget {
 impl SharedRateBudget {
     /// `key` names the GitLab user on its instance (never the token).
     pub fn new(pool: PgPool, key: String) -> Self {
-        Self { pool, key, config: PacingConfig::default() }
+        // A worker waits at most a few seconds for a slot: when the window is spent, the request
+        // goes out, GitLab answers 429, and the job is rescheduled for the reset instead of
+        // holding a worker slot through it.
+        let config = PacingConfig { max_delay: Duration::from_secs(5), ..PacingConfig::default() };
+        Self { pool, key, config }
     }
 
     /// Reserves the next request slot and returns how long to wait for it. The spacing rule is
