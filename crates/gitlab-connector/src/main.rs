@@ -26,7 +26,7 @@ enum Command {
     /// Run the service: the roles given, or all of them.
     Serve {
         /// Comma-separated roles to run in this process.
-        #[arg(long, value_delimiter = ',', default_value = "api,worker")]
+        #[arg(long, value_delimiter = ',', default_value = "api,ingest,worker")]
         roles: Vec<Role>,
     },
     /// Create the database if missing and apply the migrations, as the owner (DATABASE_URL).
@@ -91,6 +91,8 @@ enum TenantsCommand {
 enum Role {
     /// The REST API for the Coworker frontend.
     Api,
+    /// The webhook endpoint GitLab delivers to, and the processor that applies deliveries.
+    Ingest,
     /// The job-queue worker and the periodic scheduler.
     Worker,
 }
@@ -193,13 +195,34 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
+    // The API and the webhook endpoint share one listener when both run here.
+    let mut http: Option<axum::Router> = None;
     if roles.contains(&Role::Api) {
         let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
         let state = AppState { store: store.clone(), auth, limits: config.limits };
+        http = Some(connector_api::router(state));
+    }
+    if roles.contains(&Role::Ingest) {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let ingest = connector_ingest::router(connector_ingest::IngestState { store: store.clone(), wake: wake.clone() });
+        http = Some(match http {
+            Some(api) => ingest.merge(api),
+            None => ingest,
+        });
+        let shutdown = until_stopped();
+        let processor_store = store.clone();
+        tasks.spawn(async move {
+            connector_ingest::run_processor(processor_store, wake, connector_ingest::ProcessorConfig::default(), shutdown).await;
+            Ok(())
+        });
+    }
+    if let Some(router) = http {
         let listener = TcpListener::bind(&config.listen_addr).await.with_context(|| format!("binding {}", config.listen_addr))?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
         let shutdown = until_stopped();
-        tasks.spawn(async move { connector_api::serve(listener, state, shutdown).await.context("API server") });
+        tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server")
+        });
     }
     if roles.contains(&Role::Worker) {
         let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;

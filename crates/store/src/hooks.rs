@@ -130,6 +130,38 @@ pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: &str, message: Opti
     Ok(())
 }
 
+/// The tenant and connection an endpoint id belongs to, looked up across tenants (as the system
+/// role, which may read only these columns).
+pub async fn route(store: &crate::Store, endpoint: Uuid) -> Result<Option<(crate::TenantId, Uuid)>> {
+    let mut tx = store.system_tx().await?;
+    let row: Option<(String, Uuid)> =
+        sqlx::query_as("SELECT tenant_id, connection_id FROM webhook_hooks WHERE id = $1").bind(endpoint).fetch_optional(&mut *tx).await?;
+    tx.commit().await?;
+    row.map(|(tenant, connection)| Ok((crate::TenantId::parse(&tenant)?, connection))).transpose()
+}
+
+/// The hook's opened secrets and whether GitLab signs its deliveries.
+pub async fn secrets(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid) -> Result<(HookRecord, HookSecrets)> {
+    let data_key = tenants::data_key(tx, keys).await?;
+    let (tenant, conn) = tx.parts();
+    let row: HookRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, secret_ciphertext, signing_ciphertext FROM webhook_hooks WHERE tenant_id = $1 AND id = $2"
+    )))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(crate::Error::NotFound)?;
+    let tenant = tenant.as_str().to_owned();
+    let id_text = id.to_string();
+    let secrets = HookSecrets {
+        token: data_key.open_string(binding(&tenant, &id_text, "webhook_token"), &row.secret_ciphertext)?,
+        signing_token: data_key
+            .open_string(binding(&tenant, &id_text, "webhook_signing_token"), &row.signing_ciphertext.unwrap_or_default())?,
+    };
+    Ok((row.record, secrets))
+}
+
 pub async fn for_connection(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<HookRecord>> {
     let (tenant, conn) = tx.parts();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(

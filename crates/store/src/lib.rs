@@ -5,9 +5,11 @@
 
 pub mod connections;
 pub mod dead_letters;
+pub mod deliveries;
 pub mod hooks;
 mod db;
 pub mod jobs;
+pub mod read;
 pub mod sync;
 mod tenant;
 pub mod tenants;

@@ -64,11 +64,14 @@ pub async fn upsert_merge_requests(tx: &mut TenantTx, connection: Uuid, project_
          FROM jsonb_array_elements($4::jsonb) AS e
          ON CONFLICT (tenant_id, connection_id, project_id, iid) DO UPDATE SET
              gitlab_id = excluded.gitlab_id, title = excluded.title, description = excluded.description,
-             state = excluded.state, author_id = excluded.author_id, author_username = excluded.author_username,
-             source_branch = excluded.source_branch, target_branch = excluded.target_branch, sha = excluded.sha,
-             merge_commit_sha = excluded.merge_commit_sha, web_url = excluded.web_url,
-             created_at = excluded.created_at, gitlab_updated_at = excluded.gitlab_updated_at,
-             merged_at = excluded.merged_at, closed_at = excluded.closed_at, raw = excluded.raw, synced_at = now()
+             state = excluded.state, author_id = coalesce(excluded.author_id, t.author_id),
+             author_username = coalesce(excluded.author_username, t.author_username),
+             source_branch = excluded.source_branch, target_branch = excluded.target_branch,
+             sha = coalesce(excluded.sha, t.sha), merge_commit_sha = coalesce(excluded.merge_commit_sha, t.merge_commit_sha),
+             web_url = coalesce(excluded.web_url, t.web_url), created_at = coalesce(excluded.created_at, t.created_at),
+             gitlab_updated_at = excluded.gitlab_updated_at,
+             merged_at = coalesce(excluded.merged_at, t.merged_at), closed_at = excluded.closed_at,
+             raw = t.raw || excluded.raw, synced_at = now()
          WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
         connection,
         project_id,
@@ -92,10 +95,12 @@ pub async fn upsert_issues(tx: &mut TenantTx, connection: Uuid, project_id: i64,
          FROM jsonb_array_elements($4::jsonb) AS e
          ON CONFLICT (tenant_id, connection_id, project_id, iid) DO UPDATE SET
              gitlab_id = excluded.gitlab_id, issue_type = excluded.issue_type, title = excluded.title,
-             description = excluded.description, state = excluded.state, author_id = excluded.author_id,
-             author_username = excluded.author_username, labels = excluded.labels,
-             confidential = excluded.confidential, web_url = excluded.web_url, created_at = excluded.created_at,
-             gitlab_updated_at = excluded.gitlab_updated_at, closed_at = excluded.closed_at, raw = excluded.raw,
+             description = excluded.description, state = excluded.state,
+             author_id = coalesce(excluded.author_id, t.author_id),
+             author_username = coalesce(excluded.author_username, t.author_username), labels = excluded.labels,
+             confidential = excluded.confidential, web_url = coalesce(excluded.web_url, t.web_url),
+             created_at = coalesce(excluded.created_at, t.created_at),
+             gitlab_updated_at = excluded.gitlab_updated_at, closed_at = excluded.closed_at, raw = t.raw || excluded.raw,
              synced_at = now()
          WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
         connection,
@@ -128,8 +133,9 @@ pub async fn upsert_notes(
                 (e->>'created_at')::timestamptz, coalesce(e->>'updated_at', e->>'created_at')::timestamptz, e
          FROM jsonb_array_elements($4::jsonb) AS e
          ON CONFLICT (tenant_id, connection_id, project_id, gitlab_id) DO UPDATE SET
-             body = excluded.body, author_id = excluded.author_id, author_username = excluded.author_username,
-             system = excluded.system, gitlab_updated_at = excluded.gitlab_updated_at, raw = excluded.raw,
+             body = excluded.body, author_id = coalesce(excluded.author_id, t.author_id),
+             author_username = coalesce(excluded.author_username, t.author_username),
+             system = excluded.system, gitlab_updated_at = excluded.gitlab_updated_at, raw = t.raw || excluded.raw,
              synced_at = now()
          WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
     )
@@ -280,6 +286,58 @@ pub async fn advance(
     .bind(seen_up_to)
     .bind(records)
     .bind(done)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores an event that carries no object of the tables above (a tag, a job, a release, ...):
+/// the latest payload per object.
+pub async fn upsert_event(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    kind: &str,
+    object_key: &str,
+    project_id: Option<i64>,
+    action: Option<&str>,
+    payload: &Value,
+) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "INSERT INTO gitlab_events (tenant_id, connection_id, kind, object_key, project_id, action, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, connection_id, kind, object_key) DO UPDATE SET
+             project_id = excluded.project_id, action = excluded.action, payload = excluded.payload, synced_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(kind)
+    .bind(object_key)
+    .bind(project_id)
+    .bind(action)
+    .bind(payload)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A project GitLab says was deleted: it leaves the sync (its row goes, which the change feed
+/// reports as a delete).
+pub async fn delete_project(tx: &mut TenantTx, connection: Uuid, project_id: i64) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query("DELETE FROM projects WHERE tenant_id = $1 AND connection_id = $2 AND gitlab_id = $3")
+        .bind(tenant.as_str())
+        .bind(connection)
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE gitlab_connections SET resolved_project_ids = array_remove(resolved_project_ids, $3), updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
     .execute(conn)
     .await?;
     Ok(())

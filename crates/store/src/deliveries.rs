@@ -1,0 +1,119 @@
+//! The durable inbox of webhook deliveries: stored before GitLab gets its 2xx, applied after.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{Result, Store, TenantId, TenantTx};
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub connection_id: Uuid,
+    pub hook_id: Uuid,
+    /// `Idempotency-Key`, else `webhook-id`, else the event UUID: stable across GitLab's
+    /// retries and resends, so a delivery is stored once.
+    pub dedup_key: &'a str,
+    pub event: Option<&'a str>,
+    pub headers: Value,
+    pub body: &'a [u8],
+    /// A delivery that cannot be applied (not JSON, unknown kind) is kept aside at once.
+    pub kept_aside: Option<&'a str>,
+}
+
+/// Stores the delivery and marks the hook's last delivery time. `false` when this delivery was
+/// already stored (a retry or a resend).
+pub async fn insert(tx: &mut TenantTx, d: &NewDelivery<'_>) -> Result<bool> {
+    let (tenant, conn) = tx.parts();
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_deliveries (tenant_id, connection_id, hook_id, dedup_key, event, headers, body, status, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (tenant_id, hook_id, dedup_key) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(d.connection_id)
+    .bind(d.hook_id)
+    .bind(d.dedup_key)
+    .bind(d.event)
+    .bind(&d.headers)
+    .bind(d.body)
+    .bind(if d.kept_aside.is_some() { "kept_aside" } else { "received" })
+    .bind(d.kept_aside)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE webhook_hooks SET last_delivery_at = now() WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(d.hook_id)
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Received deliveries due for processing, across tenants, oldest first.
+pub async fn due(store: &Store, limit: i64) -> Result<Vec<(TenantId, i64)>> {
+    let mut tx = store.system_tx().await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, id FROM webhook_deliveries WHERE status = 'received' AND next_attempt_at <= now()
+         ORDER BY next_attempt_at, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.into_iter().map(|(t, id)| Ok((TenantId::parse(&t)?, id))).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub connection_id: Uuid,
+    pub event: Option<String>,
+    pub body: Vec<u8>,
+    pub attempts: i32,
+}
+
+/// Locks one received delivery for processing; `None` when another processor has it or it is
+/// done.
+pub async fn claim(tx: &mut TenantTx, id: i64) -> Result<Option<Pending>> {
+    let (tenant, conn) = tx.parts();
+    let row: Option<(i64, Uuid, Option<String>, Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT id, connection_id, event, body, attempts FROM webhook_deliveries
+         WHERE tenant_id = $1 AND id = $2 AND status = 'received' FOR UPDATE SKIP LOCKED",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(id, connection_id, event, body, attempts)| Pending { id, connection_id, event, body, attempts }))
+}
+
+/// Records the outcome: `applied`, `out_of_scope`, `kept_aside` or `failed`, with a reason.
+pub async fn finish(tx: &mut TenantTx, id: i64, status: &str, reason: Option<&str>) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $3, reason = $4, processed_at = now(), attempts = attempts + 1
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(status)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a delivery whose apply failed back for a later attempt.
+pub async fn retry_later(tx: &mut TenantTx, id: i64, delay: std::time::Duration, reason: &str) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, reason = $4, next_attempt_at = now() + $3
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(delay)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

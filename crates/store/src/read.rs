@@ -1,0 +1,406 @@
+//! Reading synced data back, for the API the Coworker frontend calls: one page of one kind of
+//! object of one connection, and the tenant's change feed.
+//!
+//! Lists are ordered by the object's own key within the connection (`gitlab_id` for projects,
+//! `(project_id, sha)` for commits, `(project_id, iid)` for merge requests and issues,
+//! `(project_id, gitlab_id)` for notes and pipelines) and continue strictly after the last key
+//! of the previous page. A key never changes, so an object updated between two pages keeps its
+//! place: paging never repeats or skips it. (Ordering by `updated_at` would move an updated
+//! object behind the cursor, to be read twice, or, if the cursor were passed, missed.) The
+//! filters cannot drop a row that matched on an earlier page either: `updated_since` compares
+//! GitLab's `updated_at`, which an upsert only ever moves forward. An object created mid-way
+//! with a key before the cursor is not on the later pages; the change feed reports it. Each
+//! order is a prefix of the table's primary key after `(tenant_id, connection_id)`, so a page
+//! is a range scan of that index.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::{Result, TenantTx};
+
+/// Filters every list has. `updated_since` is inclusive; for commits it compares `committed_at`
+/// and for projects `last_activity_at`, the nearest they have to an update time.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// GitLab project id.
+    pub project: Option<i64>,
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Project {
+    pub gitlab_id: i64,
+    pub path_with_namespace: String,
+    pub name: String,
+    pub namespace_id: Option<i64>,
+    pub default_branch: Option<String>,
+    pub visibility: Option<String>,
+    pub web_url: Option<String>,
+    pub archived: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_activity_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Commit {
+    pub project_id: i64,
+    pub sha: String,
+    pub title: String,
+    pub message: String,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    pub authored_at: Option<DateTime<Utc>>,
+    pub committer_name: Option<String>,
+    pub committer_email: Option<String>,
+    pub committed_at: Option<DateTime<Utc>>,
+    pub parent_ids: Vec<String>,
+    pub web_url: Option<String>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MergeRequest {
+    pub project_id: i64,
+    pub iid: i64,
+    pub gitlab_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub state: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    pub source_branch: Option<String>,
+    pub target_branch: Option<String>,
+    pub sha: Option<String>,
+    pub merge_commit_sha: Option<String>,
+    /// The commits the merge request holds, as far as synced.
+    pub commit_shas: Vec<String>,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub gitlab_updated_at: DateTime<Utc>,
+    pub merged_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Issue {
+    pub project_id: i64,
+    pub iid: i64,
+    pub gitlab_id: i64,
+    pub issue_type: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub state: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    pub labels: Vec<String>,
+    pub confidential: bool,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub gitlab_updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Note {
+    pub project_id: i64,
+    pub gitlab_id: i64,
+    pub noteable_type: String,
+    pub noteable_iid: Option<i64>,
+    pub commit_sha: Option<String>,
+    pub body: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    pub system: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub gitlab_updated_at: DateTime<Utc>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Pipeline {
+    pub project_id: i64,
+    pub gitlab_id: i64,
+    pub iid: Option<i64>,
+    pub status: String,
+    pub source: Option<String>,
+    #[sqlx(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub sha: Option<String>,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub gitlab_updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// Which notes: those of one kind of parent (`MergeRequest`, `Issue`, `Commit`, `Snippet`),
+/// optionally of one parent by iid.
+#[derive(Debug, Clone)]
+pub struct NoteParentFilter {
+    pub noteable_type: String,
+    pub noteable_iid: Option<i64>,
+}
+
+/// `SELECT <columns> FROM <table> WHERE` the tenant and the connection, and the common filters.
+/// `time_column` is what `updated_since` compares.
+fn select(
+    tenant: &str,
+    columns: &str,
+    table: &str,
+    connection: Uuid,
+    filter: &Filter,
+    project_column: &str,
+    time_column: &str,
+) -> QueryBuilder<Postgres> {
+    let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} t WHERE t.tenant_id = "));
+    q.push_bind(tenant.to_owned()).push(" AND t.connection_id = ").push_bind(connection);
+    if let Some(project) = filter.project {
+        q.push(format!(" AND t.{project_column} = ")).push_bind(project);
+    }
+    if let Some(since) = filter.updated_since {
+        q.push(format!(" AND t.{time_column} >= ")).push_bind(since);
+    }
+    q
+}
+
+/// ` AND (k1, k2) > (a, b) ORDER BY k1, k2 LIMIT n` for a two-column key.
+fn page_after<B>(q: &mut QueryBuilder<Postgres>, keys: (&str, &str), after: Option<(i64, B)>, limit: i64)
+where
+    B: for<'t> sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
+{
+    let (k1, k2) = keys;
+    if let Some((a, b)) = after {
+        q.push(format!(" AND (t.{k1}, t.{k2}) > (")).push_bind(a).push(", ").push_bind(b).push(")");
+    }
+    q.push(format!(" ORDER BY t.{k1}, t.{k2} LIMIT ")).push_bind(limit);
+}
+
+pub async fn projects(tx: &mut TenantTx, connection: Uuid, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Project>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "gitlab_id, path_with_namespace, name, namespace_id, default_branch, visibility, web_url, archived, \
+         created_at, last_activity_at, deleted_at, synced_at",
+        "projects",
+        connection,
+        filter,
+        "gitlab_id",
+        "last_activity_at",
+    );
+    if let Some(after) = after {
+        q.push(" AND t.gitlab_id > ").push_bind(after);
+    }
+    q.push(" ORDER BY t.gitlab_id LIMIT ").push_bind(limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+pub async fn commits(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<Commit>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "project_id, sha, title, message, author_name, author_email, authored_at, committer_name, \
+         committer_email, committed_at, parent_ids, web_url, synced_at",
+        "commits",
+        connection,
+        filter,
+        "project_id",
+        "committed_at",
+    );
+    page_after(&mut q, ("project_id", "sha"), after, limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+/// `state` is GitLab's: `opened`, `closed`, `merged` or `locked`.
+pub async fn merge_requests(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    state: Option<&str>,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<MergeRequest>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "project_id, iid, gitlab_id, title, description, state, author_id, author_username, source_branch, \
+         target_branch, sha, merge_commit_sha, web_url, created_at, gitlab_updated_at, merged_at, closed_at, synced_at, \
+         ARRAY(SELECT c.sha FROM merge_request_commits c
+               WHERE c.tenant_id = t.tenant_id AND c.connection_id = t.connection_id
+                 AND c.project_id = t.project_id AND c.mr_iid = t.iid ORDER BY c.sha) AS commit_shas",
+        "merge_requests",
+        connection,
+        filter,
+        "project_id",
+        "gitlab_updated_at",
+    );
+    if let Some(state) = state {
+        q.push(" AND t.state = ").push_bind(state.to_owned());
+    }
+    page_after(&mut q, ("project_id", "iid"), after, limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+/// `state` is GitLab's: `opened` or `closed`.
+pub async fn issues(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    state: Option<&str>,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<Issue>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "project_id, iid, gitlab_id, issue_type, title, description, state, author_id, author_username, labels, \
+         confidential, web_url, created_at, gitlab_updated_at, closed_at, synced_at",
+        "issues",
+        connection,
+        filter,
+        "project_id",
+        "gitlab_updated_at",
+    );
+    if let Some(state) = state {
+        q.push(" AND t.state = ").push_bind(state.to_owned());
+    }
+    page_after(&mut q, ("project_id", "iid"), after, limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+pub async fn notes(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    parent: Option<&NoteParentFilter>,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<Note>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "project_id, gitlab_id, noteable_type, noteable_iid, commit_sha, body, author_id, author_username, system, \
+         created_at, gitlab_updated_at, synced_at",
+        "notes",
+        connection,
+        filter,
+        "project_id",
+        "gitlab_updated_at",
+    );
+    if let Some(parent) = parent {
+        q.push(" AND t.noteable_type = ").push_bind(parent.noteable_type.clone());
+        if let Some(iid) = parent.noteable_iid {
+            q.push(" AND t.noteable_iid = ").push_bind(iid);
+        }
+    }
+    page_after(&mut q, ("project_id", "gitlab_id"), after, limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+/// `status` is GitLab's pipeline status, e.g. `running` or `success`.
+pub async fn pipelines(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    status: Option<&str>,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<Pipeline>> {
+    let (tenant, conn) = tx.parts();
+    let mut q = select(
+        tenant.as_str(),
+        "project_id, gitlab_id, iid, status, source, ref, sha, web_url, created_at, gitlab_updated_at, finished_at, \
+         duration_seconds, synced_at",
+        "pipelines",
+        connection,
+        filter,
+        "project_id",
+        "gitlab_updated_at",
+    );
+    if let Some(status) = status {
+        q.push(" AND t.status = ").push_bind(status.to_owned());
+    }
+    page_after(&mut q, ("project_id", "gitlab_id"), after, limit);
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+/// A place in the change feed: the writing transaction's id and the row's `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FeedPosition {
+    pub xid: u64,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub position: FeedPosition,
+    pub connection_id: Uuid,
+    /// `project`, `commit`, `merge_request`, `issue`, `note`, `pipeline` or `connection`.
+    pub entity: String,
+    /// `insert`, `update` or `delete`.
+    pub op: String,
+    /// GitLab's identity of the object within the connection, e.g. `{"project_id": 7, "iid": 3}`.
+    pub key: Value,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The tenant's changes after `after`, oldest first, only from transactions that have finished
+/// and behind which nothing can still appear.
+///
+/// Why not simply `ORDER BY seq` with `xid < xmin`: `pg_snapshot_xmin(pg_current_snapshot())`
+/// is the oldest transaction id still running (in the whole cluster); every transaction with a
+/// lower id has committed, and its rows are visible to this statement, or rolled back. Holding
+/// back rows with `xid >= xmin` therefore hides everything a running transaction wrote and
+/// everything that committed behind it. But a transaction gets its id at its first write, not
+/// when it draws its `seq`: transaction A can take its id first (say by upserting a page), B
+/// take a higher id and draw seq 10, A draw seq 11 and commit while B still runs. Then
+/// `xid(A) < xmin = xid(B)`, A's seq 11 is returned, a client's cursor passes 10, and B's row
+/// 10, visible once B commits, is never read. `seq` alone cannot tell that a lower number is
+/// still in flight.
+///
+/// So the feed is ordered by `(xid, seq)` and read only below `xmin`: any row that becomes
+/// visible later belongs to a transaction running now or starting later, whose id is at least
+/// today's `xmin` and so above every position already returned. The order is gap-free and never
+/// repeats; within one transaction it is `seq` order, i.e. the order of the writes; between
+/// transactions it is the order they took their ids, which is commit order except for
+/// overlapping transactions (those can only conflict on one row by one waiting for the other,
+/// so a client that reads the object's current state on each change ends up right).
+///
+/// A long transaction anywhere in the cluster holds the feed back until it ends, which is what
+/// makes it gap-free; sync transactions are one page each. xid8 ids never wrap (they carry the
+/// epoch) and fit `u64`; they travel as text because sqlx has no xid8 type.
+pub async fn changes(tx: &mut TenantTx, after: FeedPosition, limit: i64) -> Result<Vec<Change>> {
+    let (tenant, conn) = tx.parts();
+    let rows: Vec<(String, i64, Uuid, String, String, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT xid::text, seq, connection_id, entity, op, key, changed_at FROM changes
+         WHERE tenant_id = $1
+           AND (xid, seq) > ($2::text::xid8, $3)
+           AND xid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY xid, seq
+         LIMIT $4",
+    )
+    .bind(tenant.as_str())
+    .bind(after.xid.to_string())
+    .bind(after.seq)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(xid, seq, connection_id, entity, op, key, changed_at)| {
+            let xid = xid.parse().map_err(|e: std::num::ParseIntError| crate::Error::Database(sqlx::Error::Decode(e.into())))?;
+            Ok(Change { position: FeedPosition { xid, seq }, connection_id, entity, op, key, changed_at })
+        })
+        .collect()
+}
