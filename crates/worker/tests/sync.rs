@@ -73,9 +73,18 @@ impl Env {
         (stop, handle)
     }
 
+    /// A connection as the API creates it, with its validation queued.
     async fn connect(&self, tenant: &str, groups: Vec<i64>, projects: Vec<String>) -> Uuid {
-        let tenant = TenantId::parse(tenant).unwrap();
-        let mut tx = self.store.tenant_tx(&tenant).await.unwrap();
+        let id = self.insert(tenant, OWNER_TOKEN, groups, projects).await;
+        let mut tx = self.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
+        jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await.unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// A connection row alone, for tests that run its jobs themselves.
+    async fn insert(&self, tenant: &str, token: &str, groups: Vec<i64>, projects: Vec<String>) -> Uuid {
+        let mut tx = self.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
         let c = connections::insert(
             &mut tx,
             self.store.keys(),
@@ -84,12 +93,11 @@ impl Env {
                 groups_list: groups,
                 projects_list: projects,
                 start_date: self.start,
-                access_token: SecretString::from(OWNER_TOKEN),
+                access_token: SecretString::from(token),
             },
         )
         .await
         .unwrap();
-        jobs::enqueue(&mut tx, Job::Validate { connection: c.id }, Duration::ZERO).await.unwrap();
         tx.commit().await.unwrap();
         c.id
     }
@@ -468,23 +476,9 @@ async fn validation_failures_say_what_to_do(owner: PgPool) {
         ("glpat-sim-developer-0005", vec![PREMIUM_GROUP], vec![], Status::Invalid, "would need the Owner role on group 1"),
     ];
     for (token, groups, projects, status, needle) in cases {
-        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
-        let c = connections::insert(
-            &mut tx,
-            env.store.keys(),
-            NewConnection {
-                gitlab_url: env.sim.base_url.clone(),
-                groups_list: groups,
-                projects_list: projects,
-                start_date: env.start,
-                access_token: SecretString::from(token),
-            },
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        jobs.run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
-        let got = env.connection("acme", c.id).await;
+        let id = env.insert("acme", token, groups, projects).await;
+        jobs.run(&tenant, &Job::Validate { connection: id }).await.unwrap();
+        let got = env.connection("acme", id).await;
         assert_eq!(got.status, status, "{token}: {:?}", got.status_message);
         let message = got.status_message.unwrap();
         assert!(message.contains(needle), "{token}: {message}");
@@ -494,23 +488,9 @@ async fn validation_failures_say_what_to_do(owner: PgPool) {
     // A project listed outside the connected groups.
     let dataset = env.sim.sim.dataset();
     let outside = group_projects(&dataset, FREE_GROUP)[0];
-    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        env.store.keys(),
-        NewConnection {
-            gitlab_url: env.sim.base_url.clone(),
-            groups_list: vec![PREMIUM_GROUP],
-            projects_list: vec![outside.to_string()],
-            start_date: env.start,
-            access_token: SecretString::from(OWNER_TOKEN),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    jobs.run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
-    let got = env.connection("acme", c.id).await;
+    let c = env.insert("acme", OWNER_TOKEN, vec![PREMIUM_GROUP], vec![outside.to_string()]).await;
+    jobs.run(&tenant, &Job::Validate { connection: c }).await.unwrap();
+    let got = env.connection("acme", c).await;
     assert_eq!(got.status, Status::Invalid);
     assert!(got.status_message.unwrap().contains("not in the connected groups"));
 }
@@ -531,23 +511,9 @@ async fn validation_resolves_every_project_of_a_large_nested_group(owner: PgPool
     let want = group_projects(&dataset, PREMIUM_GROUP);
     assert!(want.len() > 100, "the dataset must exceed one page: {}", want.len());
     let tenant = TenantId::parse("acme").unwrap();
-    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        env.store.keys(),
-        NewConnection {
-            gitlab_url: env.sim.base_url.clone(),
-            groups_list: vec![PREMIUM_GROUP],
-            projects_list: vec![],
-            start_date: env.start,
-            access_token: SecretString::from(OWNER_TOKEN),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    env.jobs(Duration::from_secs(2)).run(&tenant, &Job::Validate { connection: c.id }).await.unwrap();
-    let got = env.connection("acme", c.id).await;
+    let c = env.insert("acme", OWNER_TOKEN, vec![PREMIUM_GROUP], vec![]).await;
+    env.jobs(Duration::from_secs(2)).run(&tenant, &Job::Validate { connection: c }).await.unwrap();
+    let got = env.connection("acme", c).await;
     assert_eq!(got.status, Status::InstallingHooks, "{:?}", got.status_message);
     let mut resolved = got.resolved_project_ids.unwrap();
     resolved.sort();
