@@ -330,3 +330,40 @@ async fn an_older_event_after_a_newer_one_changes_nothing(owner: PgPool) {
     let title: String = sqlx::query_scalar("SELECT title FROM merge_requests").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(title, "newer title");
 }
+
+/// A delivery whose apply fails is retried with backoff, then marked failed with the reason;
+/// the deliveries after it are not held up.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn failing_deliveries_are_retried_then_marked_failed(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let (store, wake) = (ingest.store.clone(), ingest.wake.clone());
+    let config = ProcessorConfig { poll: Duration::from_millis(50), max_attempts: 3, ..Default::default() };
+    let _processor = tokio::spawn(run_processor(store, wake, config, std::future::pending()));
+    let mut broken: Value = serde_json::from_slice(&fixture("webhook-merge_request.json")).unwrap();
+    broken["object_attributes"]["updated_at"] = "the day after tomorrow".into();
+    let headers = |key: &str, event: &str| {
+        vec![
+            ("x-gitlab-token", e.secrets.token.expose_secret().to_owned()),
+            ("x-gitlab-event", event.to_owned()),
+            ("idempotency-key", key.to_owned()),
+        ]
+    };
+    ingest.deliver(e.hook, &headers("broken", "Merge Request Hook"), serde_json::to_vec(&broken).unwrap()).await;
+    ingest.deliver(e.hook, &headers("fine", "Issue Hook"), fixture("webhook-issue.json")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let all = loop {
+        let all = ingest.deliveries(&e).await;
+        if all.iter().all(|(s, _)| s != "received") {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "{all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(all[0].0, "failed");
+    assert!(all[0].1.as_deref().unwrap().contains("could not apply"), "{all:?}");
+    assert_eq!(all[1].0, "applied");
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM webhook_deliveries WHERE dedup_key = 'broken'").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(attempts, 3);
+}
