@@ -1,7 +1,7 @@
 //! Extractors whose rejections speak the API's error shape instead of axum's plain text.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -54,5 +54,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             .await
             .map(|Path(id)| Self(id))
             .map_err(|_| ApiError::not_found())
+    }
+}
+
+/// Query parameters. Handlers take them as strings and parse them themselves, to name each bad
+/// one; what is left to fail here is the query string as a whole (e.g. a parameter given twice):
+/// 422 naming `query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|e| ApiError::invalid(vec![FieldError::new("query", e.body_text())]))
     }
 }

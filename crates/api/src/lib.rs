@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod data;
 pub mod error;
 mod extract;
 mod health;
@@ -60,6 +61,13 @@ pub fn router(state: AppState) -> Router {
             "/connections/{id}",
             get(connections::get).patch(connections::update).delete(connections::delete),
         )
+        .route("/connections/{id}/projects", get(data::projects))
+        .route("/connections/{id}/commits", get(data::commits))
+        .route("/connections/{id}/merge_requests", get(data::merge_requests))
+        .route("/connections/{id}/issues", get(data::issues))
+        .route("/connections/{id}/notes", get(data::notes))
+        .route("/connections/{id}/pipelines", get(data::pipelines))
+        .route("/changes", get(data::changes))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -112,4 +120,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A handler slower than the limit gets the API's error shape, not tower's empty 408. (Tested
+    /// on a handler that sleeps, so that the outcome does not depend on how fast the database is.)
+    #[tokio::test]
+    async fn a_request_past_its_time_gets_the_error_shape() {
+        let limits = ApiLimits { request_timeout: Duration::from_millis(20), ..Default::default() };
+        let app = Router::new()
+            .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
+            .route("/fast", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(limits, timeout));
+        let slow = app.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_slice(&slow.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"]["code"], "timeout");
+        let fast = app.oneshot(Request::get("/fast").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
+    }
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{connections, error, health};
+use crate::{connections, data, error, health};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,10 +21,21 @@ use crate::{connections, error, health};
         connections::get,
         connections::update,
         connections::delete,
+        data::projects,
+        data::commits,
+        data::merge_requests,
+        data::issues,
+        data::notes,
+        data::pipelines,
+        data::changes,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "connections", description = "A tenant's GitLab connections"), (name = "health")),
+    tags(
+        (name = "connections", description = "A tenant's GitLab connections"),
+        (name = "data", description = "The synced GitLab data, and the feed of its changes"),
+        (name = "health"),
+    ),
 )]
 pub struct ApiDoc;
 

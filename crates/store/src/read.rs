@@ -383,8 +383,8 @@ pub struct Change {
 /// epoch) and fit `u64`; they travel as text because sqlx has no xid8 type.
 pub async fn changes(tx: &mut TenantTx, after: FeedPosition, limit: i64) -> Result<Vec<Change>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(String, i64, Uuid, String, String, Value, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT xid::text, seq, connection_id, entity, op, key, changed_at FROM changes
+    let rows: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT xid::text AS xid, seq, connection_id, entity, op, key, changed_at FROM changes
          WHERE tenant_id = $1
            AND (xid, seq) > ($2::text::xid8, $3)
            AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -398,9 +398,27 @@ pub async fn changes(tx: &mut TenantTx, after: FeedPosition, limit: i64) -> Resu
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|(xid, seq, connection_id, entity, op, key, changed_at)| {
-            let xid = xid.parse().map_err(|e: std::num::ParseIntError| crate::Error::Database(sqlx::Error::Decode(e.into())))?;
-            Ok(Change { position: FeedPosition { xid, seq }, connection_id, entity, op, key, changed_at })
+        .map(|r| {
+            let xid = r.xid.parse().map_err(|e: std::num::ParseIntError| crate::Error::Database(sqlx::Error::Decode(e.into())))?;
+            Ok(Change {
+                position: FeedPosition { xid, seq: r.seq },
+                connection_id: r.connection_id,
+                entity: r.entity,
+                op: r.op,
+                key: r.key,
+                changed_at: r.changed_at,
+            })
         })
         .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    xid: String,
+    seq: i64,
+    connection_id: Uuid,
+    entity: String,
+    op: String,
+    key: Value,
+    changed_at: DateTime<Utc>,
 }

@@ -69,6 +69,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The test's own (owner) pool, for looking behind the API.
     pub owner: PgPool,
+    /// The server's store (as the service role), for seeding data the way the worker writes it.
+    pub store: Store,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -98,11 +100,11 @@ impl TestApp {
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
         let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());
-        let state = AppState { store, auth, limits };
+        let state = AppState { store: store.clone(), auth, limits };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
-        Self { base, http: reqwest::Client::new(), owner, server }
+        Self { base, http: reqwest::Client::new(), owner, store, server }
     }
 
     pub fn token(&self, tenant: &str) -> String {

@@ -238,12 +238,3 @@ async fn readyz_fails_when_the_database_is_not_migrated(owner: PgPool) {
     let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, 200, "liveness does not depend on the database");
 }
-
-#[sqlx::test(migrator = "connector_store::MIGRATOR")]
-async fn a_request_past_its_time_gets_the_error_shape(owner: PgPool) {
-    let limits = connector_api::ApiLimits { request_timeout: std::time::Duration::from_nanos(1), ..Default::default() };
-    let app = TestApp::spawn_with(owner, limits).await;
-    let (status, body) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
-    assert_eq!(status, 503, "{body}");
-    assert_error(&body, "timeout");
-}

@@ -3,5 +3,6 @@
 mod auth;
 mod common;
 mod connections;
+mod data;
 mod openapi;
 mod secrets;

@@ -20,8 +20,19 @@ fn committed_openapi_matches_the_code() {
 fn every_route_is_documented_with_its_errors() {
     let doc: serde_json::Value = serde_json::to_value(<connector_api::openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    for path in ["/healthz", "/readyz", "/v1/connections", "/v1/connections/{id}"] {
+    let data = ["projects", "commits", "merge_requests", "issues", "notes", "pipelines"].map(|l| format!("/v1/connections/{{id}}/{l}"));
+    for path in ["/healthz", "/readyz", "/v1/connections", "/v1/connections/{id}", "/v1/changes"].iter().copied().chain(data.iter().map(String::as_str)) {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
+    for path in data.iter().map(String::as_str).chain(["/v1/changes"]) {
+        let responses = &paths[path]["get"]["responses"];
+        let mut expected = vec!["200", "401", "422"];
+        if path != "/v1/changes" {
+            expected.push("404");
+        }
+        for code in expected {
+            assert!(responses.get(code).is_some(), "GET {path} does not document {code}");
+        }
     }
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {

@@ -1,0 +1,818 @@
+//! Reading synced data back: `/v1/connections/{id}/{projects,commits,merge_requests,issues,
+//! notes,pipelines}` and the tenant's change feed, `/v1/changes`.
+//!
+//! Lists page by the object's key with an opaque cursor holding the last key; the store module
+//! `connector_store::read` explains why that order neither repeats nor skips rows that change
+//! between pages, and why the change feed is ordered as it is.
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use connector_store::connections;
+use connector_store::read::{self, Filter, FeedPosition, NoteParentFilter};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Tenant;
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::extract::{ApiQuery, IdPath};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 100;
+
+const MERGE_REQUEST_STATES: &[&str] = &["opened", "closed", "merged", "locked"];
+const ISSUE_STATES: &[&str] = &["opened", "closed"];
+const PIPELINE_STATUSES: &[&str] = &[
+    "created",
+    "waiting_for_resource",
+    "preparing",
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "canceling",
+    "canceled",
+    "skipped",
+    "manual",
+    "scheduled",
+];
+const NOTEABLE_TYPES: &[&str] = &["MergeRequest", "Issue", "Commit", "Snippet"];
+
+/// Query parameters of the project and commit lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this GitLab project (its numeric id).
+    #[param(value_type = Option<i64>)]
+    project: Option<String>,
+    /// Only objects updated at or after this time (RFC 3339, e.g. `2024-01-01T00:00:00Z`); for
+    /// commits the commit time, for projects the last activity.
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Query parameters of the merge request list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MergeRequestParams {
+    /// Only this GitLab project (its numeric id).
+    #[param(value_type = Option<i64>)]
+    project: Option<String>,
+    /// Only merge requests updated at or after this time (RFC 3339, e.g. `2024-01-01T00:00:00Z`).
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Only merge requests in this state: `opened`, `closed`, `merged` or `locked`.
+    state: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Query parameters of the issue list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IssueParams {
+    /// Only this GitLab project (its numeric id).
+    #[param(value_type = Option<i64>)]
+    project: Option<String>,
+    /// Only issues updated at or after this time (RFC 3339, e.g. `2024-01-01T00:00:00Z`).
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Only issues in this state: `opened` or `closed`.
+    state: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Query parameters of the note list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NoteParams {
+    /// Only this GitLab project (its numeric id).
+    #[param(value_type = Option<i64>)]
+    project: Option<String>,
+    /// Only notes updated at or after this time (RFC 3339, e.g. `2024-01-01T00:00:00Z`).
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Only notes on this kind of object: `MergeRequest`, `Issue`, `Commit` or `Snippet`.
+    noteable_type: Option<String>,
+    /// Only notes on the object with this iid (needs `noteable_type` and `project`, since iids
+    /// are numbered per project; not for commits).
+    #[param(value_type = Option<i64>)]
+    noteable_iid: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Query parameters of the pipeline list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PipelineParams {
+    /// Only this GitLab project (its numeric id).
+    #[param(value_type = Option<i64>)]
+    project: Option<String>,
+    /// Only pipelines updated at or after this time (RFC 3339, e.g. `2024-01-01T00:00:00Z`).
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Only pipelines with this `status`: `created`, `waiting_for_resource`, `preparing`,
+    /// `pending`, `running`, `success`, `failed`, `canceling`, `canceled`, `skipped`, `manual`
+    /// or `scheduled`.
+    state: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// The last `cursor` seen (an item's, or a page's `next_cursor`); omit to start at the
+    /// beginning.
+    after: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+/// A GitLab project synced through the connection.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProjectView {
+    /// GitLab's project id.
+    pub id: i64,
+    #[schema(example = "my-group/my-project")]
+    pub path_with_namespace: String,
+    pub name: String,
+    pub namespace_id: Option<i64>,
+    pub default_branch: Option<String>,
+    pub visibility: Option<String>,
+    pub web_url: Option<String>,
+    pub archived: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// When the project was found gone from GitLab, if it was.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// When we last stored it.
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommitView {
+    pub project_id: i64,
+    pub sha: String,
+    pub title: String,
+    pub message: String,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    pub authored_at: Option<DateTime<Utc>>,
+    pub committer_name: Option<String>,
+    pub committer_email: Option<String>,
+    pub committed_at: Option<DateTime<Utc>>,
+    pub parent_ids: Vec<String>,
+    pub web_url: Option<String>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MergeRequestView {
+    pub project_id: i64,
+    /// The merge request's number within its project (`!iid`).
+    pub iid: i64,
+    /// GitLab's global merge request id.
+    pub id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    /// `opened`, `closed`, `merged` or `locked`.
+    pub state: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    pub source_branch: Option<String>,
+    pub target_branch: Option<String>,
+    /// The head commit of the source branch.
+    pub sha: Option<String>,
+    pub merge_commit_sha: Option<String>,
+    /// The commits the merge request holds, as far as synced.
+    pub commit_shas: Vec<String>,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub merged_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssueView {
+    pub project_id: i64,
+    /// The issue's number within its project (`#iid`).
+    pub iid: i64,
+    /// GitLab's global issue id.
+    pub id: i64,
+    /// `issue`, `incident`, `test_case` or `task`.
+    pub issue_type: String,
+    pub title: String,
+    pub description: Option<String>,
+    /// `opened` or `closed`.
+    pub state: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    pub labels: Vec<String>,
+    pub confidential: bool,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NoteView {
+    pub project_id: i64,
+    /// GitLab's note id.
+    pub id: i64,
+    /// `MergeRequest`, `Issue`, `Commit` or `Snippet`.
+    pub noteable_type: String,
+    /// The parent's iid (merge requests, issues, snippets).
+    pub noteable_iid: Option<i64>,
+    /// The parent commit (commit notes).
+    pub commit_sha: Option<String>,
+    pub body: String,
+    pub author_id: Option<i64>,
+    pub author_username: Option<String>,
+    /// Written by GitLab itself (e.g. "changed the description").
+    pub system: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub synced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PipelineView {
+    pub project_id: i64,
+    /// GitLab's pipeline id.
+    pub id: i64,
+    /// The pipeline's number within its project.
+    pub iid: Option<i64>,
+    /// e.g. `running`, `success`, `failed`.
+    pub status: String,
+    /// What started it, e.g. `push`, `merge_request_event`, `schedule`.
+    pub source: Option<String>,
+    /// The branch or tag.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub sha: Option<String>,
+    pub web_url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// One change of synced data.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeView {
+    /// This change's place in the feed; pass it as `after` to read what follows.
+    pub cursor: String,
+    pub connection_id: Uuid,
+    /// `project`, `commit`, `merge_request`, `issue`, `note`, `pipeline`, or `connection` (the
+    /// connection and everything synced through it was deleted).
+    #[schema(example = "merge_request")]
+    pub entity: String,
+    /// `insert`, `update` or `delete`.
+    #[schema(example = "update")]
+    pub op: String,
+    /// GitLab's identity of the object within the connection: `gitlab_id` for projects,
+    /// `project_id` with `sha`, `iid` or `gitlab_id` for the rest.
+    #[schema(value_type = Object, example = json!({"project_id": 7, "iid": 3}))]
+    pub key: Value,
+    pub changed_at: DateTime<Utc>,
+}
+
+macro_rules! page_type {
+    ($name:ident, $item:ty) => {
+        #[derive(Debug, Serialize, Deserialize, ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            /// Pass as `cursor` for the next page; absent on the last page.
+            pub next_cursor: Option<String>,
+        }
+    };
+}
+
+page_type!(ProjectList, ProjectView);
+page_type!(CommitList, CommitView);
+page_type!(MergeRequestList, MergeRequestView);
+page_type!(IssueList, IssueView);
+page_type!(NoteList, NoteView);
+page_type!(PipelineList, PipelineView);
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeList {
+    /// Oldest first.
+    pub items: Vec<ChangeView>,
+    /// Always present: the last item's cursor, or the `after` given when nothing new is there
+    /// yet. Poll with it as `after`.
+    pub next_cursor: String,
+}
+
+impl From<read::Project> for ProjectView {
+    fn from(r: read::Project) -> Self {
+        Self {
+            id: r.gitlab_id,
+            path_with_namespace: r.path_with_namespace,
+            name: r.name,
+            namespace_id: r.namespace_id,
+            default_branch: r.default_branch,
+            visibility: r.visibility,
+            web_url: r.web_url,
+            archived: r.archived,
+            created_at: r.created_at,
+            last_activity_at: r.last_activity_at,
+            deleted_at: r.deleted_at,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+impl From<read::Commit> for CommitView {
+    fn from(r: read::Commit) -> Self {
+        Self {
+            project_id: r.project_id,
+            sha: r.sha,
+            title: r.title,
+            message: r.message,
+            author_name: r.author_name,
+            author_email: r.author_email,
+            authored_at: r.authored_at,
+            committer_name: r.committer_name,
+            committer_email: r.committer_email,
+            committed_at: r.committed_at,
+            parent_ids: r.parent_ids,
+            web_url: r.web_url,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+impl From<read::MergeRequest> for MergeRequestView {
+    fn from(r: read::MergeRequest) -> Self {
+        Self {
+            project_id: r.project_id,
+            iid: r.iid,
+            id: r.gitlab_id,
+            title: r.title,
+            description: r.description,
+            state: r.state,
+            author_id: r.author_id,
+            author_username: r.author_username,
+            source_branch: r.source_branch,
+            target_branch: r.target_branch,
+            sha: r.sha,
+            merge_commit_sha: r.merge_commit_sha,
+            commit_shas: r.commit_shas,
+            web_url: r.web_url,
+            created_at: r.created_at,
+            updated_at: r.gitlab_updated_at,
+            merged_at: r.merged_at,
+            closed_at: r.closed_at,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+impl From<read::Issue> for IssueView {
+    fn from(r: read::Issue) -> Self {
+        Self {
+            project_id: r.project_id,
+            iid: r.iid,
+            id: r.gitlab_id,
+            issue_type: r.issue_type,
+            title: r.title,
+            description: r.description,
+            state: r.state,
+            author_id: r.author_id,
+            author_username: r.author_username,
+            labels: r.labels,
+            confidential: r.confidential,
+            web_url: r.web_url,
+            created_at: r.created_at,
+            updated_at: r.gitlab_updated_at,
+            closed_at: r.closed_at,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+impl From<read::Note> for NoteView {
+    fn from(r: read::Note) -> Self {
+        Self {
+            project_id: r.project_id,
+            id: r.gitlab_id,
+            noteable_type: r.noteable_type,
+            noteable_iid: r.noteable_iid,
+            commit_sha: r.commit_sha,
+            body: r.body,
+            author_id: r.author_id,
+            author_username: r.author_username,
+            system: r.system,
+            created_at: r.created_at,
+            updated_at: r.gitlab_updated_at,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+impl From<read::Pipeline> for PipelineView {
+    fn from(r: read::Pipeline) -> Self {
+        Self {
+            project_id: r.project_id,
+            id: r.gitlab_id,
+            iid: r.iid,
+            status: r.status,
+            source: r.source,
+            git_ref: r.git_ref,
+            sha: r.sha,
+            web_url: r.web_url,
+            created_at: r.created_at,
+            updated_at: r.gitlab_updated_at,
+            finished_at: r.finished_at,
+            duration_seconds: r.duration_seconds,
+            synced_at: r.synced_at,
+        }
+    }
+}
+
+/// Gathers every bad field of a request, so one 422 names them all. A value that failed to
+/// parse is replaced by its default, which [`Checks::finish`] keeps from ever being used.
+#[derive(Default)]
+struct Checks(Vec<FieldError>);
+
+impl Checks {
+    fn take<T: Default>(&mut self, parsed: Result<T, FieldError>) -> T {
+        parsed.unwrap_or_else(|e| {
+            self.0.push(e);
+            T::default()
+        })
+    }
+
+    fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(self.0)) }
+    }
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<i64, FieldError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn parse_id(field: &str, raw: Option<&str>) -> Result<Option<i64>, FieldError> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| FieldError::new(field, "must be a positive whole number"))
+    })
+    .transpose()
+}
+
+fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, FieldError> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            // A `+` left unencoded in a query string arrives as a space.
+            FieldError::new(field, "must be an RFC 3339 time such as 2024-01-01T00:00:00Z (encode `+` as %2B)")
+        })
+    })
+    .transpose()
+}
+
+fn parse_choice<'a>(field: &str, raw: Option<&'a str>, allowed: &[&str]) -> Result<Option<&'a str>, FieldError> {
+    match raw {
+        Some(value) if !allowed.contains(&value) => {
+            Err(FieldError::new(field, format!("must be one of {}", allowed.join(", "))))
+        }
+        other => Ok(other),
+    }
+}
+
+fn filter(checks: &mut Checks, project: Option<&str>, updated_since: Option<&str>) -> Filter {
+    Filter {
+        project: checks.take(parse_id("project", project)),
+        updated_since: checks.take(parse_time("updated_since", updated_since)),
+    }
+}
+
+/// A cursor is the last key of a page with the name of its list, so a cursor from one list is
+/// refused by another instead of silently starting somewhere arbitrary. Base64 keeps clients
+/// from building or editing them.
+fn encode_cursor(list: &str, key: impl Serialize) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(list, key)).expect("cursor keys serialize"))
+}
+
+fn decode_cursor<K: DeserializeOwned>(field: &str, list: &str, raw: Option<&str>) -> Result<Option<K>, FieldError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(None) };
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<(String, K)>(&bytes).ok())
+        .filter(|(name, _)| name == list)
+        .map(|(_, key)| Some(key))
+        .ok_or_else(|| FieldError::new(field, "is not a cursor this list returned"))
+}
+
+/// Cuts the one extra row a list fetched (which tells that another page follows) and names the
+/// last key of the page as the next cursor.
+fn paginate<R>(mut rows: Vec<R>, limit: i64, list: &str, key: impl Fn(&R) -> Value) -> (Vec<R>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| rows.last().map(|r| encode_cursor(list, key(r)))).flatten();
+    (rows, next)
+}
+
+/// The GitLab projects synced through the connection.
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/projects", tag = "data", operation_id = "list_projects",
+    params(("id" = Uuid, Path, description = "The connection id"), ListParams),
+    responses(
+        (status = 200, body = ProjectList, description = "One page of the connection's projects, by project id"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn projects(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<ProjectList>> {
+    const LIST: &str = "projects";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::projects(&mut tx, id, &filter, after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| r.gitlab_id.into());
+    Ok(Json(ProjectList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// The commits synced through the connection (every branch).
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/commits", tag = "data", operation_id = "list_commits",
+    params(("id" = Uuid, Path, description = "The connection id"), ListParams),
+    responses(
+        (status = 200, body = CommitList, description = "One page of the connection's commits, by project and sha"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn commits(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<CommitList>> {
+    const LIST: &str = "commits";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::commits(&mut tx, id, &filter, after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.sha]));
+    Ok(Json(CommitList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// The merge requests synced through the connection, with the commits each holds.
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/merge_requests", tag = "data", operation_id = "list_merge_requests",
+    params(("id" = Uuid, Path, description = "The connection id"), MergeRequestParams),
+    responses(
+        (status = 200, body = MergeRequestList, description = "One page of the connection's merge requests, by project and iid"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn merge_requests(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<MergeRequestParams>,
+) -> ApiResult<Json<MergeRequestList>> {
+    const LIST: &str = "merge_requests";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let state_filter = checks.take(parse_choice("state", p.state.as_deref(), MERGE_REQUEST_STATES));
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::merge_requests(&mut tx, id, &filter, state_filter, after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
+    Ok(Json(MergeRequestList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// The issues synced through the connection.
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/issues", tag = "data", operation_id = "list_issues",
+    params(("id" = Uuid, Path, description = "The connection id"), IssueParams),
+    responses(
+        (status = 200, body = IssueList, description = "One page of the connection's issues, by project and iid"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn issues(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<IssueParams>,
+) -> ApiResult<Json<IssueList>> {
+    const LIST: &str = "issues";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let state_filter = checks.take(parse_choice("state", p.state.as_deref(), ISSUE_STATES));
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::issues(&mut tx, id, &filter, state_filter, after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
+    Ok(Json(IssueList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// The notes (comments) on merge requests, issues, commits and snippets synced through the connection.
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/notes", tag = "data", operation_id = "list_notes",
+    params(("id" = Uuid, Path, description = "The connection id"), NoteParams),
+    responses(
+        (status = 200, body = NoteList, description = "One page of the connection's notes (comments), by project and note id"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn notes(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<NoteParams>,
+) -> ApiResult<Json<NoteList>> {
+    const LIST: &str = "notes";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let noteable_type = checks.take(parse_choice("noteable_type", p.noteable_type.as_deref(), NOTEABLE_TYPES));
+    let noteable_iid = checks.take(parse_id("noteable_iid", p.noteable_iid.as_deref()));
+    let parent = checks.take(note_parent(p.noteable_type.is_some(), noteable_type, noteable_iid, filter.project.is_some()));
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::notes(&mut tx, id, &filter, parent.as_ref(), after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
+    Ok(Json(NoteList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// An iid names a parent only together with its kind and its project; commits are named by sha.
+/// `type_given` tells a missing `noteable_type` from a bad one (already reported).
+fn note_parent(
+    type_given: bool,
+    noteable_type: Option<&str>,
+    noteable_iid: Option<i64>,
+    project_given: bool,
+) -> Result<Option<NoteParentFilter>, FieldError> {
+    let need = |message: &str| Err(FieldError::new("noteable_iid", message));
+    match (noteable_type, noteable_iid) {
+        (_, Some(_)) if !type_given => need("needs `noteable_type` too"),
+        (_, Some(_)) if !project_given => need("needs `project` too: iids are numbered per project"),
+        (Some("Commit"), Some(_)) => need("does not apply to commits, which are named by sha"),
+        (Some(t), iid) => Ok(Some(NoteParentFilter { noteable_type: t.to_owned(), noteable_iid: iid })),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The CI pipelines synced through the connection.
+#[utoipa::path(
+    get, path = "/v1/connections/{id}/pipelines", tag = "data", operation_id = "list_pipelines",
+    params(("id" = Uuid, Path, description = "The connection id"), PipelineParams),
+    responses(
+        (status = 200, body = PipelineList, description = "One page of the connection's pipelines, by project and pipeline id"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pipelines(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    ApiQuery(p): ApiQuery<PipelineParams>,
+) -> ApiResult<Json<PipelineList>> {
+    const LIST: &str = "pipelines";
+    let mut checks = Checks::default();
+    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
+    let status = checks.take(parse_choice("state", p.state.as_deref(), PIPELINE_STATUSES));
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    checks.finish()?;
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::get(&mut tx, id).await?;
+    let rows = read::pipelines(&mut tx, id, &filter, status, after, limit + 1).await?;
+    tx.commit().await?;
+    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
+    Ok(Json(PipelineList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+const FEED: &str = "changes";
+
+fn feed_cursor(position: FeedPosition) -> String {
+    encode_cursor(FEED, (position.xid, position.seq))
+}
+
+/// The tenant's change feed: every insert, update and delete of synced data, in order, for
+/// following changes incrementally. Poll with the last `next_cursor` as `after`.
+#[utoipa::path(
+    get, path = "/v1/changes", tag = "data", operation_id = "list_changes",
+    params(ChangesParams),
+    responses(
+        (status = 200, body = ChangeList, description = "The tenant's next changes of synced data, oldest first, gap-free: a change appears only once nothing can still appear before it"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 422, body = ErrorBody, description = "`after` or `limit` is not valid"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiQuery(p): ApiQuery<ChangesParams>,
+) -> ApiResult<Json<ChangeList>> {
+    let mut checks = Checks::default();
+    let after: Option<(u64, i64)> = checks.take(decode_cursor("after", FEED, p.after.as_deref()));
+    let limit = checks.take(parse_limit(p.limit.as_deref()));
+    checks.finish()?;
+    let after = after.map(|(xid, seq)| FeedPosition { xid, seq }).unwrap_or_default();
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    let rows = read::changes(&mut tx, after, limit).await?;
+    tx.commit().await?;
+    let next_cursor = feed_cursor(rows.last().map_or(after, |c| c.position));
+    let items = rows
+        .into_iter()
+        .map(|c| ChangeView {
+            cursor: feed_cursor(c.position),
+            connection_id: c.connection_id,
+            entity: c.entity,
+            op: c.op,
+            key: c.key,
+            changed_at: c.changed_at,
+        })
+        .collect();
+    Ok(Json(ChangeList { items, next_cursor }))
+}
