@@ -129,6 +129,12 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
+/// The schema owner's connection (`DATABASE_URL`), all that `migrate` needs.
+pub fn owner_database() -> Result<PgConnectOptions> {
+    let url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    PgConnectOptions::from_str(&url).context("DATABASE_URL is not a PostgreSQL URL")
+}
+
 impl Config {
     pub fn from_env() -> Result<Self> {
         let app_env = match var("APP_ENV").as_deref() {
@@ -138,8 +144,7 @@ impl Config {
         };
         let production = app_env == AppEnv::Production;
 
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let database = PgConnectOptions::from_str(&database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
+        let database = owner_database()?;
         let database_app = match var("DATABASE_APP_URL") {
             Some(url) => PgConnectOptions::from_str(&url).context("DATABASE_APP_URL is not a PostgreSQL URL")?,
             None if production => bail!("APP_ENV=production needs DATABASE_APP_URL: the service's own role, with its password"),

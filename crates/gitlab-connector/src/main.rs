@@ -109,6 +109,14 @@ async fn main() -> Result<()> {
             println!("{}", connector_crypto::MasterKeyRing::generate_entry(version));
             Ok(())
         }
+        // Migrations run as a one-off job with the owner's credentials only.
+        Command::Migrate => {
+            let owner = init(config::owner_database)?;
+            connector_store::ensure_database(&owner).await?;
+            connector_store::migrate(&owner).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
         Command::Sim { seed, listen, small, dataset } => {
             init(|| Ok(()))?;
             sim(seed, listen, small, dataset).await
@@ -133,12 +141,6 @@ fn init<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
 async fn run(command: Command, config: Config) -> Result<()> {
     match command {
         Command::Serve { roles } => serve(config, &roles).await,
-        Command::Migrate => {
-            connector_store::ensure_database(&config.database).await?;
-            connector_store::migrate(&config.database).await?;
-            tracing::info!("migrations applied");
-            Ok(())
-        }
         Command::DevToken { tenant, ttl } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let Some(secret) = &config.auth.hs256_secret else {
@@ -167,7 +169,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
             Ok(())
         }
-        Command::Openapi | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } => {
+        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } => {
             unreachable!("handled before configuration")
         }
     }
