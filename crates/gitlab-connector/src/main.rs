@@ -1,6 +1,7 @@
 //! `gitlab-connector`: one binary, several roles and operator commands.
 
 mod config;
+mod demo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,17 @@ enum Command {
     },
     /// Print the OpenAPI document (the committed openapi.yaml).
     Openapi,
+    /// Watch the whole product work: a local PostgreSQL (found or started), the GitLab simulator,
+    /// every role, two tenants connecting, backfilling and receiving live changes, and a summary
+    /// with a check against the simulator's ground truth.
+    Demo {
+        /// A small dataset: finishes in under a minute.
+        #[arg(long)]
+        small: bool,
+        /// The database the demo drops and creates afresh.
+        #[arg(long, default_value = "gitlab_connector_demo")]
+        database: String,
+    },
     /// Run the GitLab simulator: GitLab's REST API and webhooks over a generated dataset.
     Sim {
         /// The dataset's seed: the same seed gives the same data.
@@ -88,7 +100,7 @@ enum TenantsCommand {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Role {
+pub(crate) enum Role {
     /// The REST API for the Coworker frontend.
     Api,
     /// The webhook endpoint GitLab delivers to, and the processor that applies deliveries.
@@ -117,6 +129,11 @@ async fn main() -> Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Demo { small, database } => {
+            // The demo prints its own story; the service's logs only when asked (RUST_LOG).
+            init_logs("warn", || Ok(()))?;
+            demo::run(small, &database).await
+        }
         Command::Sim { seed, listen, small, dataset } => {
             init(|| Ok(()))?;
             sim(seed, listen, small, dataset).await
@@ -131,8 +148,13 @@ async fn main() -> Result<()> {
 /// Sets up logging before reading the configuration, so that the development-mode warning the
 /// configuration gives is seen.
 fn init<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
+    init_logs("info,sqlx=warn,tower_http=info", load)
+}
+
+/// As [`init`], with `default_filter` when `RUST_LOG` is unset.
+fn init_logs<T>(default_filter: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config::json_logs() { builder.json().init() } else { builder.init() }
     load()
@@ -140,7 +162,7 @@ fn init<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
 
 async fn run(command: Command, config: Config) -> Result<()> {
     match command {
-        Command::Serve { roles } => serve(config, &roles).await,
+        Command::Serve { roles } => serve(config, &roles, shutdown_signal()).await,
         Command::DevToken { tenant, ttl } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let Some(secret) = &config.auth.hs256_secret else {
@@ -169,7 +191,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
             Ok(())
         }
-        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } => {
+        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } | Command::Demo { .. } => {
             unreachable!("handled before configuration")
         }
     }
@@ -181,7 +203,8 @@ async fn connect(config: &Config) -> Result<Store> {
         .context("connecting to PostgreSQL as the service role (DATABASE_APP_URL)")?)
 }
 
-async fn serve(config: Config, roles: &[Role]) -> Result<()> {
+/// Runs `roles` until `shutdown` resolves, then lets each drain.
+pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
     if config.migrate_on_start {
         connector_store::ensure_database(&config.database).await.context("creating the database (DATABASE_URL)")?;
         connector_store::migrate(&config.database).await.context("applying migrations (DATABASE_URL)")?;
@@ -219,7 +242,7 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
         });
     }
     if let Some(router) = http {
-        let listener = TcpListener::bind(&config.listen_addr).await.with_context(|| format!("binding {}", config.listen_addr))?;
+        let listener = TcpListener::bind(config.listen_addr.clone()).await.with_context(|| format!("binding {}", config.listen_addr))?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
         let shutdown = until_stopped();
         tasks.spawn(async move {
@@ -259,7 +282,7 @@ async fn serve(config: Config, roles: &[Role]) -> Result<()> {
         });
     }
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop.send(true);
     });
     while let Some(result) = tasks.join_next().await {
