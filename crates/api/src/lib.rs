@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 mod extract;
 mod health;
+pub mod metrics;
 pub mod openapi;
 
 use std::any::Any;
@@ -14,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -85,15 +86,25 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    // The path only: query strings and headers stay out of the logs.
-                    tracing::info_span!(
+                    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+                    // The path only: query strings and headers stay out of the logs. The trace's
+                    // span is named by the route template, which groups requests by endpoint.
+                    let span = tracing::info_span!(
                         "http",
+                        otel.name = %format_args!("{} {route}", req.method()),
+                        otel.kind = "server",
                         method = %req.method(),
                         path = %req.uri().path(),
+                        route,
                         request_id = %request_id,
                         tenant = tracing::field::Empty,
-                    )
+                    );
+                    // A request that carries the frontend's trace context continues that trace.
+                    connector_telemetry::parent_from_headers(&span, req.headers());
+                    span
                 }))
+                // Inside the trace span, outside the panic catcher: a panic counts as its 500.
+                .layer(middleware::from_fn(connector_telemetry::http::track))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
 }

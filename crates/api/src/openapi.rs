@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{connections, data, error, health};
+use crate::{connections, data, error, health, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::{connections, data, error, health};
         data::notes,
         data::pipelines,
         data::changes,
+        metrics::scrape,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
     modifiers(&BearerAuth),
@@ -35,6 +36,7 @@ use crate::{connections, data, error, health};
         (name = "connections", description = "A tenant's GitLab connections"),
         (name = "data", description = "The synced GitLab data, and the feed of its changes"),
         (name = "health"),
+        (name = "operations", description = "For the platform's monitoring, not routed by the Ingress"),
     ),
 )]
 pub struct ApiDoc;

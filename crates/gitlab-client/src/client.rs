@@ -18,7 +18,7 @@ use crate::error::{Error, Result, describe_transport, snippet};
 use crate::pagination::{PER_PAGE, Page, PageRequest, next_request};
 use crate::rate_limit::{LocalRateBudget, RateBudget, RateLimitObservation, unix_now};
 use crate::retry::RetryConfig;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Observer, Stats, StatsSnapshot};
 use crate::url_policy::UrlPolicy;
 
 const API_PREFIX: &str = "/api/v4";
@@ -35,6 +35,8 @@ pub struct ClientOptions {
     pub default_retry_after: Duration,
     /// Paces requests; share one across clients of the same GitLab user to pace them together.
     pub rate_budget: Arc<dyn RateBudget>,
+    /// Told about every attempt and rate-limit wait (the process's metrics); none by default.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +48,7 @@ impl Default for ClientOptions {
             user_agent: concat!("coworker-gitlab-client/", env!("CARGO_PKG_VERSION")).into(),
             default_retry_after: Duration::from_secs(60),
             rate_budget: Arc::new(LocalRateBudget::default()),
+            observer: None,
         }
     }
 }
@@ -78,6 +81,7 @@ struct Inner {
     default_retry_after: Duration,
     budget: Arc<dyn RateBudget>,
     stats: Stats,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl fmt::Debug for GitLabClient {
@@ -132,6 +136,7 @@ impl GitLabClient {
                 default_retry_after: options.default_retry_after,
                 budget: options.rate_budget,
                 stats: Stats::default(),
+                observer: options.observer,
             }),
         })
     }
@@ -256,7 +261,11 @@ impl GitLabClient {
                 inner.stats.retry();
                 tokio::time::sleep(inner.retry.backoff(attempt - 1)).await;
             }
-            inner.stats.waited(inner.budget.before_request().await);
+            let wait = inner.budget.before_request().await;
+            inner.stats.waited(wait);
+            if let Some(observer) = inner.observer.as_ref().filter(|_| !wait.is_zero()) {
+                observer.rate_limit_wait(wait);
+            }
             inner.stats.request();
             let span = tracing::info_span!(
                 "gitlab_request",
@@ -269,6 +278,9 @@ impl GitLabClient {
                 .send_once(method.clone(), url.clone(), body.clone())
                 .instrument(span.clone())
                 .await;
+            if let Some(observer) = &inner.observer {
+                observer.attempt(outcome.as_ref().ok().map(|(status, _)| status.as_u16()));
+            }
             let may_retry = attempt < max_attempts;
             match outcome {
                 Ok((status, reply)) => {

@@ -51,5 +51,5 @@ pub use rate_limit::{
     LocalRateBudget, PacingConfig, RateBudget, RateLimitObservation, pacing_delay,
 };
 pub use retry::RetryConfig;
-pub use stats::StatsSnapshot;
+pub use stats::{Observer, StatsSnapshot};
 pub use url_policy::{Lookup, PolicyResolver, SystemLookup, UrlPolicy, is_non_public};

@@ -1,7 +1,18 @@
-//! Counters the caller can read to see what the client did (demo output, benchmarks).
+//! Counters the caller can read to see what the client did (demo output, benchmarks), and a hook
+//! that tells a process-wide observer (metrics) the same as it happens.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Told about every request as it happens, across all clients given it in
+/// [`ClientOptions::observer`](crate::ClientOptions::observer).
+pub trait Observer: Send + Sync + 'static {
+    /// One attempt ended with `status`, or with no response at all (`None`: timeout, connection
+    /// failure, refused by the URL policy).
+    fn attempt(&self, status: Option<u16>);
+    /// The rate budget delayed a request by `wait` (never zero).
+    fn rate_limit_wait(&self, wait: Duration);
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {

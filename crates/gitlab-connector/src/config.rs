@@ -48,16 +48,7 @@ pub struct WorkerSettings {
     pub catch_up_every: Duration,
     pub token_check_every: Duration,
     pub heartbeat: Duration,
-}
-
-/// JSON logs in production, readable ones otherwise; `LOG_FORMAT` (json or text) decides when set.
-/// Read before the rest of the configuration, so that its own warnings are logged in the right form.
-pub fn json_logs() -> bool {
-    match var("LOG_FORMAT").as_deref() {
-        Some("json") => true,
-        Some("text") => false,
-        _ => var("APP_ENV").as_deref() == Some("production"),
-    }
+    pub tenant_concurrency: usize,
 }
 
 /// Reads one variable, treating an empty value as unset.
@@ -215,6 +206,7 @@ impl Config {
                 catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
+                tenant_concurrency: parse_var("TENANT_CONCURRENCY", 2)?,
             },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,

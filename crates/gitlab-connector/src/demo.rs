@@ -319,6 +319,7 @@ impl Connector {
                 catch_up_every: Duration::from_secs(15 * 60),
                 token_check_every: Duration::from_secs(24 * 3600),
                 heartbeat: Duration::from_secs(5),
+                tenant_concurrency: 2,
             },
         };
         Ok((Self { base, http: reqwest::Client::new(), auth, secret, owner: owner.clone(), keys }, config))

@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,21 @@ enum Command {
     Tenants {
         #[command(subcommand)]
         command: TenantsCommand,
+    },
+    /// Failed (dead-lettered) jobs: list and retry.
+    Jobs {
+        #[command(subcommand)]
+        command: ops::JobsCommand,
+    },
+    /// Webhook deliveries kept aside or failed: list and replay.
+    Deliveries {
+        #[command(subcommand)]
+        command: ops::DeliveriesCommand,
+    },
+    /// A connection's sync state.
+    Connections {
+        #[command(subcommand)]
+        command: ops::ConnectionsCommand,
     },
     /// Print the OpenAPI document (the committed openapi.yaml).
     Openapi,
@@ -153,16 +169,19 @@ fn init<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// As [`init`], with `default_filter` when `RUST_LOG` is unset.
 fn init_logs<T>(default_filter: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if config::json_logs() { builder.json().init() } else { builder.init() }
+    connector_telemetry::init(default_filter)?;
     load()
 }
 
 async fn run(command: Command, config: Config) -> Result<()> {
     match command {
-        Command::Serve { roles } => serve(config, &roles, shutdown_signal()).await,
+        Command::Serve { roles } => {
+            let served = serve(config, &roles, shutdown_signal()).await;
+            // Spans of the last seconds are still buffered; the exporter flushes them on its own
+            // thread, which this waits for.
+            let _ = tokio::task::spawn_blocking(connector_telemetry::shutdown).await;
+            served
+        }
         Command::DevToken { tenant, ttl } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let Some(secret) = &config.auth.hs256_secret else {
@@ -182,6 +201,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
             );
             Ok(())
         }
+        Command::Jobs { command } => ops::jobs(&connect(&config).await?, command).await,
+        Command::Deliveries { command } => ops::deliveries(&connect(&config).await?, command).await,
+        Command::Connections { command } => ops::connections(&connect(&config).await?, command).await,
         Command::Tenants { command: TenantsCommand::Delete { tenant } } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let store = connect(&config).await?;
@@ -241,6 +263,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             Ok(())
         });
     }
+    // Metrics ride on whichever listener this process has.
+    let http = http.map(|router| router.merge(connector_api::metrics::router(store.clone())));
     if let Some(router) = http {
         let listener = TcpListener::bind(config.listen_addr.clone()).await.with_context(|| format!("binding {}", config.listen_addr))?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
@@ -255,6 +279,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             public_url: config.public_url.clone(),
             backfill_slice: config.worker.backfill_slice,
             catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
+            tenant_concurrency: config.worker.tenant_concurrency,
         };
         let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, gitlab_client::ClientOptions::default(), settings);
         let name = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());

@@ -182,5 +182,40 @@ async fn changes_in_gitlab_reach_the_right_tenant_once(owner: PgPool) {
     let free_feed = api.get(&format!("/v1/changes?after={free_cursor}&limit=100"), "free-co").await;
     assert!(free_feed["items"].as_array().unwrap().iter().all(|c| c["key"]["project_id"] != 1), "{free_feed}");
     assert!(feed["items"].as_array().unwrap().iter().all(|c| c["key"]["project_id"] != 2), "{feed}");
+
+    // What the traffic above left in /metrics, served on the same listener.
+    let resp = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let metrics = resp.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value(r#"gitlab_connector_http_requests_total{method="POST",route="/v1/connections",status="201"}"#) >= 2.0);
+    assert!(value(r#"gitlab_connector_http_requests_total{method="GET",route="/v1/connections/{id}",status="200"}"#) >= 2.0);
+    assert!(value(r#"gitlab_connector_http_request_duration_seconds_count{method="GET",route="/v1/changes"}"#) >= 1.0);
+    assert!(value(r#"gitlab_connector_http_requests_total{method="POST",route="/webhooks/gitlab/{endpoint}",status="200"}"#) >= 2.0);
+    for id in [&premium, &free] {
+        assert!(!metrics.contains(id.as_str()), "a raw path with an id became a label:\n{metrics}");
+    }
+    assert!(value(r#"gitlab_connector_webhook_deliveries_total{result="accepted"}"#) >= 2.0);
+    assert!(value(r#"gitlab_connector_webhook_deliveries_total{result="applied"}"#) >= 2.0);
+    assert_eq!(value(r#"gitlab_connector_webhook_deliveries_total{result="unauthorized"}"#), 0.0);
+    for kind in ["validate", "install_hooks", "backfill"] {
+        assert!(value(&format!(r#"gitlab_connector_jobs_total{{kind="{kind}",outcome="succeeded"}}"#)) >= 2.0, "{kind}");
+    }
+    assert!(value(r#"gitlab_connector_gitlab_requests_total{status="200"}"#) >= 10.0);
+    assert!(metrics.contains("# TYPE gitlab_connector_gitlab_rate_limit_waits_total counter"));
+    for queue in ["connections", "backfill", "sync"] {
+        value(&format!(r#"gitlab_connector_queue_depth{{queue="gitlab_connector.{queue}"}}"#));
+        value(&format!(r#"gitlab_connector_queue_oldest_job_age_seconds{{queue="gitlab_connector.{queue}"}}"#));
+    }
+    assert_eq!(value("gitlab_connector_live_connections"), 2.0);
+    value("gitlab_connector_catch_up_overdue_seconds");
     std::fs::remove_dir_all(&dev_state).ok();
 }

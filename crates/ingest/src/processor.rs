@@ -10,8 +10,10 @@ use std::time::Duration;
 use connector_store::deliveries::{self, Pending};
 use connector_store::jobs::{self, Job};
 use connector_store::{Store, TenantId, connections};
+use connector_telemetry::metrics::{self, Delivery};
 use serde_json::Value;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::apply::{self, Outcome};
 
@@ -64,8 +66,16 @@ async fn process_batch(store: &Store, due: Vec<(TenantId, i64)>, config: Process
         let store = store.clone();
         running.spawn(async move {
             for id in ids {
-                if let Err(error) = process_one(&store, &tenant, id, config).await {
-                    tracing::warn!(%error, tenant = %tenant, delivery = id, "delivery processing failed");
+                // Applying a delivery is a trace of its own: it happens after GitLab got its answer.
+                let span = tracing::info_span!(
+                    parent: None,
+                    "delivery",
+                    tenant = %tenant,
+                    delivery = id,
+                    connection = tracing::field::Empty,
+                );
+                if let Err(error) = process_one(&store, &tenant, id, config).instrument(span.clone()).await {
+                    tracing::warn!(parent: &span, %error, "delivery processing failed");
                 }
             }
         });
@@ -76,21 +86,24 @@ async fn process_batch(store: &Store, due: Vec<(TenantId, i64)>, config: Process
 async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: ProcessorConfig) -> connector_store::Result<()> {
     let mut tx = store.tenant_tx(tenant).await?;
     let Some(pending) = deliveries::claim(&mut tx, id).await? else { return Ok(()) };
+    tracing::Span::current().record("connection", tracing::field::display(pending.connection_id));
     let result = apply_pending(&mut tx, &pending).await;
     match result {
         Ok(outcome) => {
-            let (status, reason) = match &outcome {
-                Outcome::Applied => ("applied", None),
+            let (status, reason, result) = match &outcome {
+                Outcome::Applied => ("applied", None, Delivery::Applied),
                 Outcome::AppliedNeedsFetch => {
                     // The payload carries at most 20 commits: the catch-up fetches the rest.
                     jobs::enqueue(&mut tx, Job::CatchUp { connection: pending.connection_id }, Duration::ZERO).await?;
-                    ("applied", Some("more commits than the payload carries; fetching the rest"))
+                    ("applied", Some("more commits than the payload carries; fetching the rest"), Delivery::Applied)
                 }
-                Outcome::OutOfScope(reason) => ("out_of_scope", Some(reason.as_str())),
-                Outcome::KeptAside(reason) => ("kept_aside", Some(reason.as_str())),
+                Outcome::OutOfScope(reason) => ("out_of_scope", Some(reason.as_str()), Delivery::OutOfScope),
+                Outcome::KeptAside(reason) => ("kept_aside", Some(reason.as_str()), Delivery::KeptAside),
             };
             deliveries::finish(&mut tx, id, status, reason).await?;
-            tx.commit().await
+            tx.commit().await?;
+            metrics::webhook_delivery(result);
+            Ok(())
         }
         Err(error) => {
             drop(tx);
@@ -98,11 +111,14 @@ async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: Processo
             let reason = format!("could not apply: {error}");
             if pending.attempts + 1 >= config.max_attempts {
                 deliveries::finish(&mut tx, id, "failed", Some(&reason)).await?;
+                tx.commit().await?;
+                metrics::webhook_delivery(Delivery::Failed);
+                Ok(())
             } else {
                 let backoff = Duration::from_millis(200u64 << pending.attempts.clamp(0, 12));
                 deliveries::retry_later(&mut tx, id, backoff, &reason).await?;
+                tx.commit().await
             }
-            tx.commit().await
         }
     }
 }

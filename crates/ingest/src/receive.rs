@@ -7,15 +7,18 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::middleware;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use connector_store::deliveries::{self, NewDelivery};
 use connector_store::{Store, hooks};
+use connector_telemetry::metrics::{self, Delivery};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::apply::event_kind;
@@ -47,6 +50,7 @@ pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhooks/gitlab/{endpoint}", post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(connector_telemetry::http::track))
         .with_state(state)
 }
 
@@ -54,43 +58,65 @@ fn answer(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
+/// Each delivery starts a trace of its own (GitLab sends no trace context); the span names the
+/// endpoint, then the tenant and connection once the endpoint is known.
 async fn receive(
     State(state): State<IngestState>,
     Path(endpoint): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let span = tracing::info_span!(
+        parent: None,
+        "webhook",
+        otel.name = "POST /webhooks/gitlab/{endpoint}",
+        otel.kind = "server",
+        endpoint = %endpoint,
+        tenant = tracing::field::Empty,
+        connection = tracing::field::Empty,
+        result = tracing::field::Empty,
+    );
+    let (result, response) = respond(&state, &endpoint, &headers, body).instrument(span.clone()).await;
+    span.record("result", result.label());
+    metrics::webhook_delivery(result);
+    response
+}
+
+async fn respond(state: &IngestState, endpoint: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> (Delivery, Response) {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return answer(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "deliveries are limited to 25 MB, as GitLab's");
+            let response = answer(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "deliveries are limited to 25 MB, as GitLab's");
+            return (Delivery::TooLarge, response);
         }
-        Err(_) => return answer(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+        Err(_) => return (Delivery::BadRequest, answer(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")),
     };
-    let unknown = || answer(StatusCode::NOT_FOUND, "not_found", "no such webhook endpoint");
-    let Ok(endpoint) = Uuid::parse_str(&endpoint) else { return unknown() };
-    match store(&state.store, endpoint, &headers, &body).await {
-        Ok(Stored::New) => {
+    let unknown = || (Delivery::UnknownEndpoint, answer(StatusCode::NOT_FOUND, "not_found", "no such webhook endpoint"));
+    let Ok(endpoint) = Uuid::parse_str(endpoint) else { return unknown() };
+    match store(&state.store, endpoint, headers, &body).await {
+        Ok(Stored::New { kept_aside }) => {
             state.wake.notify_one();
-            (StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response()
+            let result = if kept_aside { Delivery::KeptAsideOnReceipt } else { Delivery::Accepted };
+            (result, (StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response())
         }
-        Ok(Stored::Duplicate) => (StatusCode::OK, axum::Json(json!({"status": "duplicate"}))).into_response(),
+        Ok(Stored::Duplicate) => (Delivery::Duplicate, (StatusCode::OK, axum::Json(json!({"status": "duplicate"}))).into_response()),
         Err(Refused::UnknownEndpoint) => unknown(),
         Err(Refused::Unverified(reason)) => {
             tracing::warn!(%endpoint, %reason, "webhook delivery refused");
-            answer(StatusCode::UNAUTHORIZED, "unauthorized", "the delivery could not be verified")
+            (Delivery::Unauthorized, answer(StatusCode::UNAUTHORIZED, "unauthorized", "the delivery could not be verified"))
         }
         Err(Refused::Store(error)) => {
             // Not stored: a 5xx makes GitLab count a failure, which is right; the catch-up fills
             // the gap if GitLab does not resend.
             tracing::error!(%endpoint, %error, "webhook delivery could not be stored");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored; try again")
+            (Delivery::Unavailable, answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored; try again"))
         }
     }
 }
 
 enum Stored {
-    New,
+    /// Stored; `kept_aside` when it can never be applied.
+    New { kept_aside: bool },
     Duplicate,
 }
 
@@ -115,6 +141,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) -> Result<Stored, Refused> {
     let Some((tenant, connection)) = hooks::route(store, endpoint).await? else { return Err(Refused::UnknownEndpoint) };
+    let span = tracing::Span::current();
+    span.record("tenant", tracing::field::display(&tenant));
+    span.record("connection", tracing::field::display(connection));
     let mut tx = store.tenant_tx(&tenant).await?;
     let (hook, secrets) = hooks::secrets(&mut tx, store.keys(), endpoint).await?;
     let presented = Presented {
@@ -162,8 +191,8 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
     )
     .await?;
     tx.commit().await?;
-    if let Some(reason) = kept_aside {
+    if let Some(reason) = &kept_aside {
         tracing::warn!(%endpoint, %reason, "webhook delivery kept aside");
     }
-    Ok(if new { Stored::New } else { Stored::Duplicate })
+    Ok(if new { Stored::New { kept_aside: kept_aside.is_some() } } else { Stored::Duplicate })
 }

@@ -367,3 +367,43 @@ async fn failing_deliveries_are_retried_then_marked_failed(owner: PgPool) {
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM webhook_deliveries WHERE dedup_key = 'broken'").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(attempts, 3);
 }
+
+/// One counter sample from the process's metrics (shared by the tests running in parallel, so
+/// the test below compares before and after with at least).
+fn delivered(result: &str) -> f64 {
+    let series = format!(r#"gitlab_connector_webhook_deliveries_total{{result="{result}"}} "#);
+    let text = connector_telemetry::metrics::render();
+    text.lines().find_map(|l| l.strip_prefix(series.as_str())).unwrap_or_else(|| panic!("{series} missing in\n{text}")).parse().unwrap()
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn every_delivery_result_is_counted(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let results = ["accepted", "duplicate", "kept_aside", "unauthorized", "unknown_endpoint", "applied"];
+    let before: Vec<f64> = results.iter().map(|r| delivered(r)).collect();
+    let headers = |key: &str| {
+        vec![
+            ("x-gitlab-token", e.secrets.token.expose_secret().to_owned()),
+            ("x-gitlab-event", "Issue Hook".to_owned()),
+            ("idempotency-key", key.to_owned()),
+        ]
+    };
+    let body = fixture("webhook-issue.json");
+    assert_eq!(ingest.deliver(e.hook, &headers("m1"), body.clone()).await.1["status"], "accepted");
+    assert_eq!(ingest.deliver(e.hook, &headers("m1"), body.clone()).await.1["status"], "duplicate");
+    assert_eq!(ingest.deliver(e.hook, &headers("m2"), b"{not json".to_vec()).await.0, 200);
+    assert_eq!(ingest.deliver(e.hook, &[("x-gitlab-token", "nope".into())], body.clone()).await.0, 401);
+    assert_eq!(ingest.deliver(Uuid::now_v7(), &headers("m3"), body.clone()).await.0, 404);
+    let _processor = ingest.start_processor();
+    ingest.settled(&e).await;
+    for (result, before) in results.iter().zip(before) {
+        assert!(delivered(result) >= before + 1.0, "{result}: {before} before, {} after", delivered(result));
+    }
+    let text = connector_telemetry::metrics::render();
+    assert!(
+        text.contains(r#"gitlab_connector_http_requests_total{method="POST",route="/webhooks/gitlab/{endpoint}",status="401"}"#),
+        "requests are counted by route template:\n{text}"
+    );
+    assert!(!text.contains(&e.hook.to_string()), "no endpoint id in any label");
+}

@@ -356,3 +356,18 @@ pub async fn add_projects(tx: &mut TenantTx, id: Uuid, all: &[i64], hook_project
     .await?;
     Ok(())
 }
+
+/// Across tenants, as the system role (which may read only the scheduler's columns): how many
+/// connections are live, and how far past due the most overdue catch-up is (zero if none is).
+pub async fn liveness(store: &crate::Store) -> Result<(i64, std::time::Duration)> {
+    let mut tx = store.system_tx().await?;
+    let (live, overdue): (i64, f64) = sqlx::query_as(
+        "SELECT count(*),
+                coalesce(extract(epoch FROM now() - min(next_catch_up_at) FILTER (WHERE next_catch_up_at < now())), 0)::float8
+         FROM gitlab_connections WHERE status = 'live'",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((live, std::time::Duration::from_secs_f64(overdue.max(0.0))))
+}

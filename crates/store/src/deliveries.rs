@@ -117,3 +117,57 @@ pub async fn retry_later(tx: &mut TenantTx, id: i64, delay: std::time::Duration,
     .await?;
     Ok(())
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    pub id: i64,
+    pub connection_id: Uuid,
+    pub event: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The tenant's deliveries in `status` (e.g. `kept_aside`, `failed`), newest first.
+pub async fn list(tx: &mut TenantTx, status: &str, limit: i64) -> Result<Vec<DeliverySummary>> {
+    let (tenant, conn) = tx.parts();
+    let rows: Vec<(i64, Uuid, Option<String>, String, Option<String>, i32, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, connection_id, event, status, reason, attempts, received_at FROM webhook_deliveries
+         WHERE tenant_id = $1 AND status = $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(tenant.as_str())
+    .bind(status)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, connection_id, event, status, reason, attempts, received_at)| DeliverySummary {
+            id,
+            connection_id,
+            event,
+            status,
+            reason,
+            attempts,
+            received_at,
+        })
+        .collect())
+}
+
+/// Puts a delivery that was kept aside or failed back in the inbox, to be applied again (after a
+/// fix, say). `NotFound` unless it was in one of those states.
+pub async fn replay(tx: &mut TenantTx, id: i64) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    let updated = sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'received', reason = NULL, attempts = 0, next_attempt_at = now(),
+                processed_at = NULL
+         WHERE tenant_id = $1 AND id = $2 AND status IN ('kept_aside', 'failed')",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if updated == 0 { Err(crate::Error::NotFound) } else { Ok(()) }
+}

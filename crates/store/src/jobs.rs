@@ -7,7 +7,7 @@ use apalis_core::task::builder::TaskBuilder;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Result, TenantTx};
+use crate::{Result, Store, TenantTx};
 
 /// The queues, named explicitly: apalis' default name is the Rust type's path, which would strand
 /// queued jobs whenever a type is renamed or moved.
@@ -87,12 +87,23 @@ pub struct Envelope {
     pub job: Job,
     #[serde(default)]
     pub attempt: u32,
+    /// The W3C trace context of the request, delivery or job that queued this one, so that the
+    /// job's trace links to it; absent when traces are not exported (and in jobs queued before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl Envelope {
+    /// A first attempt of `job` for `tenant`, linked to the current trace.
+    pub fn new(tenant: String, job: Job) -> Self {
+        Self { tenant, job, attempt: 0, traceparent: connector_telemetry::current_traceparent() }
+    }
 }
 
 /// Queues `job` for the transaction's tenant, to run after `delay`; visible to workers once the
 /// transaction commits.
 pub async fn enqueue(tx: &mut TenantTx, job: Job, delay: Duration) -> Result<()> {
-    let envelope = Envelope { tenant: tx.tenant().as_str().to_owned(), job, attempt: 0 };
+    let envelope = Envelope::new(tx.tenant().as_str().to_owned(), job);
     push(tx, &envelope, delay).await
 }
 
@@ -107,4 +118,48 @@ pub async fn push(conn: &mut sqlx::PgConnection, envelope: &Envelope, delay: Dur
             apalis_postgres::Error::Database(e) => crate::Error::Database(e),
             other => crate::Error::Queue(other.to_string()),
         })
+}
+
+/// Each queue's waiting jobs (due now or scheduled later) and how long the oldest due one has
+/// waited, for the metrics. Queues with nothing waiting are reported with zeros.
+pub async fn queue_states(store: &Store) -> Result<Vec<connector_telemetry::metrics::QueueState>> {
+    let names: Vec<&str> = Queue::ALL.iter().map(|q| q.name()).collect();
+    // 'Queued' jobs are fetched by a worker but not started: still waiting.
+    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT q.name,
+                count(j.id),
+                coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now())), 0)::float8
+         FROM unnest($1::text[]) AS q(name)
+         LEFT JOIN apalis.jobs j ON j.job_type = q.name AND j.status IN ('Pending', 'Queued')
+         GROUP BY q.name",
+    )
+    .bind(&names)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(queue, depth, age)| connector_telemetry::metrics::QueueState {
+            queue,
+            depth,
+            oldest_due_age: Duration::from_secs_f64(age.max(0.0)),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs queued before the field existed still run; without a trace context none is written.
+    #[test]
+    fn the_traceparent_is_optional_both_ways() {
+        let connection = Uuid::nil();
+        let old = format!(r#"{{"tenant":"acme","job":{{"kind":"validate","connection":"{connection}"}},"attempt":2}}"#);
+        let envelope: Envelope = serde_json::from_str(&old).unwrap();
+        assert_eq!(envelope, Envelope { tenant: "acme".into(), job: Job::Validate { connection }, attempt: 2, traceparent: None });
+        assert_eq!(serde_json::to_string(&envelope).unwrap(), old);
+        let traced = Envelope { traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()), ..envelope };
+        let back: Envelope = serde_json::from_str(&serde_json::to_string(&traced).unwrap()).unwrap();
+        assert_eq!(back, traced);
+    }
 }

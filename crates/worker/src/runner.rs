@@ -6,6 +6,8 @@ use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
 use connector_store::jobs::{self, Envelope, Job, Queue};
 use connector_store::{Store, TenantId};
+use connector_telemetry::metrics::JobOutcome;
+use tracing::Instrument;
 
 use crate::retry::RetryPolicy;
 
@@ -108,16 +110,30 @@ pub async fn run_workers<J: Jobs>(
 /// Runs one job, and decides what its failure means: a new attempt later, or a dead letter.
 async fn handle<J: Jobs>(envelope: Envelope, shared: Data<Arc<Shared<J>>>) -> Result<(), BoxDynError> {
     let tenant = TenantId::parse(&envelope.tenant)?;
+    // A root span, not a child of whatever apalis is doing: each job run is a trace of its own,
+    // linked to the one that queued it.
     let span = tracing::info_span!(
+        parent: None,
         "job",
+        otel.name = %format_args!("job {}", envelope.job.kind()),
         kind = envelope.job.kind(),
         tenant = %tenant,
         connection = %envelope.job.connection(),
         attempt = envelope.attempt,
     );
-    let _guard = span.enter();
-    let error = match shared.jobs.run(&tenant, &envelope.job).await {
-        Ok(()) => return Ok(()),
+    connector_telemetry::link_to_traceparent(&span, envelope.traceparent.as_deref());
+    // Instrumented rather than entered: a guard held across awaits would leave the span entered
+    // on whatever thread polls next, attributing other tasks' events to this job.
+    let outcome = run_once(&envelope, &tenant, &shared).instrument(span).await;
+    if let Ok(outcome) = &outcome {
+        connector_telemetry::metrics::job(envelope.job.kind(), *outcome);
+    }
+    outcome.map(|_| ())
+}
+
+async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shared<J>) -> Result<JobOutcome, BoxDynError> {
+    let error = match shared.jobs.run(tenant, &envelope.job).await {
+        Ok(()) => return Ok(JobOutcome::Succeeded),
         Err(error) => error,
     };
     let delay = match &error {
@@ -127,16 +143,18 @@ async fn handle<J: Jobs>(envelope: Envelope, shared: Data<Arc<Shared<J>>>) -> Re
     match delay {
         Some(delay) => {
             tracing::warn!(%error, retry_in = ?delay, "job failed; retrying");
-            let next = Envelope { attempt: envelope.attempt + 1, ..envelope };
+            // Keeps the traceparent: every attempt links to what first queued the job.
+            let next = Envelope { attempt: envelope.attempt + 1, ..envelope.clone() };
             let mut conn = shared.store.pool().acquire().await?;
             jobs::push(&mut conn, &next, delay).await?;
+            Ok(JobOutcome::Retried)
         }
         None => {
             tracing::error!(%error, "job failed for good; dead-lettered");
-            dead_letter(&shared.store, &tenant, &envelope, &error.to_string()).await?;
+            dead_letter(&shared.store, tenant, envelope, &error.to_string()).await?;
+            Ok(JobOutcome::DeadLettered)
         }
     }
-    Ok(())
 }
 
 /// Records the job and its reason where the API shows them.

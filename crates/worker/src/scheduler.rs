@@ -105,7 +105,7 @@ async fn enqueue_due(store: &Store, which: Periodic, filter: &'static str) -> co
             Periodic::CatchUp => Job::CatchUp { connection: *connection },
             Periodic::TokenHealth => Job::TokenHealth { connection: *connection },
         };
-        jobs::push(&mut conn, &Envelope { tenant: tenant.clone(), job, attempt: 0 }, Duration::ZERO).await?;
+        jobs::push(&mut conn, &Envelope::new(tenant.clone(), job), Duration::ZERO).await?;
     }
     Ok(due.len())
 }

@@ -39,6 +39,10 @@ async fn env(owner: &PgPool, dataset: Dataset) -> Env {
 
 impl Env {
     fn jobs(&self, slice: Duration) -> GitLabJobs {
+        self.jobs_with(slice, 2)
+    }
+
+    fn jobs_with(&self, slice: Duration, tenant_concurrency: usize) -> GitLabJobs {
         let options = ClientOptions {
             retry: RetryConfig { max_attempts: 6, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) },
             ..Default::default()
@@ -52,6 +56,7 @@ impl Env {
                 public_url: "http://127.0.0.1:9".parse().unwrap(),
                 backfill_slice: slice,
                 catch_up_interval: chrono::Duration::hours(1),
+                tenant_concurrency,
             },
         )
     }
@@ -561,4 +566,39 @@ async fn disconnect_removes_hooks_then_the_data(owner: PgPool) {
     assert_eq!(env.connection("premium-co", premium).await.status, Status::Live, "the other tenant is untouched");
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
+}
+
+/// However many connections a tenant has, it runs at most `tenant_concurrency` syncs at once;
+/// the others wait their turn in the queue.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_tenant_runs_no_more_syncs_at_once_than_its_cap(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    // Slow GitLab, so that the two backfills below surely overlap.
+    env.sim.sim.update_config(|c| {
+        c.latency.min_ms = 30;
+        c.latency.max_ms = 30;
+    });
+    let jobs = env.jobs_with(Duration::from_secs(60), 1);
+    let tenant = TenantId::parse("acme").unwrap();
+    let a = env.insert("acme", OWNER_TOKEN, vec![PREMIUM_GROUP], vec![]).await;
+    let b = env.insert("acme", OWNER_TOKEN, vec![FREE_GROUP], vec![]).await;
+    for id in [a, b] {
+        jobs.run(&tenant, &Job::Validate { connection: id }).await.unwrap();
+        jobs.run(&tenant, &Job::InstallHooks { connection: id }).await.unwrap();
+    }
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'")
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+    };
+    let before = queued().await;
+    let (job_a, job_b) = (Job::Backfill { connection: a }, Job::Backfill { connection: b });
+    let (ra, rb) = tokio::join!(jobs.run(&tenant, &job_a), jobs.run(&tenant, &job_b));
+    ra.unwrap();
+    rb.unwrap();
+    let statuses = [env.connection("acme", a).await.status, env.connection("acme", b).await.status];
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Live).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Backfilling).count(), 1, "{statuses:?}");
+    assert_eq!(queued().await, before + 1, "the one that waited is queued again");
 }

@@ -11,7 +11,8 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::backfill::{Fetched, Mode, RESOURCES, fetch_page, first_request, store_page};
+use super::backfill::{Fetched, Locked, Mode, RESOURCES, fetch_page, first_request, store_page};
+use connector_store::jobs::Job;
 use super::disconnect::owner_of;
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
@@ -29,11 +30,12 @@ impl GitLabJobs {
             Ok(client) => client,
             Err(error) => return self.gitlab_failure(tenant, id, error).await,
         };
-        let outcome = self.with_sync_lock(id, self.catch_up_locked(tenant, &connection, &client)).await?;
+        let outcome = self.with_sync_lock(tenant, id, self.catch_up_locked(tenant, &connection, &client)).await?;
         match outcome {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(job_error))) => Err(job_error),
-            Some(Err(gitlab)) => self.gitlab_failure(tenant, id, gitlab).await,
+            Locked::ConnectionBusy | Locked::Ran(Ok(Ok(()))) => Ok(()),
+            Locked::TenantBusy => self.wait_turn(tenant, Job::CatchUp { connection: id }).await,
+            Locked::Ran(Ok(Err(job_error))) => Err(job_error),
+            Locked::Ran(Err(gitlab)) => self.gitlab_failure(tenant, id, gitlab).await,
         }
     }
 

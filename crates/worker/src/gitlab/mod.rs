@@ -32,6 +32,9 @@ pub struct SyncSettings {
     pub backfill_slice: Duration,
     /// How soon a live connection gets its first catch-up.
     pub catch_up_interval: chrono::Duration,
+    /// Backfills and catch-ups one tenant may run at once across all workers, however many
+    /// connections it has: the rest wait their turn, and other tenants' work goes first.
+    pub tenant_concurrency: usize,
 }
 
 pub struct GitLabJobs {
@@ -68,6 +71,7 @@ impl GitLabJobs {
         };
         let mut options = self.client_options.clone();
         options.rate_budget = Arc::new(SharedRateBudget::new(self.store.pool().clone(), key));
+        options.observer = Some(Arc::new(GitLabMetrics));
         GitLabClient::new(&connection.gitlab_url, token, self.policy.clone(), options)
     }
 
@@ -93,6 +97,19 @@ impl Jobs for GitLabJobs {
             Job::Disconnect { connection } => self.disconnect(tenant, *connection).await,
             Job::CatchUp { connection } => self.catch_up(tenant, *connection).await,
         }
+    }
+}
+
+/// Counts every client's requests and rate-limit waits in the process's metrics.
+struct GitLabMetrics;
+
+impl gitlab_client::Observer for GitLabMetrics {
+    fn attempt(&self, status: Option<u16>) {
+        connector_telemetry::metrics::gitlab_request(status);
+    }
+
+    fn rate_limit_wait(&self, wait: Duration) {
+        connector_telemetry::metrics::gitlab_rate_limit_wait(wait);
     }
 }
 
