@@ -109,6 +109,12 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
+/// Liveness alone, for a process that serves neither the API nor webhooks (a worker), so that it
+/// can be probed and scraped like the others.
+pub fn liveness_router() -> Router {
+    Router::new().route("/healthz", get(health::healthz))
+}
+
 /// Answers a request that outlives its time in the API's error shape (tower-http's timeout
 /// layer answers with an empty body).
 async fn timeout(State(limits): State<ApiLimits>, request: Request, next: Next) -> Response {

@@ -263,9 +263,10 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             Ok(())
         });
     }
-    // Metrics ride on whichever listener this process has.
-    let http = http.map(|router| router.merge(connector_api::metrics::router(store.clone())));
-    if let Some(router) = http {
+    // Every process listens: a worker alone serves liveness and its metrics (its job and GitLab
+    // counters exist only in its own memory).
+    let router = http.unwrap_or_else(connector_api::liveness_router).merge(connector_api::metrics::router(store.clone()));
+    {
         let listener = TcpListener::bind(config.listen_addr.clone()).await.with_context(|| format!("binding {}", config.listen_addr))?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
         let shutdown = until_stopped();
