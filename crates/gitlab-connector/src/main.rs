@@ -264,15 +264,20 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         });
     }
     // Every process listens: a worker alone serves liveness and its metrics (its job and GitLab
-    // counters exist only in its own memory).
+    // counters exist only in its own memory). For a worker alone the port is not essential: when
+    // it is taken (another role of a local setup on the default address), the worker still works.
+    let serves_traffic = http.is_some();
     let router = http.unwrap_or_else(connector_api::liveness_router).merge(connector_api::metrics::router(store.clone()));
-    {
-        let listener = TcpListener::bind(config.listen_addr.clone()).await.with_context(|| format!("binding {}", config.listen_addr))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving");
-        let shutdown = until_stopped();
-        tasks.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server")
-        });
+    match TcpListener::bind(config.listen_addr.clone()).await {
+        Ok(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "serving");
+            let shutdown = until_stopped();
+            tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server") });
+        }
+        Err(error) if !serves_traffic => {
+            tracing::error!(addr = %config.listen_addr, %error, "cannot listen: this worker serves no liveness or metrics (set LISTEN_ADDR)");
+        }
+        Err(error) => return Err(error).with_context(|| format!("binding {}", config.listen_addr)),
     }
     if roles.contains(&Role::Worker) {
         let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;

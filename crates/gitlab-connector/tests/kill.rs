@@ -38,6 +38,7 @@ fn worker(owner_url: &str, keys: &str, dev_state: &std::path::Path) -> Child {
         .env("PUBLIC_URL", "http://127.0.0.1:9")
         .env("BACKFILL_SLICE", "300ms")
         .env("WORKER_HEARTBEAT", "1s")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
