@@ -408,6 +408,22 @@ async fn catch_up_recreates_a_deleted_hook_and_picks_up_a_new_project(owner: PgP
     let dataset = env.sim.sim.dataset();
     let all: Vec<u64> = resolved.iter().map(|&p| p as u64).collect();
     assert_same(&stored(&env.store, "free-co", free).await, &expected(&dataset, &all, env.start), "free after catch-up");
+
+    // The project is deleted in GitLab: the catch-up finds it gone, it leaves the sync, and the
+    // change feed says so.
+    http.delete(format!("{}/-/sim/projects/{new_id}", env.sim.base_url)).send().await.unwrap().error_for_status().unwrap();
+    jobs.run(&TenantId::parse("free-co").unwrap(), &Job::CatchUp { connection: free }).await.unwrap();
+    let after = env.connection("free-co", free).await;
+    assert!(!after.resolved_project_ids.unwrap().contains(&(new_id as i64)));
+    let mut tx = env.store.tenant_tx(&TenantId::parse("free-co").unwrap()).await.unwrap();
+    let deletes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM changes WHERE entity = 'project' AND op = 'delete' AND (key ->> 'gitlab_id')::bigint = $1",
+    )
+    .bind(new_id as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(deletes, 1);
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]

@@ -166,6 +166,23 @@ impl GitLabJobs {
                 }
             }
         }
+        // Projects gone from the groups (deleted, or moved out) leave the sync; the change feed
+        // reports them deleted.
+        let gone: Vec<i64> = known.iter().copied().filter(|id| !all.iter().any(|p| p.id as i64 == *id)).collect();
+        if !gone.is_empty() {
+            tracing::info!(connection = %connection.id, gone = gone.len(), "projects no longer in the groups leave the sync");
+            let removed = async {
+                let mut tx = self.store.tenant_tx(tenant).await?;
+                for &project in &gone {
+                    sync::delete_project(&mut tx, connection.id, project).await?;
+                }
+                tx.commit().await
+            };
+            if let Err(e) = removed.await {
+                return Ok(Err(retry(e)));
+            }
+        }
+        let known: Vec<i64> = known.into_iter().filter(|id| !gone.contains(id)).collect();
         let new: Vec<&Project> = all.iter().filter(|p| !known.contains(&(p.id as i64))).collect();
         if new.is_empty() {
             return Ok(Ok(known));
