@@ -194,6 +194,20 @@ pub async fn update(
         None => None,
     };
     let (ciphertext, hint) = sealed.unzip();
+    if let Some(start) = changes.start_date {
+        // A new start date means a new backfill: the streams start again from it (pages already
+        // stored upsert as no-ops). Rows older than a later start date stay until deleted.
+        let (tenant, conn) = tx.parts();
+        sqlx::query(
+            "DELETE FROM sync_checkpoints WHERE tenant_id = $1 AND connection_id = $2
+               AND EXISTS (SELECT 1 FROM gitlab_connections WHERE tenant_id = $1 AND id = $2 AND start_date <> $3)",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(start)
+        .execute(conn)
+        .await?;
+    }
     let row: Option<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE gitlab_connections SET
              groups_list = COALESCE($3, groups_list),

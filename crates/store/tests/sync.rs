@@ -90,3 +90,24 @@ async fn checkpoints_accumulate_and_resume(owner: PgPool) {
     let cp = sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().unwrap();
     assert_eq!(cp, sync::Checkpoint { cursor: None, high_water_mark: Some(t1), records: 140, done: true });
 }
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_new_start_date_restarts_the_backfill(owner: PgPool) {
+    let (store, tenant, conn) = setup(&owner).await;
+    let mut tx = store.tenant_tx(&tenant).await.unwrap();
+    sync::advance(&mut tx, conn, 5, "issues", None, None, 10, true).await.unwrap();
+    // The same date again changes nothing...
+    let same = connector_store::connections::ConnectionChanges {
+        start_date: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
+        ..Default::default()
+    };
+    connections::update(&mut tx, store.keys(), conn, same).await.unwrap();
+    assert!(sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().is_some());
+    // ...an earlier one sends every stream back to the start.
+    let earlier = connector_store::connections::ConnectionChanges {
+        start_date: Some(Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap()),
+        ..Default::default()
+    };
+    connections::update(&mut tx, store.keys(), conn, earlier).await.unwrap();
+    assert!(sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().is_none());
+}
