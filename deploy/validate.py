@@ -16,8 +16,11 @@ Checks, in order (any failure: a message naming the file and object, exit status
      merge and JSON 6902 patches, images, replicas, namespace; generated names are not hashed).
      When `kustomize` or `kubectl` is on PATH, the real `kustomize build` output is validated too
      and compared with the Python rendering;
+     Prometheus-operator kinds (ServiceMonitor, PodMonitor), which have no such schema, are
+     validated strictly against validate.py's own schemas of them (MONITOR_SCHEMAS);
   4. rendered objects reference what exists: ConfigMaps/Secrets (and Secret keys) used by pods,
-     Service selectors and ports, Ingress backends, HPA targets, PDB selectors, probe ports; the
+     Service selectors and ports, Ingress backends, HPA targets, PDB selectors, probe ports,
+     ServiceMonitor/PodMonitor selectors and endpoint ports (and no pod port scraped twice); the
      base sets no namespace; terminationGracePeriodSeconds covers SHUTDOWN_GRACE (workers) and
      REQUEST_TIMEOUT + the preStop sleep (API);
   5. docker-compose.yml: services, depends_on (and their conditions), named volumes, secrets,
@@ -38,6 +41,7 @@ from pathlib import Path
 
 try:
     import yaml
+    import jsonschema  # a dependency of kubernetes-validate
     import kubernetes_validate
     from kubernetes_validate import utils as kv_utils
 except ImportError as e:  # pragma: no cover
@@ -390,9 +394,108 @@ def render(kdir: Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- 3b. schemas
 
+# kubernetes-validate has schemas for built-in kinds only. The Prometheus operator's kinds are
+# validated against these schemas of our own: the fields these files use, strict
+# (additionalProperties: false) where the CRD is (kubectl's server-side field validation rejects
+# unknown fields of a custom resource too), with the CRD's enums and duration patterns. Two
+# deliberate additions to the CRD: every endpoint names its `port` (we select ports by name, and
+# the cross-reference checks need it), and a monitor has at least one endpoint. A field the CRD
+# has but these schemas lack is reported as unknown: add it here.
+PROM_DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+
+
+def monitor_schema(kind: str, endpoints_field: str, port_means: str) -> dict:
+    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
+    endpoint = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["port"],
+        "properties": {
+            "port": {"type": "string", "minLength": 1, "description": port_means},
+            "path": {"type": "string"},
+            "scheme": {"type": "string", "enum": ["http", "https"]},
+            "interval": {"type": "string", "pattern": PROM_DURATION},
+            "scrapeTimeout": {"type": "string", "pattern": PROM_DURATION},
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 253, "pattern": DNS_SUBDOMAIN},
+                    "namespace": {"type": "string", "maxLength": 63, "pattern": DNS_SUBDOMAIN},
+                    "labels": {"type": "object", "propertyNames": {"pattern": LABEL_KEY},
+                               "additionalProperties": {"type": "string", "pattern": LABEL_VALUE}},
+                    "annotations": string_map,
+                },
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", endpoints_field],
+                "properties": {
+                    "selector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"matchLabels": string_map},
+                    },
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "any": {"type": "boolean"},
+                            "matchNames": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    endpoints_field: {"type": "array", "minItems": 1, "items": endpoint},
+                },
+            },
+        },
+    }
+
+
+MONITOR_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): monitor_schema("ServiceMonitor", "endpoints", "a port name of the selected Service"),
+    ("monitoring.coreos.com/v1", "PodMonitor"): monitor_schema("PodMonitor", "podMetricsEndpoints", "a container port name of the selected pods"),
+}
+MONITOR_GROUP = "monitoring.coreos.com/"
+
+
+def validate_monitor(obj: dict, where: str) -> None:
+    kind, name = ident(obj)
+    schema = MONITOR_SCHEMAS.get((obj.get("apiVersion"), kind))
+    if schema is None:
+        FAIL.add(where, f"{kind}/{name}: validate.py has no schema for {obj.get('apiVersion')} {kind} "
+                        f"(it has {', '.join(f'{a} {k}' for a, k in MONITOR_SCHEMAS)}); add one to MONITOR_SCHEMAS")
+        return
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path])
+    count("monitors validated against own schemas")
+    for e in errors:
+        path = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        hint = ""
+        if e.validator == "additionalProperties":
+            hint = " (unknown field; if the Prometheus operator's CRD has it, add it to MONITOR_SCHEMAS in validate.py)"
+        FAIL.add(where, f"{kind}/{name} is invalid for {obj.get('apiVersion')} (validate.py's schema): {path}: {e.message}{hint}")
+
+
 def validate_object(obj: dict, where: str, version: str) -> None:
     obj = {k: v for k, v in obj.items() if k != "__generated__"}
     kind, name = ident(obj)
+    if str(obj.get("apiVersion", "")).startswith(MONITOR_GROUP):
+        validate_monitor(obj, where)
+        return
     try:
         kubernetes_validate.validate(obj, version, strict=True)
         count("objects validated against schemas")
@@ -433,6 +536,12 @@ def duration_seconds(text: str) -> float:
     if not matched:
         raise ValueError(f"not a duration: {text!r}")
     return total
+
+
+def prom_duration_seconds(text: str) -> float:
+    """A Prometheus duration (1y2w3d4h5m6s7ms; the schema has checked the syntax)."""
+    units = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|y|w|d|h|m|s)", text))
 
 
 def check_references(objects: list[dict], where: str, is_base: bool) -> None:
@@ -546,6 +655,76 @@ def check_references(objects: list[dict], where: str, is_base: bool) -> None:
         selector = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         ref(any(ident(o)[0] in ("Deployment", "StatefulSet") for o in pods_matching(selector)),
             f"PodDisruptionBudget/{name}: selector {selector} matches no Deployment or StatefulSet")
+
+    # Prometheus operator monitors: a ServiceMonitor selects Services by their labels and names a
+    # Service port; a PodMonitor selects pods by their labels and names a container port. Both
+    # look in their own namespace unless namespaceSelector says otherwise. A pod port scraped by
+    # two monitors would count every counter twice in sums.
+    def template_labels(o: dict) -> dict:
+        return (((o.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+
+    def container_ports(o: dict) -> dict:
+        return {p.get("name"): p.get("containerPort") for c in pod_spec(o).get("containers", []) or [] for p in c.get("ports", []) or []}
+
+    scraped: dict[tuple, str] = {}
+
+    def scrape(o: dict, port, path: str, by: str) -> None:
+        number = container_ports(o).get(port) if isinstance(port, str) else port
+        key = (ident(o), number, path)
+        count("references checked")
+        if key in scraped and scraped[key] != by:
+            FAIL.add(where, f"{ident(o)[0]}/{ident(o)[1]} pods are scraped twice on port {number} {path}: "
+                            f"by {scraped[key]} and by {by}")
+        scraped.setdefault(key, by)
+
+    for kind, endpoints_field, target_kind in (("ServiceMonitor", "endpoints", "Service"),
+                                               ("PodMonitor", "podMetricsEndpoints", "pod template")):
+        for name, mon in by_kind.get(kind, {}).items():
+            mwhere = f"{kind}/{name}"
+            spec = mon.get("spec") or {}
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            if not selector:
+                FAIL.add(where, f"{mwhere}: empty selector, which selects every {target_kind} in the namespace; name the labels")
+                continue
+            ns_selector = spec.get("namespaceSelector") or {}
+            own_ns = (mon.get("metadata") or {}).get("namespace")
+            if ns_selector.get("any"):
+                scope, scope_text = (lambda ns: True), "any namespace"
+            elif ns_selector.get("matchNames"):
+                scope, scope_text = (lambda ns: ns in ns_selector["matchNames"]), f"namespaces {ns_selector['matchNames']}"
+            else:
+                scope, scope_text = (lambda ns: ns == own_ns), "the monitor's own namespace"
+            if kind == "ServiceMonitor":
+                candidates = list(by_kind.get("Service", {}).values())
+                labels_of = lambda o: (o.get("metadata") or {}).get("labels") or {}
+            else:
+                candidates = workloads
+                labels_of = template_labels
+            targets = [o for o in candidates if scope((o.get("metadata") or {}).get("namespace"))
+                       and all(labels_of(o).get(k) == v for k, v in selector.items())]
+            ref(bool(targets), f"{mwhere}: selector {selector} matches no {target_kind}'s labels in {scope_text} "
+                               f"(candidates: {', '.join(f'{ident(o)[1]} {labels_of(o)}' for o in candidates) or 'none'})")
+            for i, ep in enumerate(spec.get(endpoints_field) or []):
+                ewhere = f"{mwhere}: {endpoints_field}[{i}]"
+                port, path = ep.get("port"), ep.get("path", "/metrics")
+                for t in targets:
+                    if kind == "ServiceMonitor":
+                        svc_ports = {p.get("name"): p for p in (t.get("spec") or {}).get("ports", []) or []}
+                        ref(port in svc_ports, f"{ewhere}.port {port!r} is not a port name of Service/{ident(t)[1]} "
+                                               f"(it has {sorted(str(n) for n in svc_ports)})")
+                        if port in svc_ports:
+                            target_port = svc_ports[port].get("targetPort", svc_ports[port].get("port"))
+                            for o in pods_matching((t.get("spec") or {}).get("selector") or {}):
+                                scrape(o, target_port, path, f"{mwhere} (via Service/{ident(t)[1]})")
+                    else:
+                        names = container_ports(t)
+                        ref(port in names, f"{ewhere}.port {port!r} is not a container port name of {ident(t)[0]}/{ident(t)[1]} "
+                                           f"(it has {sorted(str(n) for n in names)})")
+                        if port in names:
+                            scrape(t, port, path, mwhere)
+                if ep.get("interval") and ep.get("scrapeTimeout"):
+                    ref(prom_duration_seconds(ep["scrapeTimeout"]) <= prom_duration_seconds(ep["interval"]),
+                        f"{ewhere}: scrapeTimeout {ep['scrapeTimeout']} exceeds interval {ep['interval']} (the operator rejects it)")
 
 
 # --------------------------------------------------------------------------- 5. docker compose
