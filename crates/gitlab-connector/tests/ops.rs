@@ -60,6 +60,7 @@ async fn failed_jobs_and_kept_aside_deliveries_go_back_to_work(owner: PgPool) {
             headers: serde_json::json!({}),
             body: br#"{"object_kind":"wiki_page"}"#,
             kept_aside: Some("wiki_page events are not part of what Coworker reads"),
+            traceparent: None,
         },
     )
     .await

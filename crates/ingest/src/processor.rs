@@ -66,7 +66,8 @@ async fn process_batch(store: &Store, due: Vec<(TenantId, i64)>, config: Process
         let store = store.clone();
         running.spawn(async move {
             for id in ids {
-                // Applying a delivery is a trace of its own: it happens after GitLab got its answer.
+                // Applying a delivery is a trace of its own (it happens after GitLab got its
+                // answer), linked to the trace of the request that received it.
                 let span = tracing::info_span!(
                     parent: None,
                     "delivery",
@@ -86,7 +87,9 @@ async fn process_batch(store: &Store, due: Vec<(TenantId, i64)>, config: Process
 async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: ProcessorConfig) -> connector_store::Result<()> {
     let mut tx = store.tenant_tx(tenant).await?;
     let Some(pending) = deliveries::claim(&mut tx, id).await? else { return Ok(()) };
-    tracing::Span::current().record("connection", tracing::field::display(pending.connection_id));
+    let span = tracing::Span::current();
+    span.record("connection", tracing::field::display(pending.connection_id));
+    connector_telemetry::link_to_traceparent(&span, pending.traceparent.as_deref());
     let result = apply_pending(&mut tx, &pending).await;
     match result {
         Ok(outcome) => {

@@ -187,6 +187,7 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
             headers: Value::Object(kept),
             body,
             kept_aside: kept_aside.as_deref(),
+            traceparent: connector_telemetry::current_traceparent().as_deref(),
         },
     )
     .await?;

@@ -17,6 +17,8 @@ pub struct NewDelivery<'a> {
     pub body: &'a [u8],
     /// A delivery that cannot be applied (not JSON, unknown kind) is kept aside at once.
     pub kept_aside: Option<&'a str>,
+    /// The receiving request's W3C trace context, for the trace of its processing to link to.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Stores the delivery and marks the hook's last delivery time. `false` when this delivery was
@@ -24,8 +26,8 @@ pub struct NewDelivery<'a> {
 pub async fn insert(tx: &mut TenantTx, d: &NewDelivery<'_>) -> Result<bool> {
     let (tenant, conn) = tx.parts();
     let inserted = sqlx::query(
-        "INSERT INTO webhook_deliveries (tenant_id, connection_id, hook_id, dedup_key, event, headers, body, status, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO webhook_deliveries (tenant_id, connection_id, hook_id, dedup_key, event, headers, body, status, reason, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (tenant_id, hook_id, dedup_key) DO NOTHING",
     )
     .bind(tenant.as_str())
@@ -37,6 +39,7 @@ pub async fn insert(tx: &mut TenantTx, d: &NewDelivery<'_>) -> Result<bool> {
     .bind(d.body)
     .bind(if d.kept_aside.is_some() { "kept_aside" } else { "received" })
     .bind(d.kept_aside)
+    .bind(d.traceparent)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -69,21 +72,22 @@ pub struct Pending {
     pub event: Option<String>,
     pub body: Vec<u8>,
     pub attempts: i32,
+    pub traceparent: Option<String>,
 }
 
 /// Locks one received delivery for processing; `None` when another processor has it or it is
 /// done.
 pub async fn claim(tx: &mut TenantTx, id: i64) -> Result<Option<Pending>> {
     let (tenant, conn) = tx.parts();
-    let row: Option<(i64, Uuid, Option<String>, Vec<u8>, i32)> = sqlx::query_as(
-        "SELECT id, connection_id, event, body, attempts FROM webhook_deliveries
+    let row: Option<(i64, Uuid, Option<String>, Vec<u8>, i32, Option<String>)> = sqlx::query_as(
+        "SELECT id, connection_id, event, body, attempts, traceparent FROM webhook_deliveries
          WHERE tenant_id = $1 AND id = $2 AND status = 'received' FOR UPDATE SKIP LOCKED",
     )
     .bind(tenant.as_str())
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(id, connection_id, event, body, attempts)| Pending { id, connection_id, event, body, attempts }))
+    Ok(row.map(|(id, connection_id, event, body, attempts, traceparent)| Pending { id, connection_id, event, body, attempts, traceparent }))
 }
 
 /// Records the outcome: `applied`, `out_of_scope`, `kept_aside` or `failed`, with a reason.

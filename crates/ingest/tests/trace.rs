@@ -1,0 +1,85 @@
+//! Applying a delivery is a trace of its own, linked to the trace of the request that received
+//! it. (Its own test binary: it installs a global tracing subscriber.)
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use connector_crypto::MasterKeyRing;
+use connector_ingest::{IngestState, ProcessorConfig, router, run_processor};
+use connector_store::connections::{self, NewConnection};
+use connector_store::{Store, TenantId, app_connect_options, hooks};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn spans() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        exporter
+    })
+}
+
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn processing_links_to_the_receiving_request(owner: PgPool) {
+    spans();
+    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
+    let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut tx = store.tenant_tx(&tenant).await.unwrap();
+    let c = connections::insert(
+        &mut tx,
+        store.keys(),
+        NewConnection {
+            gitlab_url: "https://gitlab.example.test".into(),
+            groups_list: vec![201],
+            projects_list: vec![],
+            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            access_token: SecretString::from("glpat-trace-test-000000"),
+        },
+    )
+    .await
+    .unwrap();
+    let (hook, secrets) = hooks::ensure(&mut tx, store.keys(), c.id, "project", 101).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let wake = Arc::new(Notify::new());
+    let app = router(IngestState { store: store.clone(), wake: wake.clone() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/gitlab/{}", listener.local_addr().unwrap(), hook.id);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(run_processor(store.clone(), wake, ProcessorConfig { poll: Duration::from_millis(50), ..Default::default() }, std::future::pending()));
+
+    let body = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhook-issue.json")).unwrap();
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("x-gitlab-token", secrets.token.expose_secret())
+        .header("x-gitlab-event", "Issue Hook")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (webhook, delivery) = loop {
+        let finished = spans().get_finished_spans().unwrap();
+        let webhook = finished.iter().find(|s| s.name.starts_with("POST /webhooks/gitlab")).cloned();
+        let delivery = finished.iter().find(|s| s.name == "delivery").cloned();
+        if let (Some(w), Some(d)) = (webhook, delivery) {
+            break (w, d);
+        }
+        assert!(Instant::now() < deadline, "spans: {:?}", finished.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(delivery.span_context.trace_id(), webhook.span_context.trace_id(), "processing is a trace of its own");
+    let linked: Vec<_> = delivery.links.iter().map(|l| l.span_context.trace_id()).collect();
+    assert_eq!(linked, vec![webhook.span_context.trace_id()], "processing links to the receipt");
+}
