@@ -47,5 +47,9 @@ async fn refresh(store: &Store) {
         Ok((live, overdue)) => metrics::set_connections(live, overdue),
         Err(error) => tracing::warn!(%error, "metrics: could not read the connections"),
     }
+    match connections::sync_lags(store).await {
+        Ok(lags) => metrics::set_sync_lags(&lags.into_iter().map(|(id, lag)| (id.to_string(), lag)).collect::<Vec<_>>()),
+        Err(error) => tracing::warn!(%error, "metrics: could not read the sync lags"),
+    }
     *last = Some(Instant::now());
 }

@@ -107,6 +107,7 @@ struct Metrics {
     gitlab_rate_limit_wait_seconds: prometheus::Counter,
     live_connections: IntGauge,
     catch_up_overdue: prometheus::Gauge,
+    sync_lag: GaugeVec,
 }
 
 const PREFIX: &str = "gitlab_connector_";
@@ -159,9 +160,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "How far past its due time the most overdue catch-up of a live connection is (0: none overdue), read when scraped",
         )
         .unwrap(),
+        // One series per live connection (its opaque id, never a tenant or project name): the
+        // way to find the one that lags among thousands.
+        sync_lag: GaugeVec::new(
+            Opts::new(name("connection_sync_lag_seconds"), "Time since a live connection's last finished sync, read when scraped"),
+            &["connection"],
+        )
+        .unwrap(),
         registry,
     };
-    let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+    let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
         Box::new(metrics.http_requests.clone()),
         Box::new(metrics.http_duration.clone()),
         Box::new(metrics.webhook_deliveries.clone()),
@@ -173,6 +181,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(metrics.gitlab_rate_limit_wait_seconds.clone()),
         Box::new(metrics.live_connections.clone()),
         Box::new(metrics.catch_up_overdue.clone()),
+        Box::new(metrics.sync_lag.clone()),
     ];
     for collector in collectors {
         metrics.registry.register(collector).expect("metric names are unique");
@@ -234,6 +243,14 @@ pub fn set_queues(queues: &[QueueState]) {
 pub fn set_connections(live: i64, most_overdue_catch_up: Duration) {
     METRICS.live_connections.set(live);
     METRICS.catch_up_overdue.set(most_overdue_catch_up.as_secs_f64());
+}
+
+/// Replaces the per-connection lag gauge, so connections no longer live drop out.
+pub fn set_sync_lags(lags: &[(String, Duration)]) {
+    METRICS.sync_lag.reset();
+    for (connection, lag) in lags {
+        METRICS.sync_lag.with_label_values(&[connection.as_str()]).set(lag.as_secs_f64());
+    }
 }
 
 /// The Content-Type of [`render`]'s output.
