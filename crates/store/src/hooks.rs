@@ -69,25 +69,17 @@ pub async fn ensure(
     .bind(&sealed_signing)
     .execute(&mut *conn)
     .await?;
-    let (record, secret, signing): (HookRecord, Vec<u8>, Vec<u8>) = {
-        let row: HookRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, secret_ciphertext, signing_ciphertext FROM webhook_hooks
-             WHERE tenant_id = $1 AND connection_id = $2 AND scope = $3 AND gitlab_target_id = $4"
-        )))
-        .bind(tenant_id.as_str())
-        .bind(connection)
-        .bind(scope)
-        .bind(target)
-        .fetch_one(conn)
-        .await?;
-        (row.record, row.secret_ciphertext, row.signing_ciphertext.unwrap_or_default())
-    };
-    let id_text = record.id.to_string();
-    let secrets = HookSecrets {
-        token: data_key.open_string(binding(&tenant, &id_text, "webhook_token"), &secret)?,
-        signing_token: data_key.open_string(binding(&tenant, &id_text, "webhook_signing_token"), &signing)?,
-    };
-    Ok((record, secrets))
+    // Ours, or the one an earlier attempt made: either way its own secrets.
+    let existing: Uuid = sqlx::query_scalar(
+        "SELECT id FROM webhook_hooks WHERE tenant_id = $1 AND connection_id = $2 AND scope = $3 AND gitlab_target_id = $4",
+    )
+    .bind(tenant_id.as_str())
+    .bind(connection)
+    .bind(scope)
+    .bind(target)
+    .fetch_one(conn)
+    .await?;
+    secrets(tx, keys, existing).await
 }
 
 #[derive(sqlx::FromRow)]

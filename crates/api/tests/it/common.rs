@@ -103,7 +103,7 @@ impl TestApp {
         let state = AppState { store: store.clone(), auth, limits };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(connector_api::serve(listener, state, std::future::pending()));
+        let server = tokio::spawn(async move { axum::serve(listener, connector_api::router(state)).await });
         Self { base, http: reqwest::Client::new(), owner, store, server }
     }
 
