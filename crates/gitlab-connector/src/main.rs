@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod local;
 mod ops;
 
 use std::sync::Arc;
