@@ -6,8 +6,10 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use connector_crypto::MasterKeyRing;
 use connector_store::connections::{self, NewConnection};
-use connector_store::{Store, TenantId, app_connect_options, tenants};
+use connector_store::jobs::{Envelope, Job};
+use connector_store::{Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, sync, tenants};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 use sqlx::PgPool;
 
 fn ring(spec: &str) -> Arc<MasterKeyRing> {
@@ -33,20 +35,24 @@ fn new_connection(token: &str) -> NewConnection {
     }
 }
 
+/// The tables that carry tenant data, from the catalog (so a table added later is included):
+/// every table with a `tenant_id`, and `tenants` itself.
+const TENANT_TABLES: &str = "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+       AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                    AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+            OR c.relname = 'tenants')
+     ORDER BY 1";
+
 /// Fails when any table that carries tenant data lacks forced RLS or a policy, so a table added
 /// by a later migration cannot quietly skip isolation.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn every_tenant_table_has_forced_rls(owner: PgPool) {
-    let tables: Vec<(String, bool, bool, i64)> = sqlx::query_as(
+    let tables: Vec<(String, bool, bool, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
                 (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-           AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                        AND a.attname = 'tenant_id' AND NOT a.attisdropped)
-                OR c.relname = 'tenants')
-         ORDER BY 1",
-    )
+         {TENANT_TABLES}"
+    )))
     .fetch_all(&owner)
     .await
     .unwrap();
@@ -66,6 +72,102 @@ async fn every_tenant_table_has_forced_rls(owner: PgPool) {
     .await
     .unwrap();
     assert!(nullable.is_empty(), "nullable tenant_id in {nullable:?}");
+}
+
+/// A row in every tenant table for `t`, written through the store as the service writes it.
+async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
+    let mut tx = store.tenant_tx(t).await.unwrap();
+    let c = connections::insert(&mut tx, keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap().id;
+    let at = "2024-02-01T00:00:00Z";
+    sync::upsert_projects(&mut tx, c, &json!([{"id": 11, "path_with_namespace": "g/p", "name": "p", "namespace": {"id": 42}, "last_activity_at": at}]))
+        .await
+        .unwrap();
+    sync::upsert_commits(&mut tx, c, 11, &json!([{"id": "a1", "title": "t", "message": "t", "committed_date": at}])).await.unwrap();
+    let mr = json!([{"id": 900, "iid": 7, "title": "t", "state": "opened", "author": {"id": 3, "username": "ana"}, "created_at": at, "updated_at": at}]);
+    sync::upsert_merge_requests(&mut tx, c, 11, &mr).await.unwrap();
+    sync::set_merge_request_commits(&mut tx, c, 11, 7, &["a1".into()]).await.unwrap();
+    sync::upsert_issues(&mut tx, c, 11, &json!([{"id": 901, "iid": 8, "title": "t", "state": "opened", "created_at": at, "updated_at": at}]))
+        .await
+        .unwrap();
+    sync::upsert_notes(&mut tx, c, 11, "Issue", sync::NoteParent::Iid(8), &json!([{"id": 902, "body": "b", "created_at": at, "updated_at": at}]))
+        .await
+        .unwrap();
+    sync::upsert_pipelines(&mut tx, c, 11, &json!([{"id": 903, "iid": 1, "status": "success", "ref": "main", "created_at": at, "updated_at": at}]))
+        .await
+        .unwrap();
+    let (hook, _) = hooks::ensure(&mut tx, keys, c, "group", 42).await.unwrap();
+    let delivery = deliveries::NewDelivery {
+        connection_id: c,
+        hook_id: hook.id,
+        dedup_key: "d1",
+        event: Some("Push Hook"),
+        headers: json!({}),
+        body: b"{}",
+        kept_aside: None,
+        traceparent: None,
+    };
+    assert!(deliveries::insert(&mut tx, &delivery).await.unwrap());
+    sync::advance(&mut tx, c, 11, "commits", None, None, 1, false).await.unwrap();
+    sync::record_skipped(&mut tx, c, 11, "issues", "switched off").await.unwrap();
+    dead_letters::insert(&mut tx, &Envelope::new(t.to_string(), Job::Backfill { connection: c }), "gave up").await.unwrap();
+    sync::upsert_event(&mut tx, c, "tag_push", "11/v1", Some(11), Some("create"), &json!({})).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// With RLS forced, the service role sees no row of any tenant table unless its transaction
+/// names the tenant: on a pooled connection, in a transaction that set nothing, and in one whose
+/// setting was reset to empty. The tables come from the catalog, so a new one is covered; each
+/// must hold seeded rows, which the tenant itself does see, or the zero would prove nothing.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn without_a_tenant_no_tenant_table_shows_a_row(owner: PgPool) {
+    let keys = ring(&MasterKeyRing::generate_entry(1));
+    let store = app_store(&owner, 1, keys.clone()).await;
+    let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
+    for t in [&a, &b] {
+        seed_every_table(&store, &keys, t).await;
+    }
+    let tables: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.relname::text, CASE WHEN c.relname = 'tenants' THEN 'id' ELSE 'tenant_id' END {TENANT_TABLES}"
+    )))
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 16, "expected the tenant tables, found {tables:?}");
+
+    let mut rows_hidden = 0;
+    for (table, column) in &tables {
+        // The owner (a superuser) bypasses RLS: the truth to compare with.
+        let per_tenant = |t: &TenantId| {
+            let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+            let owner = owner.clone();
+            let t = t.to_string();
+            async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(t).fetch_one(&owner).await.unwrap() }
+        };
+        let (in_a, in_b) = (per_tenant(&a).await, per_tenant(&b).await);
+        assert!(in_a > 0 && in_b > 0, "{table}: seed_every_table wrote no row for a tenant ({in_a}, {in_b}); seed it");
+        let count = format!("SELECT count(*) FROM {table}");
+
+        let pooled: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(store.pool()).await.unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        let unset: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&mut *tx).await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', '', true)").execute(&mut *tx).await.unwrap();
+        let emptied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&mut *tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!((pooled, unset, emptied), (0, 0, 0), "{table}: rows visible without a tenant");
+
+        // The same query with the tenant set sees exactly that tenant's rows.
+        for (t, expected) in [(&a, in_a), (&b, in_b)] {
+            let mut tx = store.tenant_tx(t).await.unwrap();
+            let sql = format!("SELECT count(*), count(*) FILTER (WHERE {column} <> $1) FROM {table}");
+            let (seen, foreign): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(t.to_string()).fetch_one(&mut *tx).await.unwrap();
+            assert_eq!((seen, foreign), (expected, 0), "{table} as {t}");
+        }
+        rows_hidden += in_a + in_b;
+    }
+    println!(
+        "isolation (database): {} tenant tables, {rows_hidden} rows of 2 tenants: 0 visible to the service role without a tenant (pooled, unset, reset), each tenant sees exactly its own",
+        tables.len()
+    );
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]

@@ -18,7 +18,7 @@ use crate::common::{TestApp, assert_error};
 
 const LISTS: [&str; 6] = ["projects", "commits", "merge_requests", "issues", "notes", "pipelines"];
 
-async fn connect(app: &TestApp, tenant: &str) -> Uuid {
+pub(crate) async fn connect(app: &TestApp, tenant: &str) -> Uuid {
     let mut tx = app.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
     let c = connections::insert(
         &mut tx,
@@ -37,7 +37,7 @@ async fn connect(app: &TestApp, tenant: &str) -> Uuid {
     c.id
 }
 
-fn project(id: i64, path: &str, last_activity: &str) -> Value {
+pub(crate) fn project(id: i64, path: &str, last_activity: &str) -> Value {
     json!({
         "id": id, "path_with_namespace": path, "name": path.rsplit('/').next().unwrap(), "namespace": {"id": 5},
         "default_branch": "main", "visibility": "private", "web_url": format!("https://gitlab.example.com/{path}"),
@@ -45,7 +45,7 @@ fn project(id: i64, path: &str, last_activity: &str) -> Value {
     })
 }
 
-fn commit(sha: &str, title: &str, committed: &str) -> Value {
+pub(crate) fn commit(sha: &str, title: &str, committed: &str) -> Value {
     json!({
         "id": sha, "title": title, "message": format!("{title}\n\nbody"), "author_name": "Ada", "author_email": "ada@example.com",
         "authored_date": committed, "committer_name": "Ada", "committer_email": "ada@example.com",
@@ -53,7 +53,7 @@ fn commit(sha: &str, title: &str, committed: &str) -> Value {
     })
 }
 
-fn merge_request(iid: i64, title: &str, state: &str, updated: &str) -> Value {
+pub(crate) fn merge_request(iid: i64, title: &str, state: &str, updated: &str) -> Value {
     json!({
         "id": 1000 + iid, "iid": iid, "title": title, "description": "why", "state": state,
         "author": {"id": 7, "username": "ada"}, "source_branch": format!("feature-{iid}"), "target_branch": "main",
@@ -63,7 +63,7 @@ fn merge_request(iid: i64, title: &str, state: &str, updated: &str) -> Value {
     })
 }
 
-fn issue(iid: i64, title: &str, state: &str, updated: &str) -> Value {
+pub(crate) fn issue(iid: i64, title: &str, state: &str, updated: &str) -> Value {
     json!({
         "id": 2000 + iid, "iid": iid, "title": title, "description": "what", "state": state, "issue_type": "issue",
         "author": {"id": 8, "username": "grace"}, "labels": ["bug"], "confidential": false,
@@ -72,14 +72,14 @@ fn issue(iid: i64, title: &str, state: &str, updated: &str) -> Value {
     })
 }
 
-fn note(id: i64, body: &str, updated: &str) -> Value {
+pub(crate) fn note(id: i64, body: &str, updated: &str) -> Value {
     json!({
         "id": id, "body": body, "author": {"id": 7, "username": "ada"}, "system": false,
         "created_at": "2024-01-03T00:00:00Z", "updated_at": updated,
     })
 }
 
-fn pipeline(id: i64, status: &str, updated: &str) -> Value {
+pub(crate) fn pipeline(id: i64, status: &str, updated: &str) -> Value {
     json!({
         "id": id, "iid": id - 100, "status": status, "source": "push", "ref": "main", "sha": "abc",
         "web_url": format!("https://gitlab.example.com/pipelines/{id}"), "created_at": "2024-01-03T00:00:00Z",
@@ -89,7 +89,7 @@ fn pipeline(id: i64, status: &str, updated: &str) -> Value {
 
 /// Two projects with a bit of everything. Titles carry the tenant, so a row of the wrong tenant
 /// would show. Both tenants get the same GitLab ids, as two companies' GitLabs could.
-async fn seed(app: &TestApp, tenant: &str, c: Uuid) {
+pub(crate) async fn seed(app: &TestApp, tenant: &str, c: Uuid) {
     let mut tx = app.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
     sync::upsert_projects(
         &mut tx,
@@ -174,7 +174,7 @@ async fn get(app: &TestApp, tenant: &str, path: &str) -> Value {
     body
 }
 
-fn items(page: &Value) -> &Vec<Value> {
+pub(crate) fn items(page: &Value) -> &Vec<Value> {
     page["items"].as_array().unwrap_or_else(|| panic!("no items in {page}"))
 }
 
@@ -507,7 +507,7 @@ async fn another_tenants_connection_is_404_like_a_missing_one(owner: PgPool) {
 /// Reads the tenant's feed from `after` to its end, again and again, until `done` holds for
 /// everything read. Any transaction running anywhere on the server (other tests too) holds the
 /// feed back while it runs, so what was just committed can take a moment to show.
-async fn feed_until(app: &TestApp, tenant: &str, after: Option<&str>, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn feed_until(app: &TestApp, tenant: &str, after: Option<&str>, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let (read, _) = read_feed(app, tenant, after).await;

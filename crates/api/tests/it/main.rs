@@ -4,5 +4,6 @@ mod auth;
 mod common;
 mod connections;
 mod data;
+mod isolation;
 mod openapi;
 mod secrets;
