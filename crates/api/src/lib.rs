@@ -48,6 +48,9 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub limits: ApiLimits,
+    /// Which `gitlab_url`s a tenant may name (`GITLAB_URL_ALLOWLIST`): the one the worker's
+    /// GitLab client connects under, so the API refuses up front what the client would refuse.
+    pub gitlab_urls: gitlab_client::UrlPolicy,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -52,7 +52,7 @@ pub struct WorkerSettings {
 }
 
 /// Reads one variable, treating an empty value as unset.
-fn var(name: &str) -> Option<String> {
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

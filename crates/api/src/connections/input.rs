@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{AnyOf, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use crate::error::FieldError;
 
@@ -24,12 +25,9 @@ pub struct CreateConnectionRequest {
     /// A GitLab personal access token with scope `api`.
     #[schema(value_type = String, example = "glpat-xxxxxxxxxxxxxxxxxxxx")]
     pub access_token: Option<Value>,
-    /// One group id, or several separated by commas without spaces; or an array of ids.
-    #[schema(value_type = Object, example = "123,456")]
+    #[schema(schema_with = groups_list_schema, required = true)]
     pub groups_list: Option<Value>,
-    /// Optional project ids or full paths (`group/sub/project`), comma-separated or an array.
-    /// Empty or absent: every project in the groups and their subgroups.
-    #[schema(value_type = Option<Object>, example = "12,my-group/my-project")]
+    #[schema(schema_with = projects_list_schema)]
     pub projects_list: Option<Value>,
     /// RFC 3339 with a time zone. Nothing older is synchronized.
     #[schema(value_type = String, example = "2024-01-01T00:00:00Z")]
@@ -50,15 +48,61 @@ pub struct CreateConnectionRequest {
 pub struct UpdateConnectionRequest {
     #[schema(value_type = Option<String>)]
     pub access_token: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = nullable_groups_list_schema)]
     pub groups_list: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = projects_list_schema)]
     pub projects_list: Option<Value>,
     #[schema(value_type = Option<String>)]
     pub start_date: Option<Value>,
     #[serde(flatten)]
     #[schema(ignore)]
     pub unknown: Map<String, Value>,
+}
+
+/// What [`groups_list`] accepts, as a schema: the string form limited to digits and commas, so
+/// that every string outside it is also refused by the validation.
+fn groups_list_schema() -> Schema {
+    Schema::AnyOf(groups_list_any_of())
+}
+
+fn groups_list_any_of() -> AnyOf {
+    let digits = |pattern: &str| ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
+    AnyOfBuilder::new()
+        .description(Some("One group id, or several separated by commas without spaces; or an array of ids."))
+        .item(digits("^[0-9]+(,[0-9]+)*$").examples(["123,456"]))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).minimum(Some(1)))
+        .item(
+            ArrayBuilder::new()
+                .items(AnyOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))).item(digits("^[0-9]+$")))
+                .min_items(Some(1))
+                .max_items(Some(MAX_GROUPS)),
+        )
+        .build()
+}
+
+fn nullable_groups_list_schema() -> Schema {
+    let mut any_of = groups_list_any_of();
+    any_of.items.push(ObjectBuilder::new().schema_type(Type::Null).into());
+    Schema::AnyOf(any_of)
+}
+
+/// What [`projects_list`] accepts, as a schema.
+fn projects_list_schema() -> Schema {
+    AnyOfBuilder::new()
+        .description(Some(
+            "Optional project ids or full paths (`group/sub/project`), comma-separated or an array.\n\
+             Empty or absent: every project in the groups and their subgroups.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String).examples(["12,my-group/my-project"]))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))))
+        .item(
+            ArrayBuilder::new()
+                .items(AnyOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Integer)).item(ObjectBuilder::new().schema_type(Type::String)))
+                .max_items(Some(MAX_PROJECTS)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// Collects every field's problem, so one answer names them all.

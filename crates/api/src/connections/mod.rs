@@ -3,7 +3,7 @@
 pub mod input;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
-use crate::extract::{ApiJson, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath};
 
 /// A connection as the frontend sees it. The token itself is never shown, only a hint.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -146,6 +146,7 @@ pub struct ConnectionList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
@@ -176,12 +177,40 @@ pub async fn create(
     ApiJson(body): ApiJson<input::CreateConnectionRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let new = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
+    refuse_unreachable(&state.gitlab_urls, &new.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %connection.id, "connection created");
     Ok((StatusCode::CREATED, Json(ConnectionView::from(connection))))
+}
+
+/// How long creation waits for DNS before leaving the decision to the worker.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Refuses at once a `gitlab_url` the GitLab client would never connect to: a non-public
+/// address, a cloud metadata host, plain http to anything not allowlisted, or a name whose DNS
+/// answer holds no permitted address. This is the early, readable refusal only: DNS may answer
+/// differently later (rebinding), so the client vets the address of every connection it opens,
+/// and a lookup that fails or stalls here is left to it.
+async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab_url: &str) -> Result<(), FieldError> {
+    let refuse = |e: gitlab_client::Error| match e {
+        gitlab_client::Error::Blocked { reason } => FieldError::new(
+            "gitlab_url",
+            format!("is not an address this service may connect to ({reason}); use the public https URL of your GitLab, or ask the operator to allowlist it"),
+        ),
+        other => FieldError::new("gitlab_url", other.to_string()),
+    };
+    let url = url::Url::parse(gitlab_url).map_err(|_| FieldError::new("gitlab_url", "is not a URL"))?;
+    policy.check_url(&url).map_err(refuse)?;
+    if let Some(url::Host::Domain(name)) = url.host()
+        && let Ok(Err(e)) = tokio::time::timeout(LOOKUP_TIMEOUT, policy.resolver_for(&url).resolve_host(name)).await
+        && e.kind() == gitlab_client::ErrorKind::Blocked
+    {
+        return Err(refuse(e));
+    }
+    Ok(())
 }
 
 #[utoipa::path(
@@ -197,7 +226,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<ConnectionList>> {
     let limit = match params.limit.as_deref() {
         None => DEFAULT_LIMIT,

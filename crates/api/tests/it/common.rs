@@ -9,6 +9,7 @@ use connector_api::auth::{AuthConfig, Authenticator, issue_hs256};
 use connector_api::{ApiLimits, AppState};
 use connector_crypto::MasterKeyRing;
 use connector_store::{Store, TenantId, app_connect_options};
+use gitlab_client::UrlPolicy;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -88,19 +89,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with(owner: PgPool, limits: ApiLimits) -> Self {
-        Self::start(owner, limits, auth_config()).await
+        Self::start(owner, limits, auth_config(), UrlPolicy::default()).await
     }
 
     pub async fn spawn_with_auth(owner: PgPool, auth: AuthConfig) -> Self {
-        Self::start(owner, ApiLimits::default(), auth).await
+        Self::start(owner, ApiLimits::default(), auth, UrlPolicy::default()).await
     }
 
-    async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig) -> Self {
+    /// With the `gitlab_url` policy of `GITLAB_URL_ALLOWLIST`, its DNS scripted or real.
+    pub async fn spawn_with_gitlab_urls(owner: PgPool, gitlab_urls: UrlPolicy) -> Self {
+        Self::start(owner, ApiLimits::default(), auth_config(), gitlab_urls).await
+    }
+
+    async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig, gitlab_urls: UrlPolicy) -> Self {
         logs();
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
         let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());
-        let state = AppState { store: store.clone(), auth, limits };
+        let state = AppState { store: store.clone(), auth, limits, gitlab_urls };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, connector_api::router(state)).await });

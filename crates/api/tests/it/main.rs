@@ -7,3 +7,4 @@ mod data;
 mod isolation;
 mod openapi;
 mod secrets;
+mod ssrf;
