@@ -2,69 +2,17 @@
 //! Two tenants connect through the REST API, reach `live` by themselves, and changes made in
 //! GitLab arrive through webhooks into the right tenant's data and change feed, once.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Api, Running};
 use connector_crypto::MasterKeyRing;
 use gitlab_sim::{Dataset, SimConfig, Simulator, Size};
 use serde_json::{Value, json};
 use sqlx::{ConnectOptions, PgPool};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gitlab-connector");
-const JWT_SECRET: &str = "live-test-jwt-secret-of-sufficient-length";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn token(tenant: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": "coworker", "aud": "gitlab-connector", "exp": now + 600, "tenant_id": tenant});
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, tenant: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token(tenant));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, tenant: &str) -> Value {
-        let (status, body) = self.call(reqwest::Method::GET, path, tenant, None).await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-
-    async fn wait_live(&self, tenant: &str, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let c = self.get(&format!("/v1/connections/{id}"), tenant).await;
-            if c["status"] == "live" {
-                return;
-            }
-            assert!(Instant::now() < deadline && !["invalid", "needs_reauth"].contains(&c["status"].as_str().unwrap()), "{c}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     /// Polls until `check` holds for the tenant's change feed after `cursor`; returns how long.
     async fn until_in_feed(&self, tenant: &str, cursor: &str, check: impl Fn(&[Value]) -> bool) -> Duration {
         let started = Instant::now();
@@ -82,54 +30,28 @@ impl Api {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn changes_in_gitlab_reach_the_right_tenant_once(owner: PgPool) {
     let sim = Simulator::new(Dataset::generate(1, Size::Small), SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-live-{}", uuid::Uuid::new_v4()));
-    let _server = Running(
-        Command::new(BIN)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_URL", owner.connect_options().to_url_lossy().to_string())
-            .env("MIGRATE_ON_START", "false")
-            .env("MASTER_KEYS", MasterKeyRing::generate_entry(1))
-            .env("JWT_HS256_SECRET", JWT_SECRET)
-            .env("DEV_STATE_DIR", &dev_state)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("PUBLIC_URL", &base)
-            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
-            .env("BACKFILL_SLICE", "2s")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let api = Api { base, http: reqwest::Client::new() };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.http.get(format!("{}/readyz", api.base)).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &listen, &base);
+    let _server = Running(serve.env("BACKFILL_SLICE", "2s").spawn().unwrap());
+    let api = Api::new(base);
+    api.wait_ready(Duration::from_secs(30)).await;
 
-    let connect = |body: Value, tenant: &'static str| {
-        let api = &api;
-        async move {
-            let (status, c) = api.call(reqwest::Method::POST, "/v1/connections", tenant, Some(body)).await;
-            assert_eq!(status, 201, "{c}");
-            c["id"].as_str().unwrap().to_owned()
-        }
-    };
-    let premium = connect(
-        json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}),
-        "premium-co",
-    )
-    .await;
-    let free = connect(
-        json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "4", "projects_list": "2,6", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}),
-        "free-co",
-    )
-    .await;
+    let premium = api
+        .connect(
+            "premium-co",
+            json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}),
+        )
+        .await;
+    let free = api
+        .connect(
+            "free-co",
+            json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "4", "projects_list": "2,6", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}),
+        )
+        .await;
     api.wait_live("premium-co", &premium).await;
     api.wait_live("free-co", &free).await;
 
@@ -149,22 +71,18 @@ async fn changes_in_gitlab_reach_the_right_tenant_once(owner: PgPool) {
         }
     };
     let (premium_cursor, free_cursor) = (cursor("premium-co").await, cursor("free-co").await);
-    let control = |path: String, body: Value| {
-        let http = api.http.clone();
-        let url = format!("{}/-/sim/{path}?wait=true", sim.base_url);
-        async move { http.post(url).json(&body).send().await.unwrap().error_for_status().unwrap().json::<Value>().await.unwrap() }
-    };
+    let gitlab = common::SimControl::new(&sim.base_url);
 
     // A push to a Premium project arrives through the group hook.
-    control("projects/1/push".into(), json!({"branch": "main", "commits": 3})).await;
+    gitlab.post("projects/1/push", json!({"branch": "main", "commits": 3})).await;
     let latency = api
         .until_in_feed("premium-co", &premium_cursor, |items| items.iter().filter(|c| c["entity"] == "commit" && c["op"] == "insert").count() >= 3)
         .await;
     println!("push visible in the premium tenant's feed {latency:?} after delivery");
 
     // A merge request on a Free project listed in the connection arrives through its project hook.
-    control("projects/2/branches".into(), json!({"name": "topic", "ref": "main"})).await;
-    let mr = control("projects/2/merge_requests".into(), json!({"source_branch": "topic", "title": "Add the live test", "commits": 1})).await;
+    gitlab.post("projects/2/branches", json!({"name": "topic", "ref": "main"})).await;
+    let mr = gitlab.post("projects/2/merge_requests", json!({"source_branch": "topic", "title": "Add the live test", "commits": 1})).await;
     let iid = mr["iid"].as_i64().unwrap_or(1);
     let latency = api
         .until_in_feed("free-co", &free_cursor, |items| {
