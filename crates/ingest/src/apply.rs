@@ -39,6 +39,13 @@ pub fn event_kind(payload: &Value, header: Option<&str>) -> Option<String> {
     header.map(|h| h.trim_end_matches(" Hook").to_lowercase().replace(' ', "_"))
 }
 
+/// A delivery's kind and body as JSON; the reason when it lacks either, which no retry changes.
+pub fn parse_event(body: &[u8], header: Option<&str>) -> Result<(String, Value), String> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let kind = event_kind(&payload, header).ok_or_else(|| "no object_kind, event_name or X-Gitlab-Event".to_owned())?;
+    Ok((kind, payload))
+}
+
 fn project_of(payload: &Value) -> Option<i64> {
     payload
         .get("project_id")
@@ -51,18 +58,60 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Applies `payload` of `kind` for `connection`, in the caller's transaction.
-pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, payload: &Value) -> connector_store::Result<Outcome> {
-    let id = connection.id;
-    let project = project_of(payload);
-    // With an explicit projects_list, a group hook still delivers every project of the group.
-    if !connection.projects_list.is_empty()
-        && let Some(p) = project
-        && !connection.resolved_project_ids.as_ref().is_some_and(|ids| ids.contains(&p))
-    {
-        return Ok(Outcome::OutOfScope(format!("project {p} is not in this connection's projects_list")));
+/// Which projects a connection syncs: every project of its groups, or only those its
+/// `projects_list` resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Groups,
+    Projects(&'a [i64]),
+}
+
+impl<'a> Scope<'a> {
+    pub fn of(connection: &'a Connection) -> Self {
+        if connection.projects_list.is_empty() {
+            Scope::Groups
+        } else {
+            Scope::Projects(connection.resolved_project_ids.as_deref().unwrap_or_default())
+        }
     }
-    let attrs = payload.get("object_attributes").cloned().unwrap_or(Value::Null);
+}
+
+/// Where an event goes: the write it becomes in the tenant's data, or why it becomes none.
+/// Deciding this needs no database, so the decision can be fuzzed on its own.
+#[derive(Debug, Clone)]
+pub enum Route<'a> {
+    Commits { project: i64, commits: Value, deleted_branch: Option<String>, needs_fetch: bool },
+    MergeRequest { project: i64, row: Value },
+    Issue { project: i64, row: Value },
+    Note { project: i64, noteable: &'a str, parent: NoteParent<'a>, row: Value },
+    Pipeline { project: i64, row: Value },
+    /// Kept as the latest payload per object: tags, jobs, releases, deployments, members, subgroups.
+    Event { kind: &'static str, key: String, project: Option<i64>, action: Option<&'a str> },
+    ProjectCreated { project: i64, row: Value },
+    ProjectDestroyed { project: i64 },
+    OutOfScope(String),
+    KeptAside(String),
+}
+
+static NULL: Value = Value::Null;
+
+/// With an explicit projects_list, a group hook still delivers every project of the group.
+fn out_of_scope(scope: Scope<'_>, project: i64) -> Option<Route<'static>> {
+    match scope {
+        Scope::Projects(ids) if !ids.contains(&project) => {
+            Some(Route::OutOfScope(format!("project {project} is not in this connection's projects_list")))
+        }
+        _ => None,
+    }
+}
+
+/// Decides where `payload` of `kind` goes for a connection of `scope`.
+pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> {
+    let project = project_of(payload);
+    if let Some(out) = project.and_then(|p| out_of_scope(scope, p)) {
+        return out;
+    }
+    let attrs = payload.get("object_attributes").unwrap_or(&NULL);
     // Objects are keyed by GitLab's ids: an event that lacks them cannot be applied.
     let required: &[&str] = match kind {
         "merge_request" | "issue" | "work_item" => &["id", "iid", "updated_at"],
@@ -71,32 +120,31 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
         _ => &[],
     };
     if let Some(missing) = required.iter().find(|k| attrs.get(**k).is_none_or(Value::is_null)) {
-        return Ok(Outcome::KeptAside(format!("{kind} event without object_attributes.{missing}")));
+        return Route::KeptAside(format!("{kind} event without object_attributes.{missing}"));
     }
     match kind {
         "push" => {
-            let Some(p) = project else { return Ok(Outcome::KeptAside("push without a project id".into())) };
+            let Some(p) = project else { return Route::KeptAside("push without a project id".into()) };
             let commits = payload.get("commits").cloned().unwrap_or(json!([]));
-            sync::upsert_commits(tx, id, p, &commits).await?;
-            if str_at(payload, "/after") == Some(ZERO_SHA) {
-                let reference = str_at(payload, "/ref").unwrap_or_default();
-                sync::upsert_event(tx, id, "branch", &format!("{p}:{reference}"), Some(p), Some("delete"), payload).await?;
-            }
+            let deleted_branch = (str_at(payload, "/after") == Some(ZERO_SHA)).then(|| format!("{p}:{}", str_at(payload, "/ref").unwrap_or_default()));
             let total = payload.get("total_commits_count").and_then(Value::as_u64).unwrap_or(0);
             let carried = commits.as_array().map_or(0, Vec::len) as u64;
-            Ok(if total > carried { Outcome::AppliedNeedsFetch } else { Outcome::Applied })
+            Route::Commits { project: p, commits, deleted_branch, needs_fetch: total > carried }
         }
         "tag_push" => {
             let action = if str_at(payload, "/after") == Some(ZERO_SHA) { "delete" } else { "create" };
             let reference = str_at(payload, "/ref").unwrap_or_default();
-            sync::upsert_event(tx, id, "tag", &format!("{}:{reference}", project.unwrap_or_default()), project, Some(action), payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "tag", key: format!("{}:{reference}", project.unwrap_or_default()), project, action: Some(action) }
         }
         "merge_request" => {
             let Some(p) = project.or_else(|| attrs.get("target_project_id").and_then(Value::as_i64)) else {
-                return Ok(Outcome::KeptAside("merge request event without a project id".into()));
+                return Route::KeptAside("merge request event without a project id".into());
             };
-            let mr = json!({
+            // The target project stands in for a missing project id, and is in scope or not as well.
+            if let Some(out) = out_of_scope(scope, p) {
+                return out;
+            }
+            let row = json!({
                 "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
                 "state": attrs["state"], "author": {"id": attrs["author_id"]},
                 "source_branch": attrs["source_branch"], "target_branch": attrs["target_branch"],
@@ -106,18 +154,17 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
                 "merged_at": attrs.get("merged_at").cloned().unwrap_or(Value::Null),
                 "closed_at": attrs.get("closed_at").cloned().unwrap_or(Value::Null),
             });
-            sync::upsert_merge_requests(tx, id, p, &json!([mr])).await?;
-            Ok(Outcome::Applied)
+            Route::MergeRequest { project: p, row }
         }
         "issue" | "work_item" => {
-            let Some(p) = project else { return Ok(Outcome::KeptAside("issue event without a project id".into())) };
+            let Some(p) = project else { return Route::KeptAside("issue event without a project id".into()) };
             let labels: Vec<Value> = payload
                 .get("labels")
                 .or_else(|| attrs.get("labels"))
                 .and_then(Value::as_array)
                 .map(|ls| ls.iter().filter_map(|l| l.get("title").cloned()).collect())
                 .unwrap_or_default();
-            let issue = json!({
+            let row = json!({
                 "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
                 "state": attrs["state"], "author": {"id": attrs["author_id"]}, "labels": labels,
                 "confidential": attrs.get("confidential").cloned().unwrap_or(Value::Bool(false)),
@@ -125,106 +172,129 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
                 "closed_at": attrs.get("closed_at").cloned().unwrap_or(Value::Null),
                 "issue_type": attrs.get("type").and_then(Value::as_str).unwrap_or(if kind == "work_item" { "task" } else { "issue" }),
             });
-            sync::upsert_issues(tx, id, p, &json!([issue])).await?;
-            Ok(Outcome::Applied)
+            Route::Issue { project: p, row }
         }
         "note" => {
-            let Some(p) = project else { return Ok(Outcome::KeptAside("note event without a project id".into())) };
-            let noteable = str_at(&attrs, "/noteable_type").unwrap_or_default().to_owned();
-            let commit_sha = str_at(payload, "/commit/id").or_else(|| str_at(&attrs, "/commit_id")).map(str::to_owned);
-            let parent = match noteable.as_str() {
+            let Some(p) = project else { return Route::KeptAside("note event without a project id".into()) };
+            let noteable = str_at(attrs, "/noteable_type").unwrap_or_default();
+            let commit_sha = str_at(payload, "/commit/id").or_else(|| str_at(attrs, "/commit_id"));
+            let parent = match noteable {
                 "MergeRequest" => payload.pointer("/merge_request/iid").and_then(Value::as_i64).map(NoteParent::Iid),
                 "Issue" => payload.pointer("/issue/iid").and_then(Value::as_i64).map(NoteParent::Iid),
                 // Snippets have no iid; their id names them within the project.
                 "Snippet" => payload.pointer("/snippet/id").and_then(Value::as_i64).map(NoteParent::Iid),
-                "Commit" => commit_sha.as_deref().map(NoteParent::Commit),
+                "Commit" => commit_sha.map(NoteParent::Commit),
                 _ => None,
             };
             let Some(parent) = parent else {
-                return Ok(Outcome::KeptAside(format!("note on {noteable:?} without its parent")));
+                return Route::KeptAside(format!("note on {noteable:?} without its parent"));
             };
             let author_username = (payload.pointer("/user/id") == attrs.get("author_id"))
                 .then(|| payload.pointer("/user/username").cloned())
                 .flatten()
                 .unwrap_or(Value::Null);
-            let note = json!({
+            let row = json!({
                 "id": attrs["id"], "body": attrs["note"], "system": attrs.get("system").cloned().unwrap_or(Value::Bool(false)),
                 "author": {"id": attrs["author_id"], "username": author_username},
                 "created_at": attrs["created_at"], "updated_at": attrs.get("updated_at").cloned().unwrap_or(attrs["created_at"].clone()),
             });
-            sync::upsert_notes(tx, id, p, &noteable, parent, &json!([note])).await?;
-            Ok(Outcome::Applied)
+            Route::Note { project: p, noteable, parent, row }
         }
         "pipeline" => {
-            let Some(p) = project else { return Ok(Outcome::KeptAside("pipeline event without a project id".into())) };
+            let Some(p) = project else { return Route::KeptAside("pipeline event without a project id".into()) };
             // Pipeline events carry no updated_at; the latest moment they describe orders them.
             let moment = attrs.get("finished_at").filter(|v| !v.is_null()).unwrap_or(&attrs["created_at"]).clone();
-            let pipeline = json!({
+            let row = json!({
                 "id": attrs["id"], "iid": attrs.get("iid").cloned().unwrap_or(Value::Null), "status": attrs["status"],
                 "source": attrs.get("source").cloned().unwrap_or(Value::Null), "ref": attrs["ref"], "sha": attrs["sha"],
                 "web_url": attrs.get("url").cloned().unwrap_or(Value::Null),
                 "created_at": attrs["created_at"], "updated_at": moment, "finished_at": attrs.get("finished_at").cloned().unwrap_or(Value::Null),
                 "duration": attrs.get("duration").cloned().unwrap_or(Value::Null),
             });
-            sync::upsert_pipelines(tx, id, p, &json!([pipeline])).await?;
-            Ok(Outcome::Applied)
+            Route::Pipeline { project: p, row }
         }
         "build" => {
             let job = payload.get("build_id").and_then(Value::as_i64).unwrap_or_default();
-            let status = str_at(payload, "/build_status");
-            sync::upsert_event(tx, id, "job", &job.to_string(), project, status, payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "job", key: job.to_string(), project, action: str_at(payload, "/build_status") }
         }
         "release" => {
             let key = str_at(payload, "/tag").map(str::to_owned).unwrap_or_else(|| payload["id"].to_string());
-            sync::upsert_event(tx, id, "release", &format!("{}:{key}", project.unwrap_or_default()), project, str_at(payload, "/action"), payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "release", key: format!("{}:{key}", project.unwrap_or_default()), project, action: str_at(payload, "/action") }
         }
         "deployment" => {
             let key = payload.get("deployment_id").map(Value::to_string).unwrap_or_default();
-            sync::upsert_event(tx, id, "deployment", &key, project, str_at(payload, "/status"), payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "deployment", key, project, action: str_at(payload, "/status") }
         }
         "member" => {
             let key = format!("{}@{}", payload["user_id"], payload["group_id"]);
-            sync::upsert_event(tx, id, "member", &key, None, str_at(payload, "/event_name"), payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "member", key, project: None, action: str_at(payload, "/event_name") }
         }
         "subgroup" => {
             let key = payload.get("group_id").map(Value::to_string).unwrap_or_default();
-            sync::upsert_event(tx, id, "subgroup", &key, None, str_at(payload, "/event_name"), payload).await?;
-            Ok(Outcome::Applied)
+            Route::Event { kind: "subgroup", key, project: None, action: str_at(payload, "/event_name") }
         }
-        "project" => apply_project_event(tx, connection, payload).await,
-        other => Ok(Outcome::KeptAside(format!("{other} events are not part of what Coworker reads"))),
+        "project" => route_project_event(scope, payload),
+        other => Route::KeptAside(format!("{other} events are not part of what Coworker reads")),
     }
 }
 
 /// A project created in or removed from a hooked group: it joins or leaves the sync.
-async fn apply_project_event(tx: &mut TenantTx, connection: &Connection, payload: &Value) -> connector_store::Result<Outcome> {
-    let Some(project) = project_of(payload) else { return Ok(Outcome::KeptAside("project event without a project id".into())) };
+fn route_project_event<'a>(scope: Scope<'_>, payload: &'a Value) -> Route<'a> {
+    let Some(project) = project_of(payload) else { return Route::KeptAside("project event without a project id".into()) };
     match str_at(payload, "/event_name") {
         Some("project_create") => {
-            if !connection.projects_list.is_empty() {
-                return Ok(Outcome::OutOfScope(format!("project {project} was created, but this connection syncs only its projects_list")));
+            if scope != Scope::Groups {
+                return Route::OutOfScope(format!("project {project} was created, but this connection syncs only its projects_list"));
             }
-            let row = json!([{
+            let row = json!({
                 "id": project, "name": payload["name"], "path_with_namespace": payload["path_with_namespace"],
                 "visibility": payload.get("project_visibility").cloned().unwrap_or(Value::Null),
                 "created_at": payload.get("created_at").cloned().unwrap_or(Value::Null),
-            }]);
-            sync::upsert_projects(tx, connection.id, &row).await?;
+            });
+            Route::ProjectCreated { project, row }
+        }
+        Some("project_destroy") => Route::ProjectDestroyed { project },
+        other => Route::KeptAside(format!("project event {other:?} is not one GitLab documents")),
+    }
+}
+
+/// Applies `payload` of `kind` for `connection`, in the caller's transaction.
+pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, payload: &Value) -> connector_store::Result<Outcome> {
+    let id = connection.id;
+    match route(Scope::of(connection), kind, payload) {
+        Route::Commits { project, commits, deleted_branch, needs_fetch } => {
+            sync::upsert_commits(tx, id, project, &commits).await?;
+            if let Some(key) = deleted_branch {
+                sync::upsert_event(tx, id, "branch", &key, Some(project), Some("delete"), payload).await?;
+            }
+            if needs_fetch {
+                return Ok(Outcome::AppliedNeedsFetch);
+            }
+        }
+        Route::MergeRequest { project, row } => {
+            sync::upsert_merge_requests(tx, id, project, &json!([row])).await?;
+        }
+        Route::Issue { project, row } => {
+            sync::upsert_issues(tx, id, project, &json!([row])).await?;
+        }
+        Route::Note { project, noteable, parent, row } => {
+            sync::upsert_notes(tx, id, project, noteable, parent, &json!([row])).await?;
+        }
+        Route::Pipeline { project, row } => {
+            sync::upsert_pipelines(tx, id, project, &json!([row])).await?;
+        }
+        Route::Event { kind, key, project, action } => sync::upsert_event(tx, id, kind, &key, project, action, payload).await?,
+        Route::ProjectCreated { project, row } => {
+            sync::upsert_projects(tx, id, &json!([row])).await?;
             let mut ids = connection.resolved_project_ids.clone().unwrap_or_default();
             if !ids.contains(&project) {
                 ids.push(project);
-                connections::add_projects(tx, connection.id, &ids, &[]).await?;
+                connections::add_projects(tx, id, &ids, &[]).await?;
             }
-            Ok(Outcome::Applied)
         }
-        Some("project_destroy") => {
-            sync::delete_project(tx, connection.id, project).await?;
-            Ok(Outcome::Applied)
-        }
-        other => Ok(Outcome::KeptAside(format!("project event {other:?} is not one GitLab documents"))),
+        Route::ProjectDestroyed { project } => sync::delete_project(tx, id, project).await?,
+        Route::OutOfScope(reason) => return Ok(Outcome::OutOfScope(reason)),
+        Route::KeptAside(reason) => return Ok(Outcome::KeptAside(reason)),
     }
+    Ok(Outcome::Applied)
 }

@@ -8,4 +8,4 @@ mod receive;
 pub mod verify;
 
 pub use processor::{ProcessorConfig, run_processor};
-pub use receive::{IngestState, MAX_BODY_BYTES, router};
+pub use receive::{IngestState, MAX_BODY_BYTES, MAX_DEDUP_KEY_LEN, ParsedDelivery, parse_delivery, presented, router};

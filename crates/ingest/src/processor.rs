@@ -11,7 +11,6 @@ use connector_store::deliveries::{self, Pending};
 use connector_store::jobs::{self, Job};
 use connector_store::{Store, TenantId, connections};
 use connector_telemetry::metrics::{self, Delivery};
-use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -132,11 +131,9 @@ async fn apply_pending(tx: &mut connector_store::TenantTx, pending: &Pending) ->
         Err(connector_store::Error::NotFound) => return Ok(Outcome::KeptAside("the connection no longer exists".into())),
         Err(e) => return Err(e),
     };
-    let Ok(payload) = serde_json::from_slice::<Value>(&pending.body) else {
-        return Ok(Outcome::KeptAside("the body is not JSON".into()));
-    };
-    let Some(kind) = apply::event_kind(&payload, pending.event.as_deref()) else {
-        return Ok(Outcome::KeptAside("no object_kind, event_name or X-Gitlab-Event".into()));
+    let (kind, payload) = match apply::parse_event(&pending.body, pending.event.as_deref()) {
+        Ok(parsed) => parsed,
+        Err(reason) => return Ok(Outcome::KeptAside(reason)),
     };
     // A database error aborts the transaction; the caller records the failure in a fresh one.
     apply::apply(tx, &connection, &kind, &payload).await

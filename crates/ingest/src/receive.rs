@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::apply::event_kind;
+use crate::apply::parse_event;
 use crate::verify::{self, Expected, Presented};
 
 /// GitLab's own limit on a webhook payload.
@@ -146,54 +146,83 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
     span.record("connection", tracing::field::display(connection));
     let mut tx = store.tenant_tx(&tenant).await?;
     let (hook, secrets) = hooks::secrets(&mut tx, store.keys(), endpoint).await?;
-    let presented = Presented {
-        token: headers.get("x-gitlab-token").map(|v| v.as_bytes()),
-        signature: header(headers, "webhook-signature"),
-        webhook_id: header(headers, "webhook-id"),
-        timestamp: header(headers, "webhook-timestamp"),
-        body,
-    };
     let expected = Expected {
         token: secrets.token.expose_secret(),
         signing_token: secrets.signing_token.expose_secret(),
         signing_enabled: hook.signing_enabled,
     };
-    verify::verify(&presented, &expected, chrono::Utc::now().timestamp()).map_err(Refused::Unverified)?;
+    verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()).map_err(Refused::Unverified)?;
 
+    let parsed = parse_delivery(headers, body);
+    let new = deliveries::insert(
+        &mut tx,
+        &NewDelivery {
+            connection_id: connection,
+            hook_id: endpoint,
+            dedup_key: &parsed.dedup_key,
+            event: parsed.event,
+            headers: parsed.headers,
+            body,
+            kept_aside: parsed.kept_aside.as_deref(),
+            traceparent: connector_telemetry::current_traceparent().as_deref(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(reason) = &parsed.kept_aside {
+        tracing::warn!(%endpoint, %reason, "webhook delivery kept aside");
+    }
+    Ok(if new { Stored::New { kept_aside: parsed.kept_aside.is_some() } } else { Stored::Duplicate })
+}
+
+/// What a verified delivery's headers and body say, before anything is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedDelivery<'a> {
+    /// Names the delivery in the inbox: one row however often GitLab sends it.
+    pub dedup_key: String,
+    /// `X-Gitlab-Event`.
+    pub event: Option<&'a str>,
+    /// The delivery headers worth keeping (never the secret token or the signature), as a JSON object.
+    pub headers: Value,
+    /// Why it can never be applied, when it cannot: kept aside at once.
+    pub kept_aside: Option<String>,
+}
+
+/// Longest dedup key stored as sent; a longer one is stored as its hash, since the inbox's unique
+/// index cannot hold keys of a few kilobytes (a header may carry that much).
+pub const MAX_DEDUP_KEY_LEN: usize = 256;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("sha256:{}", Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// What a delivery presents as proof of where it came from.
+pub fn presented<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Presented<'a> {
+    Presented {
+        token: headers.get("x-gitlab-token").map(|v| v.as_bytes()),
+        signature: header(headers, "webhook-signature"),
+        webhook_id: header(headers, "webhook-id"),
+        timestamp: header(headers, "webhook-timestamp"),
+        body,
+    }
+}
+
+/// Reads a delivery's headers and body; needs no database, so it can be fuzzed on its own.
+pub fn parse_delivery<'a>(headers: &'a HeaderMap, body: &[u8]) -> ParsedDelivery<'a> {
     // Stable across GitLab's retries and resends; a body hash for GitLab versions that send none.
-    let dedup_key = header(headers, "idempotency-key")
-        .or_else(|| header(headers, "webhook-id"))
-        .or_else(|| header(headers, "x-gitlab-event-uuid"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("sha256:{}", Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    // A blank key counts as none: kept, it would make every later blank-keyed delivery a duplicate.
+    let key = |name| header(headers, name).filter(|k| !k.trim().is_empty());
+    let dedup_key = match key("idempotency-key").or_else(|| key("webhook-id")).or_else(|| key("x-gitlab-event-uuid")) {
+        Some(key) if key.len() <= MAX_DEDUP_KEY_LEN => key.to_owned(),
+        Some(key) => sha256_hex(key.as_bytes()),
+        None => sha256_hex(body),
+    };
     let kept: serde_json::Map<String, Value> = KEPT_HEADERS
         .iter()
         .filter_map(|name| header(headers, name).map(|v| ((*name).to_owned(), Value::String(v.to_owned()))))
         .collect();
     let event = header(headers, "x-gitlab-event");
     // Kept aside now if it can never be applied; still answered 2xx so GitLab keeps the hook.
-    let kept_aside = match serde_json::from_slice::<Value>(body) {
-        Err(e) => Some(format!("the body is not JSON: {e}")),
-        Ok(payload) if event_kind(&payload, event).is_none() => Some("no object_kind, event_name or X-Gitlab-Event".to_owned()),
-        Ok(_) => None,
-    };
-    let new = deliveries::insert(
-        &mut tx,
-        &NewDelivery {
-            connection_id: connection,
-            hook_id: endpoint,
-            dedup_key: &dedup_key,
-            event,
-            headers: Value::Object(kept),
-            body,
-            kept_aside: kept_aside.as_deref(),
-            traceparent: connector_telemetry::current_traceparent().as_deref(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    if let Some(reason) = &kept_aside {
-        tracing::warn!(%endpoint, %reason, "webhook delivery kept aside");
-    }
-    Ok(if new { Stored::New { kept_aside: kept_aside.is_some() } } else { Stored::Duplicate })
+    let kept_aside = parse_event(body, event).err();
+    ParsedDelivery { dedup_key, event, headers: Value::Object(kept), kept_aside }
 }

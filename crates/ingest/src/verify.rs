@@ -56,7 +56,8 @@ pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64)
         return Err(Rejection::SignedHeaders);
     };
     let sent: i64 = timestamp.trim().parse().map_err(|_| Rejection::SignedHeaders)?;
-    if (now_unix - sent).abs() > TOLERANCE_SECONDS {
+    // abs_diff: a difference past i64 (a timestamp near i64::MIN) must not wrap into the window.
+    if now_unix.abs_diff(sent) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(Rejection::Stale);
     }
     let key = expected
@@ -143,6 +144,12 @@ mod tests {
             let sig = sign("msg_1", then, body);
             let ts = then.to_string();
             assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &e, now), Err(Rejection::Stale));
+        }
+        // Timestamps at the ends of i64: stale, however the difference to now is computed.
+        for then in [i64::MIN, i64::MIN + now, i64::MAX] {
+            let sig = sign("msg_1", then, body);
+            let ts = then.to_string();
+            assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &e, now), Err(Rejection::Stale), "{then}");
         }
         // Another hook's signing key does not verify.
         let other = Expected { token: "s3cret-token", signing_token: "whsec_b3RoZXIta2V5LW9mLWFub3RoZXItaG9vaw==", signing_enabled: true };

@@ -131,6 +131,15 @@ fn signed_headers(e: &Endpoint, event: &str, id: &str, timestamp: i64, body: &[u
     ]
 }
 
+/// `headers` with `name` set to `value`.
+fn with_header(headers: &[(&'static str, String)], name: &str, value: String) -> Vec<(&'static str, String)> {
+    headers.iter().map(|(k, v)| (*k, if *k == name { value.clone() } else { v.clone() })).collect()
+}
+
+fn without_header(headers: &[(&'static str, String)], name: &str) -> Vec<(&'static str, String)> {
+    headers.iter().filter(|(k, _)| *k != name).cloned().collect()
+}
+
 async fn count(store: &Store, tenant: &TenantId, sql: &str, connection: Uuid) -> i64 {
     let mut tx = store.tenant_tx(tenant).await.unwrap();
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).bind(connection).fetch_one(&mut *tx).await.unwrap()
@@ -205,10 +214,8 @@ async fn forged_stale_and_misrouted_deliveries_store_nothing(owner: PgPool) {
     let now = Utc::now().timestamp();
     let body = fixture("webhook-issue.json");
     let good = signed_headers(&a, "Issue Hook", "k1", now, &body);
-    let with = |name: &str, value: String| -> Vec<(&'static str, String)> {
-        good.iter().map(|(k, v)| (*k, if *k == name { value.clone() } else { v.clone() })).collect()
-    };
-    let without = |name: &str| -> Vec<(&'static str, String)> { good.iter().filter(|(k, _)| *k != name).cloned().collect() };
+    let with = |name: &str, value: String| with_header(&good, name, value);
+    let without = |name: &str| without_header(&good, name);
     let b_signed = signed_headers(&b, "Issue Hook", "k1", now, &body);
     let cases: Vec<(&str, Vec<(&'static str, String)>)> = vec![
         ("no token", without("x-gitlab-token")),
@@ -406,4 +413,105 @@ async fn every_delivery_result_is_counted(owner: PgPool) {
         "requests are counted by route template:\n{text}"
     );
     assert!(!text.contains(&e.hook.to_string()), "no endpoint id in any label");
+}
+
+/// What the ingest design says a bad delivery gets.
+enum Want {
+    /// Refused with this status; nothing stored.
+    Refused(u16),
+    /// 2xx and stored once; the processor leaves it in this state, with a reason containing this.
+    Stored(&'static str, &'static str),
+    /// 2xx, recognised as one already stored: nothing new.
+    Duplicate,
+}
+
+/// A name, the endpoint it is sent to, its headers and body, and what it must get.
+type BadInput = (&'static str, Uuid, Vec<(&'static str, String)>, Vec<u8>, Want);
+
+/// Every bad input of issue 7's list, sent over HTTP: each answered as the design says (refused
+/// and stored nothing, or 2xx and kept aside with its reason so GitLab keeps the hook), none a 5xx.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn every_bad_input_is_answered_without_a_5xx(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let a = ingest.endpoint("tenant-a", vec![], true).await;
+    let b = ingest.endpoint("tenant-b", vec![], true).await;
+    let _processor = ingest.start_processor();
+    let now = Utc::now().timestamp();
+    let issue = fixture("webhook-issue.json");
+    let signed = |id: &str, timestamp: i64, body: &[u8]| signed_headers(&a, "Issue Hook", id, timestamp, body);
+    let a_token = a.secrets.token.expose_secret().to_owned();
+    let deep = vec![b'['; 100_000];
+    let non_utf8 = [&issue[..40], &[0xff, 0xfe, 0xc3][..], &issue[40..]].concat();
+    let truncated = issue[..issue.len() / 2].to_vec();
+    let at_limit = vec![b' '; connector_ingest::MAX_BODY_BYTES];
+    let over_limit = vec![b' '; connector_ingest::MAX_BODY_BYTES + 1];
+    let unknown_kind = br#"{"object_kind":"vulnerability","project":{"id":101}}"#.to_vec();
+    let kindless = br#"{"hello":"world"}"#.to_vec();
+    // Random, so that PostgreSQL cannot compress it under its index entry limit (2704 bytes).
+    let long_key: String = (0..256).map(|_| Uuid::new_v4().simple().to_string()).collect();
+    // Well past the window: the server's clock runs on while the table is sent.
+    let skew = connector_ingest::verify::TOLERANCE_SECONDS + 120;
+
+    let cases: Vec<BadInput> = vec![
+        ("a good delivery, for reference", a.hook, signed("good", now, &issue), issue.clone(), Want::Stored("applied", "")),
+        ("the same delivery again (a replay)", a.hook, signed("good", now, &issue), issue.clone(), Want::Duplicate),
+        ("a replay under a new webhook-id", a.hook, with_header(&signed("good", now, &issue), "webhook-id", "fresh".into()), issue.clone(), Want::Refused(401)),
+        ("a replay past the 5-minute window", a.hook, signed("old", now - skew, &issue), issue.clone(), Want::Refused(401)),
+        ("a timestamp from the future", a.hook, signed("future", now + skew, &issue), issue.clone(), Want::Refused(401)),
+        ("a timestamp that is not a number", a.hook, with_header(&signed("nan", now, &issue), "webhook-timestamp", "yesterday".into()), issue.clone(), Want::Refused(401)),
+        ("a timestamp past i64", a.hook, with_header(&signed("huge", now, &issue), "webhook-timestamp", "-9223372036854775808".into()), issue.clone(), Want::Refused(401)),
+        ("no secret", a.hook, without_header(&signed("s1", now, &issue), "x-gitlab-token"), issue.clone(), Want::Refused(401)),
+        ("a wrong secret", a.hook, with_header(&signed("s2", now, &issue), "x-gitlab-token", "nope".into()), issue.clone(), Want::Refused(401)),
+        ("the secret of another hook", a.hook, with_header(&signed("s3", now, &issue), "x-gitlab-token", b.secrets.token.expose_secret().to_owned()), issue.clone(), Want::Refused(401)),
+        ("a signature by another hook's key", a.hook, with_header(&signed_headers(&b, "Issue Hook", "s4", now, &issue), "x-gitlab-token", a_token.clone()), issue.clone(), Want::Refused(401)),
+        ("no signature on a signing hook", a.hook, without_header(&signed("s5", now, &issue), "webhook-signature"), issue.clone(), Want::Refused(401)),
+        ("an invalid signature", a.hook, with_header(&signed("s6", now, &issue), "webhook-signature", "v1,AAAA".into()), issue.clone(), Want::Refused(401)),
+        ("a signature that is not base64", a.hook, with_header(&signed("s7", now, &issue), "webhook-signature", "v1,%%%not base64%%%".into()), issue.clone(), Want::Refused(401)),
+        ("a signed delivery without webhook-id", a.hook, without_header(&signed("s8", now, &issue), "webhook-id"), issue.clone(), Want::Refused(401)),
+        ("a body truncated after signing", a.hook, signed("t1", now, &issue), truncated.clone(), Want::Refused(401)),
+        ("a truncated body, signed as sent", a.hook, signed("t2", now, &truncated), truncated, Want::Stored("kept_aside", "not JSON")),
+        ("a non-UTF-8 body", a.hook, signed("u1", now, &non_utf8), non_utf8, Want::Stored("kept_aside", "not JSON")),
+        ("100,000 levels of nested JSON", a.hook, signed("d1", now, &deep), deep, Want::Stored("kept_aside", "not JSON")),
+        ("a body of exactly 25 MB", a.hook, signed("l1", now, &at_limit), at_limit, Want::Stored("kept_aside", "not JSON")),
+        ("a body over 25 MB", a.hook, signed("l2", now, &over_limit), over_limit, Want::Refused(413)),
+        ("an unknown event kind", a.hook, signed("k1", now, &unknown_kind), unknown_kind, Want::Stored("kept_aside", "vulnerability events are not part of what Coworker reads")),
+        ("no event kind at all", a.hook, without_header(&signed("k2", now, &kindless), "x-gitlab-event"), kindless, Want::Stored("kept_aside", "no object_kind")),
+        ("an Idempotency-Key of 8 KB", a.hook, with_header(&signed("i1", now, &issue), "idempotency-key", long_key.clone()), issue.clone(), Want::Stored("applied", "")),
+        ("the same 8 KB key again", a.hook, with_header(&signed("i2", now, &issue), "idempotency-key", long_key), issue.clone(), Want::Duplicate),
+        ("a blank Idempotency-Key", a.hook, with_header(&signed("b1", now, &issue), "idempotency-key", String::new()), issue.clone(), Want::Stored("applied", "")),
+        ("another delivery with a blank Idempotency-Key", a.hook, with_header(&signed("b2", now, &issue), "idempotency-key", " ".into()), issue.clone(), Want::Stored("applied", "")),
+        ("an endpoint no hook has", Uuid::now_v7(), signed("e1", now, &issue), issue.clone(), Want::Refused(404)),
+    ];
+    let tried = cases.len();
+    let mut answered: std::collections::BTreeMap<u16, usize> = Default::default();
+    let mut held = Vec::new();
+    let mut broken = Vec::new();
+    for (name, endpoint, headers, body, want) in cases {
+        let before = ingest.deliveries(&a).await.len();
+        let (status, answer) = ingest.deliver(endpoint, &headers, body).await;
+        *answered.entry(status).or_default() += 1;
+        let after = ingest.settled(&a).await;
+        let stored = after.len() - before;
+        let ok = match want {
+            Want::Refused(want) => status == want && stored == 0 && answer["error"]["code"].is_string(),
+            Want::Duplicate => status == 200 && answer["status"] == "duplicate" && stored == 0,
+            Want::Stored(outcome, reason) => {
+                let (got, why) = after.last().cloned().unwrap_or_default();
+                status == 200 && answer["status"] == "accepted" && stored == 1 && got == outcome && why.unwrap_or_default().contains(reason)
+            }
+        };
+        if ok { held.push(name) } else { broken.push(format!("{name}: {status} {answer}, {stored} stored, last {:?}", after.last())) }
+    }
+    let fives: usize = answered.iter().filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum();
+    let by_status: Vec<String> = answered.iter().map(|(s, n)| format!("{n} answered {s}")).collect();
+    println!(
+        "webhook bad inputs: {tried} tried, {}; {} held as designed, {} did not, {fives} 5xx",
+        by_status.join(", "),
+        held.len(),
+        broken.len()
+    );
+    assert!(broken.is_empty(), "answered against the design:\n{}", broken.join("\n"));
+    assert_eq!(fives, 0);
+    // Tenant B's endpoint saw none of it.
+    assert!(ingest.deliveries(&b).await.is_empty());
 }
