@@ -114,6 +114,7 @@ async fn every_bad_token_is_401(owner: PgPool) {
             format!("Bearer {}", parts.join("."))
         }),
     ];
+    let tried = cases.len() + 1;
     for (name, authorization) in cases {
         let (status, body) = status_with(&app, &authorization).await;
         assert_eq!(status, 401, "{name}: {body}");
@@ -121,6 +122,7 @@ async fn every_bad_token_is_401(owner: PgPool) {
     }
     let resp = app.http.get(app.url("/v1/connections")).send().await.unwrap();
     assert_eq!(resp.status(), 401, "no Authorization header");
+    println!("jwt attacks: {tried} bad Authorization headers tried, {tried} answered 401 unauthorized, 0 a 5xx or a success");
 }
 
 /// Keys from a JWKS URL verify tokens; unknown `kid`s do not make us hammer the issuer.
