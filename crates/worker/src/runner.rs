@@ -75,7 +75,12 @@ pub async fn run_workers<J: Jobs>(
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared { jobs, store: store.clone(), retry: config.retry });
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let mut monitor = Monitor::new().shutdown_timeout(config.grace);
+    // A worker whose poll fails (the database restarting or unreachable for a while) ends; without
+    // a restart this process would stay up, look ready, and never run another job.
+    let mut monitor = Monitor::new().shutdown_timeout(config.grace).should_restart(|worker, error| {
+        tracing::warn!(worker = worker.name(), %error, "queue worker stopped; restarting it");
+        !worker.is_shutting_down()
+    });
     for queue in Queue::ALL {
         let backend_config = Config::default()
             .queue(queue.name())
@@ -143,8 +148,15 @@ async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shar
     match delay {
         Some(delay) => {
             tracing::warn!(%error, retry_in = ?delay, "job failed; retrying");
+            // Waiting out GitLab's rate limit is GitLab pacing us, not the job failing: it uses up
+            // no attempt, so a long spell of 429s (another client spending the same user's
+            // budget) delays the job but never dead-letters it.
+            let attempt = match &error {
+                JobError::Retry { after: Some(_), .. } => envelope.attempt,
+                _ => envelope.attempt + 1,
+            };
             // Keeps the traceparent: every attempt links to what first queued the job.
-            let next = Envelope { attempt: envelope.attempt + 1, ..envelope.clone() };
+            let next = Envelope { attempt, ..envelope.clone() };
             let mut conn = shared.store.pool().acquire().await?;
             jobs::push(&mut conn, &next, delay).await?;
             Ok(JobOutcome::Retried)

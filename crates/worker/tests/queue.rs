@@ -48,12 +48,20 @@ async fn connection(store: &Store) -> Uuid {
 #[derive(Clone, Default)]
 struct Script {
     runs: Arc<Mutex<HashMap<Uuid, Vec<Instant>>>>,
-    failures: Arc<Mutex<HashMap<Uuid, (u32, bool)>>>,
+    failures: Arc<Mutex<HashMap<Uuid, (u32, Failure)>>>,
+}
+
+#[derive(Clone, Copy)]
+enum Failure {
+    Retry,
+    Permanent,
+    /// GitLab's 429, with the Retry-After it gave.
+    RateLimited,
 }
 
 impl Script {
-    fn fail(&self, connection: Uuid, times: u32, permanent: bool) {
-        self.failures.lock().unwrap().insert(connection, (times, permanent));
+    fn fail(&self, connection: Uuid, times: u32, failure: Failure) {
+        self.failures.lock().unwrap().insert(connection, (times, failure));
     }
 
     fn runs(&self, connection: Uuid) -> usize {
@@ -75,13 +83,13 @@ impl Jobs for Script {
         self.runs.lock().unwrap().entry(connection).or_default().push(Instant::now());
         let mut failures = self.failures.lock().unwrap();
         match failures.get_mut(&connection) {
-            Some((left, permanent)) if *left > 0 => {
+            Some((left, failure)) if *left > 0 => {
                 *left -= 1;
-                if *permanent {
-                    Err(JobError::Permanent("the token lacks scope api".into()))
-                } else {
-                    Err(JobError::Retry { reason: "GitLab answered 503".into(), after: None })
-                }
+                Err(match failure {
+                    Failure::Permanent => JobError::Permanent("the token lacks scope api".into()),
+                    Failure::Retry => JobError::Retry { reason: "GitLab answered 503".into(), after: None },
+                    Failure::RateLimited => JobError::Retry { reason: "GitLab rate limit reached".into(), after: Some(Duration::from_millis(10)) },
+                })
             }
             _ => Ok(()),
         }
@@ -171,9 +179,9 @@ async fn failures_retry_with_backoff_then_dead_letter(owner: PgPool) {
     let store = app_store(&owner).await;
     let script = Script::default();
     let (flaky, broken, refused) = (connection(&store).await, connection(&store).await, connection(&store).await);
-    script.fail(flaky, 2, false);
-    script.fail(broken, 10, false);
-    script.fail(refused, 1, true);
+    script.fail(flaky, 2, Failure::Retry);
+    script.fail(broken, 10, Failure::Retry);
+    script.fail(refused, 1, Failure::Permanent);
     for id in [flaky, broken, refused] {
         enqueue(&store, Job::Validate { connection: id }, true).await;
     }
@@ -218,4 +226,22 @@ async fn one_claimant_wins_each_period(owner: PgPool) {
     assert!(!claim_period(&store, Periodic::CatchUp, 300, now + chrono::Duration::seconds(100), "x").await.unwrap());
     assert!(claim_period(&store, Periodic::CatchUp, 300, now + chrono::Duration::seconds(300), "x").await.unwrap());
     assert!(claim_period(&store, Periodic::TokenHealth, 300, now, "x").await.unwrap());
+}
+
+/// A 429 is GitLab saying when to come back: however many in a row, the job is not given up.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn rate_limits_use_up_no_attempts(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let throttled = connection(&store).await;
+    // Three times max_attempts, which a failure of any other kind would not outlive.
+    script.fail(throttled, 9, Failure::RateLimited);
+    enqueue(&store, Job::Validate { connection: throttled }, true).await;
+    let (stop, handle) = start(&store, &script, "w1");
+    script.wait_for(throttled, 10).await;
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    assert!(connector_store::dead_letters::for_connection(&mut tx, throttled, 10).await.unwrap().is_empty());
+    drop(tx);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
 }
