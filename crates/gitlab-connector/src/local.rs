@@ -1,13 +1,11 @@
 //! What the demo and the benchmarks run on: the local PostgreSQL (found, or a private cluster
 //! started for the run), a database made afresh, and every role of the connector in this process.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use connector_api::ApiLimits;
 use connector_api::auth::{AuthConfig, issue_hs256};
 use connector_crypto::MasterKeyRing;
@@ -18,12 +16,14 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{AppEnv, Config, WorkerSettings};
+use crate::pg_cluster::PgCluster;
 
-/// PostgreSQL for a local run: the configured or local one, else a private cluster of our own.
+/// PostgreSQL for a local run: the configured or local one, else a private cluster of our own
+/// (stopped and removed when this is dropped).
 pub(crate) struct Postgres {
     pub(crate) options: PgConnectOptions,
     pub(crate) description: String,
-    private: Option<PrivateCluster>,
+    _private: Option<PgCluster>,
 }
 
 impl Postgres {
@@ -32,101 +32,17 @@ impl Postgres {
         let options = PgConnectOptions::from_str(&url).context("DATABASE_URL")?;
         let admin = options.clone().database("postgres");
         if admin.connect().await.is_ok() {
-            return Ok(Self { description: format!("{}:{}", admin.get_host(), admin.get_port()), options: admin, private: None });
+            return Ok(Self { description: format!("{}:{}", admin.get_host(), admin.get_port()), options: admin, _private: None });
         }
         println!("   no PostgreSQL answers at {}:{}; starting a private one", admin.get_host(), admin.get_port());
-        let cluster = PrivateCluster::start()?;
-        let options = PgConnectOptions::new().host("127.0.0.1").port(cluster.port).username("postgres").database("postgres");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while options.connect().await.is_err() {
-            ensure!(Instant::now() < deadline, "the private PostgreSQL did not come up (log: {})", cluster.log.display());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(Self { description: format!("private cluster in {} on port {}", cluster.dir.display(), cluster.port), options, private: Some(cluster) })
+        let cluster = PgCluster::start("gitlab-connector-pg")?;
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        Ok(Self {
+            description: format!("private cluster in {} on port {}", cluster.dir().display(), cluster.port),
+            options: cluster.options(),
+            _private: Some(cluster),
+        })
     }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.private.take();
-    }
-}
-
-/// A throwaway cluster under the system's temporary directory, stopped when dropped.
-struct PrivateCluster {
-    dir: PathBuf,
-    log: PathBuf,
-    port: u16,
-    bin: PathBuf,
-    /// initdb and postgres refuse to run as root: then they run as the `postgres` user.
-    as_postgres: bool,
-}
-
-impl PrivateCluster {
-    fn start() -> Result<Self> {
-        let Some(bin) = postgres_bin_dir() else {
-            bail!(
-                "PostgreSQL is not running and its programs are not installed. Install them (Debian/Ubuntu: \
-                 `sudo apt-get install postgresql`; macOS: `brew install postgresql`), or set DATABASE_URL to a \
-                 PostgreSQL you can use as its owner"
-            );
-        };
-        let dir = std::env::temp_dir().join(format!("gitlab-connector-demo-pg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let log = dir.join("postgres.log");
-        let port = free_port()?;
-        let as_postgres = is_root();
-        if as_postgres {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status()?;
-            ensure!(status.success(), "could not give {} to the postgres user", dir.display());
-        }
-        let cluster = Self { dir, log, port, bin, as_postgres };
-        let data = cluster.dir.join("data");
-        cluster.run("initdb", &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync"])?;
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", cluster.dir.display());
-        cluster.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", cluster.log.to_str().unwrap(), "-o", &options, "-w", "start"])?;
-        Ok(cluster)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
-        let path = self.bin.join(program);
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let output = command.args(args).output().with_context(|| format!("running {}", path.display()))?;
-        ensure!(output.status.success(), "{program} failed: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(())
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let data = self.dir.join("data");
-        if self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]).is_ok() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn postgres_bin_dir() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file());
-    on_path.or_else(|| {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
-        versions.sort();
-        versions.into_iter().rev().find(|d| d.join("initdb").is_file())
-    })
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 pub(crate) fn free_port() -> Result<u16> {

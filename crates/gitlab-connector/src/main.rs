@@ -3,6 +3,9 @@
 mod config;
 mod demo;
 mod local;
+// Stop, restart and url serve the tests that include this file; the demo only starts a cluster.
+#[allow(dead_code)]
+mod pg_cluster;
 mod ops;
 
 use std::sync::Arc;

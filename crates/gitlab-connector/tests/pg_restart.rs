@@ -4,7 +4,9 @@
 //!
 //! `PG_OUTAGE_SECS` sets how long the database stays stopped (default 8).
 
-#[path = "support/pg_cluster.rs"]
+// The binary's own cluster helper; this test uses all of it but the directory accessor.
+#[allow(dead_code)]
+#[path = "../src/pg_cluster.rs"]
 mod pg_cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +19,6 @@ use connector_crypto::MasterKeyRing;
 use gitlab_sim::{Dataset, DeliveryConfig, SimConfig, Simulator, Size};
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
-use sqlx::postgres::PgConnectOptions;
 
 use pg_cluster::PgCluster;
 
@@ -46,8 +47,8 @@ struct Probe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
     let outage = Duration::from_secs(std::env::var("PG_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8));
-    let cluster = PgCluster::start("gc-pg-restart");
-    cluster.wait_ready(Duration::from_secs(30)).await;
+    let cluster = PgCluster::start("gc-pg-restart").unwrap();
+    cluster.wait_ready(Duration::from_secs(30)).await.unwrap();
 
     // GitLab disables a hook after 4 failed deliveries; this test is about our answers, so the
     // hook keeps receiving through the outage as a self-managed GitLab with that switched off.
@@ -158,18 +159,18 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
 
     // 1. A fast restart: sessions cut, the server back within a second or two.
     let restart_began = Utc::now();
-    tokio::task::block_in_place(|| cluster.restart());
+    tokio::task::block_in_place(|| cluster.restart()).unwrap();
     let back = Utc::now();
     let ready_after_restart = until_ready(&probes, back).await;
     still_running(&mut server, "after the fast restart");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // 2. An outage: stopped for a while, then started again.
-    tokio::task::block_in_place(|| cluster.stop());
+    tokio::task::block_in_place(|| cluster.stop()).unwrap();
     let down = Utc::now();
     tokio::time::sleep(outage).await;
     let up_begins = Utc::now();
-    tokio::task::block_in_place(|| cluster.start_again());
+    tokio::task::block_in_place(|| cluster.start_again()).unwrap();
     let up = Utc::now();
     let ready_after_outage = until_ready(&probes, up).await;
     still_running(&mut server, "after the outage");
@@ -224,7 +225,7 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
 
     // Every acknowledged delivery is in the inbox, once, and applied; the commit each pushed
     // is stored and entered the change feed once.
-    let owner = PgConnectOptions::new().host("127.0.0.1").port(cluster.port).username("postgres").database("gitlab_connector");
+    let owner = cluster.options().database("gitlab_connector");
     let mut db = owner.connect().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let inbox: BTreeMap<String, (String, i64)> = loop {

@@ -1,11 +1,14 @@
-//! A PostgreSQL cluster of a test's own, which the test may stop, start and restart at will
-//! without disturbing the shared server other tests use.
+//! A throwaway PostgreSQL cluster under the system's temporary directory, removed when dropped:
+//! the demo's and the benchmarks' database when no server answers, and a server the tests may
+//! stop, start and restart at will without disturbing the shared one. The tests include this file
+//! with `#[path]`, as the binary crate has no library.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, ensure};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
@@ -19,20 +22,34 @@ pub struct PgCluster {
 
 impl PgCluster {
     /// initdb (trust auth) into a fresh temporary directory, and start it on a free port.
-    pub fn start(name: &str) -> Self {
-        let bin = bin_dir().expect("initdb and pg_ctl are neither on PATH nor under /usr/lib/postgresql/*/bin");
+    pub fn start(name: &str) -> Result<Self> {
+        let bin = bin_dir().context(
+            "PostgreSQL's programs (initdb, pg_ctl) are not installed. Install them (Debian/Ubuntu: \
+             `sudo apt-get install postgresql`; macOS: `brew install postgresql`), or set DATABASE_URL to a \
+             PostgreSQL you can use as its owner",
+        )?;
         let dir = std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir)?;
         // /proc/self belongs to the effective user.
         let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         if as_postgres {
-            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap().success());
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status()?;
+            ensure!(status.success(), "could not give {} to the postgres user", dir.display());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let cluster = Self { dir, bin, port, as_postgres };
-        cluster.pg("initdb", &["-U", "postgres", "--auth=trust", "--no-sync"]);
-        cluster.start_again();
-        cluster
+        cluster.pg("initdb", &["-U", "postgres", "--auth=trust", "--no-sync"])?;
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// Where the server logs, for error messages.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The owner's URL for `database` (created by whoever connects first, e.g. `serve`).
@@ -41,41 +58,50 @@ impl PgCluster {
     }
 
     /// Fast shutdown: open sessions are cut, as a crash or failover cuts them.
-    pub fn stop(&self) {
-        self.pg("pg_ctl", &["-m", "fast", "-w", "stop"]);
+    pub fn stop(&self) -> Result<()> {
+        self.pg("pg_ctl", &["-m", "fast", "-w", "stop"])
     }
 
-    pub fn start_again(&self) {
-        self.pg_ctl(&["-w", "start"]);
+    pub fn start_again(&self) -> Result<()> {
+        self.pg_ctl(&["-w", "start"])
     }
 
-    pub fn restart(&self) {
-        self.pg_ctl(&["-m", "fast", "-w", "restart"]);
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl(&["-m", "fast", "-w", "restart"])
     }
 
     /// Every start names the log file: a server started without one keeps pg_ctl's output pipe
     /// open, and reading that pipe to its end would never return.
-    fn pg_ctl(&self, args: &[&str]) {
+    fn pg_ctl(&self, args: &[&str]) -> Result<()> {
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
-        let log = self.dir.join("postgres.log");
-        self.pg("pg_ctl", &[&["-l", log.to_str().unwrap(), "-o", &options], args].concat());
+        let log = self.log();
+        self.pg("pg_ctl", &[&["-l", log.to_str().context("a non-UTF-8 temporary directory")?, "-o", &options], args].concat())
+    }
+
+    /// The owner's connection options for the `postgres` database.
+    pub fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres")
     }
 
     /// Waits until the server accepts a connection; returns how long that took.
-    pub async fn wait_ready(&self, within: Duration) -> Duration {
+    pub async fn wait_ready(&self, within: Duration) -> Result<Duration> {
         let started = Instant::now();
-        let options = PgConnectOptions::new().host("127.0.0.1").port(self.port).username("postgres").database("postgres");
-        while options.connect().await.is_err() {
-            assert!(started.elapsed() < within, "the private PostgreSQL did not accept connections within {within:?}");
+        while self.options().connect().await.is_err() {
+            ensure!(
+                started.elapsed() < within,
+                "the private PostgreSQL did not accept connections within {within:?} (log: {})",
+                self.log().display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        started.elapsed()
+        Ok(started.elapsed())
     }
 
     /// Runs one of PostgreSQL's programs on this cluster's data directory.
-    fn pg(&self, program: &str, args: &[&str]) {
-        let output = self.command(program).args(args).output().unwrap();
-        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    fn pg(&self, program: &str, args: &[&str]) -> Result<()> {
+        let output = self.command(program).args(args).output().with_context(|| format!("running {program}"))?;
+        ensure!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
     }
 
     fn command(&self, program: &str) -> Command {
