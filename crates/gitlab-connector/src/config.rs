@@ -51,6 +51,11 @@ pub struct WorkerSettings {
     pub tenant_concurrency: usize,
 }
 
+/// Defaults of the worker settings that decide how tenants share the workers.
+pub(crate) const DEFAULT_WORKER_CONCURRENCY: usize = 4;
+pub(crate) const DEFAULT_TENANT_CONCURRENCY: usize = 2;
+pub(crate) const DEFAULT_BACKFILL_SLICE: Duration = Duration::from_secs(20);
+
 /// Reads one variable, treating an empty value as unset.
 pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -200,13 +205,13 @@ impl Config {
             master_keys,
             gitlab_url_allowlist: var("GITLAB_URL_ALLOWLIST").unwrap_or_default(),
             worker: WorkerSettings {
-                concurrency: parse_var("WORKER_CONCURRENCY", 4)?,
+                concurrency: parse_var("WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY)?,
                 grace: parse_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
-                backfill_slice: parse_duration("BACKFILL_SLICE", Duration::from_secs(20))?,
+                backfill_slice: parse_duration("BACKFILL_SLICE", DEFAULT_BACKFILL_SLICE)?,
                 catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
-                tenant_concurrency: parse_var("TENANT_CONCURRENCY", 2)?,
+                tenant_concurrency: parse_var("TENANT_CONCURRENCY", DEFAULT_TENANT_CONCURRENCY)?,
             },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,

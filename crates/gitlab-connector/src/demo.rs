@@ -296,7 +296,7 @@ fn projects_of(truth: &Dataset, group: u64) -> Vec<u64> {
     truth.projects.iter().filter(|p| groups.contains(&p.namespace_id)).map(|p| p.id).collect()
 }
 
-fn percentile(values: &[Duration], p: usize) -> Duration {
+pub(crate) fn percentile(values: &[Duration], p: usize) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
     // Nearest rank: the smallest value at or above p percent of the samples.

@@ -1,5 +1,6 @@
 //! `gitlab-connector`: one binary, several roles and operator commands.
 
+mod bench;
 mod config;
 mod demo;
 mod local;
@@ -83,6 +84,9 @@ enum Command {
         #[arg(long, default_value = "gitlab_connector_demo")]
         database: String,
     },
+    /// Measure throughput, memory, latency, fairness and scale against limits measured in the same
+    /// run, and write them to BENCHMARKS.md. Quote figures from a release build.
+    Bench(bench::BenchArgs),
     /// Run the GitLab simulator: GitLab's REST API and webhooks over a generated dataset.
     Sim {
         /// The dataset's seed: the same seed gives the same data.
@@ -154,6 +158,10 @@ async fn main() -> Result<()> {
             init_logs("warn", || Ok(()))?;
             demo::run(small, &database).await
         }
+        Command::Bench(args) => {
+            init_logs("warn", || Ok(()))?;
+            bench::run(args).await
+        }
         Command::Sim { seed, listen, small, dataset } => {
             init(|| Ok(()))?;
             sim(seed, listen, small, dataset).await
@@ -217,7 +225,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
             Ok(())
         }
-        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } | Command::Demo { .. } => {
+        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } | Command::Demo { .. } | Command::Bench(_) => {
             unreachable!("handled before configuration")
         }
     }

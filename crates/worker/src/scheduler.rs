@@ -23,6 +23,14 @@ impl Periodic {
             Periodic::TokenHealth => "token_health",
         }
     }
+
+    /// The connections each period's work is for.
+    fn due(self) -> &'static str {
+        match self {
+            Periodic::CatchUp => "status = 'live' AND next_catch_up_at <= now()",
+            Periodic::TokenHealth => "status IN ('live', 'backfilling', 'installing_hooks')",
+        }
+    }
 }
 
 /// Claims the period of `length_secs` that contains `now` for `claimant`. Exactly one claimant
@@ -69,13 +77,10 @@ pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: Strin
             _ = tick.tick() => {}
         }
         let now = Utc::now();
-        for (which, every, status_filter) in [
-            (Periodic::CatchUp, config.catch_up_every, "status = 'live' AND next_catch_up_at <= now()"),
-            (Periodic::TokenHealth, config.token_check_every, "status IN ('live', 'backfilling', 'installing_hooks')"),
-        ] {
+        for (which, every) in [(Periodic::CatchUp, config.catch_up_every), (Periodic::TokenHealth, config.token_check_every)] {
             let result = async {
                 if claim_period(&store, which, every.as_secs().max(1) as i64, now, &claimant).await? {
-                    enqueue_due(&store, which, status_filter).await
+                    enqueue_due(&store, which).await
                 } else {
                     Ok(0)
                 }
@@ -89,12 +94,14 @@ pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: Strin
     }
 }
 
-/// Queues the periodic job for every connection that matches `filter`. The list is read as the
-/// system role (across tenants, scheduler columns only); the jobs carry their tenant.
-async fn enqueue_due(store: &Store, which: Periodic, filter: &'static str) -> connector_store::Result<usize> {
+/// Queues the periodic job for every connection it is due for: what the replica that claimed a
+/// period does with it. The list is read as the system role (across tenants, scheduler columns
+/// only); the jobs carry their tenant.
+pub async fn enqueue_due(store: &Store, which: Periodic) -> connector_store::Result<usize> {
     let mut tx = store.system_tx().await?;
     let due: Vec<(String, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT tenant_id, id FROM gitlab_connections WHERE {filter} ORDER BY next_catch_up_at NULLS FIRST"
+        "SELECT tenant_id, id FROM gitlab_connections WHERE {} ORDER BY next_catch_up_at NULLS FIRST",
+        which.due()
     )))
     .fetch_all(&mut *tx)
     .await?;

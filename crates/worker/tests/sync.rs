@@ -391,3 +391,34 @@ async fn a_tenant_runs_no_more_syncs_at_once_than_its_cap(owner: PgPool) {
     assert_eq!(statuses.iter().filter(|s| **s == Status::Backfilling).count(), 1, "{statuses:?}");
     assert_eq!(queued().await, before + 1, "the one that waited is queued again");
 }
+
+/// A backfill slice that finds its connection's lock held (the slice before it has queued it but
+/// not yet let go, or a catch-up runs) comes back later: leaving would end the chain of slices
+/// and leave the connection backfilling for good.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_backfill_that_finds_the_connection_busy_comes_back(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let jobs = env.jobs(Duration::from_secs(60));
+    let tenant = TenantId::parse("acme").unwrap();
+    let id = env.insert("acme", OWNER_TOKEN, vec![PREMIUM_GROUP], vec![]).await;
+    jobs.run(&tenant, &Job::Validate { connection: id }).await.unwrap();
+    jobs.run(&tenant, &Job::InstallHooks { connection: id }).await.unwrap();
+    assert_eq!(env.connection("acme", id).await.status, Status::Backfilling);
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'")
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+    };
+    let before = queued().await;
+    // The connection's sync lock, as another job's session holds it.
+    let mut holder = owner.acquire().await.unwrap();
+    let key = i64::from_be_bytes(id.as_bytes()[..8].try_into().unwrap());
+    assert!(sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *holder).await.unwrap());
+    jobs.run(&tenant, &Job::Backfill { connection: id }).await.unwrap();
+    assert_eq!(queued().await, before + 1, "the busy slice is queued again");
+    assert_eq!(env.connection("acme", id).await.status, Status::Backfilling);
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *holder).await.unwrap();
+    jobs.run(&tenant, &Job::Backfill { connection: id }).await.unwrap();
+    assert_eq!(env.connection("acme", id).await.status, Status::Live, "the slice that came back finishes the backfill");
+}

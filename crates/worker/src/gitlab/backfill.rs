@@ -14,6 +14,7 @@ use connector_store::connections::{self, Connection, Status};
 use connector_store::jobs::{self, Job};
 use connector_store::sync::{self, NoteParent};
 use connector_store::{TenantId, TenantTx};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use gitlab_client::api::issues::IssuePagination;
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
@@ -48,8 +49,11 @@ impl GitLabJobs {
             .await?;
         let result = match locked {
             Locked::Ran(result) => result,
-            Locked::ConnectionBusy => return Ok(()),
-            Locked::TenantBusy => return self.wait_turn(tenant, Job::Backfill { connection: id }).await,
+            // The holder may be the slice that queued this very job and has not yet let go of the
+            // lock, or a catch-up that will not carry the backfill on: leaving would end the chain
+            // of slices for good, so this job comes back. A duplicate chain costs a retry every
+            // two seconds until the backfill is done; a lost one leaves the connection backfilling.
+            Locked::ConnectionBusy | Locked::TenantBusy => return self.wait_turn(tenant, Job::Backfill { connection: id }).await,
         };
         match result {
             Ok(Ok(Slice::Finished)) => {
@@ -133,7 +137,7 @@ impl GitLabJobs {
 /// What became of work that needs the sync locks.
 pub(super) enum Locked<T> {
     Ran(T),
-    /// Another worker is syncing this connection; its own continuation carries on.
+    /// Another job holds this connection's sync lock.
     ConnectionBusy,
     /// The tenant already runs as many syncs as it may.
     TenantBusy,
@@ -153,8 +157,7 @@ impl GitLabJobs {
     /// Runs `work` holding the connection's sync lock and one of the tenant's sync slots, as
     /// session-level advisory locks on one pooled connection (released when the work ends, or
     /// by PostgreSQL when a killed worker's session goes). One backfill or catch-up per
-    /// connection at a time, so a duplicate delivery of a job (a worker that died after queueing
-    /// its continuation) finds the lock and leaves; at most `tenant_concurrency` per tenant.
+    /// connection at a time; at most `tenant_concurrency` per tenant.
     pub(super) async fn with_sync_lock<T>(
         &self,
         tenant: &TenantId,
@@ -233,20 +236,34 @@ pub(super) async fn fetch_page(client: &GitLabClient, project: i64, resource: &s
 
 async fn fetch_items(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
     let page = client.page::<Value>(request).await?;
-    let mut children = Vec::new();
-    for item in &page.items {
-        let Some(iid) = item.get("iid").and_then(Value::as_u64) else { continue };
-        let (notes, commits) = match resource {
-            "merge_requests" => (
-                client.collect_all(PageRequest::merge_request_notes(project as u64, iid)).await?,
-                client.collect_all(PageRequest::merge_request_commits(project as u64, iid)).await?,
-            ),
-            "issues" => (client.collect_all(PageRequest::issue_notes(project as u64, iid)).await?, Vec::new()),
-            _ => continue,
-        };
-        children.push(Children { iid: iid as i64, notes, commits });
-    }
+    let iids: Vec<u64> = match resource {
+        "merge_requests" | "issues" => page.items.iter().filter_map(|item| item.get("iid").and_then(Value::as_u64)).collect(),
+        _ => Vec::new(),
+    };
+    // A page holds up to 100 merge requests or issues, each with lists of its own: fetched one
+    // after another, the round trips and not GitLab's rate limit would set the pace. The rate
+    // budget still spaces the requests out; `buffered` keeps the page's order.
+    let children = stream::iter(iids)
+        .map(|iid| fetch_children(client, project as u64, resource, iid))
+        .buffered(CHILD_FETCHES)
+        .try_collect()
+        .await?;
     Ok(Fetched::Page { items: page.items, children, next: page.next })
+}
+
+/// Merge requests or issues whose notes and commits are fetched at once.
+const CHILD_FETCHES: usize = 8;
+
+async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid: u64) -> Result<Children, GitLab> {
+    let (notes, commits) = if resource == "merge_requests" {
+        tokio::try_join!(
+            client.collect_all(PageRequest::merge_request_notes(project, iid)),
+            client.collect_all(PageRequest::merge_request_commits(project, iid)),
+        )?
+    } else {
+        (client.collect_all(PageRequest::issue_notes(project, iid)).await?, Vec::new())
+    };
+    Ok(Children { iid: iid as i64, notes, commits })
 }
 
 /// Whether a page belongs to the backfill (its checkpoint keeps the cursor to resume from) or
