@@ -44,8 +44,10 @@ async fn a_long_storm_slows_the_backfill_which_then_finishes_right(owner: PgPool
     // Enough history that the backfill outlasts the calm start and the storm: the per-MR and
     // per-issue requests (notes, commits) are what makes a backfill long.
     let mut spec = Size::Small.spec();
-    spec.merge_requests_per_project = 120 + storm.as_secs() as usize / 2;
-    spec.issues_per_project = 120 + storm.as_secs() as usize / 2;
+    // Sized for notes and commits fetched 8 at a time on a quiet machine, where 120 of each
+    // finished within the calm start.
+    spec.merge_requests_per_project = 600 + storm.as_secs() as usize / 2;
+    spec.issues_per_project = 600 + storm.as_secs() as usize / 2;
     let mut env = env(&owner, Dataset::generate(11, Size::Custom(spec))).await;
     env.start = chrono::Utc::now() - chrono::Duration::days(4 * 365);
 
@@ -67,7 +69,7 @@ async fn a_long_storm_slows_the_backfill_which_then_finishes_right(owner: PgPool
 
     env.sim.sim.reset_stats();
     env.sim.sim.update_config(|c| {
-        c.faults.error_rate = 0.3;
+        c.faults.error_rate = 0.5;
         c.faults.error_statuses = vec![500, 502, 503, 504];
         c.faults.slow_rate = 0.05;
         c.faults.slow_ms = 3_000;
