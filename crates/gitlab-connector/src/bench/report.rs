@@ -73,7 +73,7 @@ impl Machine {
 
     fn run_line(&self) -> String {
         format!(
-            "_Measured {} on commit `{}`, {} build{}._",
+            "_From a run started {} on commit `{}`, {} build{}._",
             self.date,
             self.commit,
             self.profile,
