@@ -358,9 +358,10 @@ async fn killed_processes_lose_nothing_and_store_nothing_twice(owner: PgPool) {
     println!("kill: seed {seed} (KILL_SEED), {points} kill points per phase (KILL_POINTS)");
     let mut moments = Moments(seed);
 
-    // The history grows with the kill points, so that the backfill outlasts them.
+    // The history grows with the kill points, so that the backfill outlasts them: at 100 commits
+    // per point a quiet machine went live after 14 of 20 kills.
     let mut spec = Size::Small.spec();
-    spec.commits_per_project = 100 * points;
+    spec.commits_per_project = 300 * points;
     spec.merge_requests_per_project = 30;
     // A self-managed GitLab's default: failing hooks are not disabled, so deliveries go on
     // arriving between the kills (GitLab.com pauses them; the catch-up covers that case).
