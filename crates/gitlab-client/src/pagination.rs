@@ -48,7 +48,8 @@ impl PageRequest {
         self.path.split('?').next().unwrap_or_default()
     }
 
-    fn query_pairs(&self) -> Vec<(String, String)> {
+    /// The query parameters, in order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
         self.path
             .split_once('?')
             .map(|(_, q)| {

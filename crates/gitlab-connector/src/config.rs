@@ -46,6 +46,8 @@ pub struct WorkerSettings {
     pub grace: Duration,
     pub backfill_slice: Duration,
     pub catch_up_every: Duration,
+    /// How often a catch-up compares ids with GitLab's to find deletions GitLab sends nothing for.
+    pub reconcile_every: Duration,
     pub token_check_every: Duration,
     pub heartbeat: Duration,
     pub tenant_concurrency: usize,
@@ -55,6 +57,9 @@ pub struct WorkerSettings {
 pub(crate) const DEFAULT_WORKER_CONCURRENCY: usize = 4;
 pub(crate) const DEFAULT_TENANT_CONCURRENCY: usize = 2;
 pub(crate) const DEFAULT_BACKFILL_SLICE: Duration = Duration::from_secs(20);
+/// Deleted merge requests, issues, notes and pipelines leave our data within this plus
+/// CATCH_UP_INTERVAL: GitLab sends no webhook for those deletions.
+pub(crate) const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Reads one variable, treating an empty value as unset.
 pub(crate) fn var(name: &str) -> Option<String> {
@@ -209,6 +214,7 @@ impl Config {
                 grace: parse_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
                 backfill_slice: parse_duration("BACKFILL_SLICE", DEFAULT_BACKFILL_SLICE)?,
                 catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
+                reconcile_every: parse_duration("RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL)?,
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
                 tenant_concurrency: parse_var("TENANT_CONCURRENCY", DEFAULT_TENANT_CONCURRENCY)?,

@@ -104,6 +104,7 @@ impl Connector {
                 grace: Duration::from_secs(10),
                 backfill_slice: Duration::from_secs(5),
                 catch_up_every: Duration::from_secs(15 * 60),
+                reconcile_every: crate::config::DEFAULT_RECONCILE_INTERVAL,
                 token_check_every: Duration::from_secs(24 * 3600),
                 heartbeat: Duration::from_secs(5),
                 tenant_concurrency: 2,

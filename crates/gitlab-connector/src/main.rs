@@ -298,6 +298,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             public_url: config.public_url.clone(),
             backfill_slice: config.worker.backfill_slice,
             catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
+            reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
             tenant_concurrency: config.worker.tenant_concurrency,
         };
         let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, gitlab_client::ClientOptions::default(), settings);

@@ -10,6 +10,7 @@ pub mod hooks;
 mod db;
 pub mod jobs;
 pub mod read;
+pub mod reconcile;
 pub mod sync;
 mod tenant;
 pub mod tenants;

@@ -207,7 +207,8 @@ pub async fn upsert_projects(tx: &mut TenantTx, connection: Uuid, items: &Value)
     .rows_affected())
 }
 
-/// The commits a merge request holds (a push to its branch does not move its `updated_at`).
+/// The commits a merge request holds, as GitLab listed them whole (a push to its branch does not
+/// move its `updated_at`; a force push replaces them): others it held before go.
 pub async fn set_merge_request_commits(
     tx: &mut TenantTx,
     connection: Uuid,
@@ -216,6 +217,17 @@ pub async fn set_merge_request_commits(
     shas: &[String],
 ) -> Result<u64> {
     let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "DELETE FROM merge_request_commits WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3
+             AND mr_iid = $4 AND sha <> ALL($5)",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(mr_iid)
+    .bind(shas)
+    .execute(&mut *conn)
+    .await?;
     Ok(sqlx::query(
         "INSERT INTO merge_request_commits (tenant_id, connection_id, project_id, mr_iid, sha)
          SELECT $1, $2, $3, $4, unnest($5::text[])
@@ -229,6 +241,41 @@ pub async fn set_merge_request_commits(
     .execute(conn)
     .await?
     .rows_affected())
+}
+
+/// Stores the whole list of a parent's notes as GitLab returned it: notes it no longer lists
+/// were deleted there (GitLab sends no webhook for that) and go here too.
+pub async fn replace_notes(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    noteable_type: &str,
+    parent: NoteParent<'_>,
+    items: &Value,
+) -> Result<u64> {
+    let ids: Vec<i64> = items
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.get("id").and_then(Value::as_i64)).collect())
+        .unwrap_or_default();
+    let (iid, sha) = match parent {
+        NoteParent::Iid(iid) => (Some(iid), None),
+        NoteParent::Commit(sha) => (None, Some(sha)),
+    };
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "DELETE FROM notes WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND noteable_type = $4
+             AND noteable_iid IS NOT DISTINCT FROM $5 AND commit_sha IS NOT DISTINCT FROM $6 AND gitlab_id <> ALL($7)",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(noteable_type)
+    .bind(iid)
+    .bind(sha)
+    .bind(&ids)
+    .execute(conn)
+    .await?;
+    upsert_notes(tx, connection, project_id, noteable_type, parent, items).await
 }
 
 /// Where one stream (a project's resource) stands.
@@ -321,10 +368,25 @@ pub async fn upsert_event(
     Ok(())
 }
 
-/// A project GitLab says was deleted: it leaves the sync (its row goes, which the change feed
-/// reports as a delete).
+/// A project GitLab deleted, or one that left the connection's groups: it leaves the sync with
+/// everything synced from it, each row's delete reported by the change feed.
 pub async fn delete_project(tx: &mut TenantTx, connection: Uuid, project_id: i64) -> Result<()> {
     let (tenant, conn) = tx.parts();
+    for sql in [
+        "DELETE FROM notes WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM merge_request_commits WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM merge_requests WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM issues WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM pipelines WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM commits WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM branch_heads WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM sync_checkpoints WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM sync_ledger WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM kept_aside_records WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+        "DELETE FROM gitlab_events WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
+    ] {
+        sqlx::query(sql).bind(tenant.as_str()).bind(connection).bind(project_id).execute(&mut *conn).await?;
+    }
     sqlx::query("DELETE FROM projects WHERE tenant_id = $1 AND connection_id = $2 AND gitlab_id = $3")
         .bind(tenant.as_str())
         .bind(connection)

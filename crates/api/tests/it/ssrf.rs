@@ -223,6 +223,7 @@ fn worker(app: &TestApp, policy: UrlPolicy) -> GitLabJobs {
         public_url: "https://connector.example".parse().unwrap(),
         backfill_slice: Duration::from_secs(1),
         catch_up_interval: chrono::Duration::hours(1),
+        reconcile_interval: chrono::Duration::hours(1),
         tenant_concurrency: 1,
     };
     GitLabJobs::new(app.store.clone(), policy, options, settings)

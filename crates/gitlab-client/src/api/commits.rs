@@ -83,6 +83,26 @@ impl PageRequest {
         }
     }
 
+    /// `GET /projects/:id/repository/commits?ref_name=`: the commits of a branch, tag or
+    /// revision range (`old..new`: reachable from `new` and not from `old`, as `git log`), found
+    /// from the repository's graph whatever dates the commits carry (doc/api/commits.md).
+    pub fn commits_of(project: impl Into<ResourceId>, ref_name: &str) -> PageRequest {
+        PageRequest::new(format!(
+            "/projects/{}/repository/commits",
+            project.into().segment()
+        ))
+        .query("ref_name", ref_name)
+    }
+
+    /// `GET /projects/:id/repository/commits/:sha/comments` (doc/api/commits.md).
+    pub fn commit_comments(project: impl Into<ResourceId>, sha: &str) -> PageRequest {
+        PageRequest::new(format!(
+            "/projects/{}/repository/commits/{}/comments",
+            project.into().segment(),
+            encode_segment(sha)
+        ))
+    }
+
     /// `GET /projects/:id/merge_requests/:iid/commits`.
     pub fn merge_request_commits(project: impl Into<ResourceId>, iid: u64) -> PageRequest {
         PageRequest::new(format!(

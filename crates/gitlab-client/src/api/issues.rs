@@ -4,7 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use super::merge_requests::Milestone;
 use super::users::UserBasic;
+use serde::de::DeserializeOwned;
+
 use super::{ResourceId, Timestamp, iso8601};
+use crate::client::GitLabClient;
+use crate::error::Result;
 use crate::pagination::PageRequest;
 
 /// An item of `GET /projects/:id/issues`.
@@ -46,7 +50,7 @@ pub struct Issue {
 /// How to page through issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IssuePagination {
-    /// Keyset on `updated_at` (GitLab 18.3+): stable under concurrent updates.
+    /// Keyset (GitLab 18.3+): a cursor of values, so edits while reading skip nothing.
     #[default]
     Keyset,
     /// Offset pages, for older instances that refuse keyset on issues.
@@ -54,7 +58,8 @@ pub enum IssuePagination {
 }
 
 impl PageRequest {
-    /// `GET /projects/:id/issues`, every author, oldest update first.
+    /// `GET /projects/:id/issues`, every author, changed since `updated_after`, oldest first by
+    /// creation: an order that edits made while reading do not move, which offset pages need.
     pub fn issues(
         project: impl Into<ResourceId>,
         updated_after: Option<&Timestamp>,
@@ -67,11 +72,18 @@ impl PageRequest {
         }
         request = request
             .query("scope", "all")
-            .query("order_by", "updated_at")
+            .query("order_by", "created_at")
             .query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,
         }
+    }
+}
+
+impl GitLabClient {
+    /// `GET /projects/:id/issues/:iid`: one issue, e.g. one a list skipped.
+    pub async fn issue<T: DeserializeOwned>(&self, project: impl Into<ResourceId>, iid: u64) -> Result<T> {
+        self.get(&format!("/projects/{}/issues/{iid}", project.into().segment())).await
     }
 }

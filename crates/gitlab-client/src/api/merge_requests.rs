@@ -3,7 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::users::UserBasic;
+use serde::de::DeserializeOwned;
+
 use super::{ResourceId, Timestamp, iso8601};
+use crate::client::GitLabClient;
+use crate::error::Result;
 use crate::pagination::PageRequest;
 
 /// An item of `GET /projects/:id/merge_requests`.
@@ -97,8 +101,12 @@ pub struct Milestone {
 }
 
 impl PageRequest {
-    /// `GET /projects/:id/merge_requests`, every state and author, oldest update first.
-    /// Offset-paginated: GitLab has no keyset pagination for merge requests.
+    /// `GET /projects/:id/merge_requests`, every state and author, changed since `updated_after`,
+    /// oldest first by creation. Offset-paginated (GitLab has no keyset for merge requests), so
+    /// the order must not move while it is read: `updated_at` does (an edit sends an item of a
+    /// page already read to the end, and the next page starts past one it never showed),
+    /// `created_at` does not (doc/api/merge_requests.md; gitlab-reference "Offset pages over a
+    /// moving order skip items").
     pub fn merge_requests(
         project: impl Into<ResourceId>,
         updated_after: Option<&Timestamp>,
@@ -109,11 +117,18 @@ impl PageRequest {
         ))
         .query("state", "all")
         .query("scope", "all")
-        .query("order_by", "updated_at")
+        .query("order_by", "created_at")
         .query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,
         }
+    }
+}
+
+impl GitLabClient {
+    /// `GET /projects/:id/merge_requests/:iid`: one merge request, e.g. one a list skipped.
+    pub async fn merge_request<T: DeserializeOwned>(&self, project: impl Into<ResourceId>, iid: u64) -> Result<T> {
+        self.get(&format!("/projects/{}/merge_requests/{iid}", project.into().segment())).await
     }
 }

@@ -6,6 +6,7 @@
 //! call the same endpoints with `serde_json::Value` as the item type.
 
 pub mod commits;
+pub mod events;
 pub mod groups;
 pub mod hooks;
 pub mod issues;

@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use serde::de::DeserializeOwned;
+
 use super::{ResourceId, Timestamp, iso8601};
+use crate::client::GitLabClient;
+use crate::error::Result;
 use crate::pagination::PageRequest;
 
 /// An item of `GET /projects/:id/pipelines`.
@@ -27,17 +31,27 @@ pub struct Pipeline {
 }
 
 impl PageRequest {
-    /// `GET /projects/:id/pipelines`, oldest update first.
+    /// `GET /projects/:id/pipelines`, changed since `updated_after`, by id: running pipelines
+    /// change every few seconds, and an `updated_at` order would move under offset pages.
+    /// List items lack `started_at`, `finished_at` and `duration`; [`GitLabClient::pipeline`]
+    /// has them.
     pub fn pipelines(
         project: impl Into<ResourceId>,
         updated_after: Option<&Timestamp>,
     ) -> PageRequest {
         let request = PageRequest::new(format!("/projects/{}/pipelines", project.into().segment()))
-            .query("order_by", "updated_at")
+            .query("order_by", "id")
             .query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,
         }
+    }
+}
+
+impl GitLabClient {
+    /// `GET /projects/:id/pipelines/:pipeline_id`: with its timings, which the list lacks.
+    pub async fn pipeline<T: DeserializeOwned>(&self, project: impl Into<ResourceId>, id: u64) -> Result<T> {
+        self.get(&format!("/projects/{}/pipelines/{id}", project.into().segment())).await
     }
 }

@@ -5,28 +5,28 @@
 //! A job works for one time slice and then queues its own continuation behind the other
 //! connections' jobs: a tenant with thousands of projects takes turns with everyone else
 //! instead of holding the workers until it is done.
+//!
+//! Each stream records when its read began as its high-water mark, and a project's commits
+//! stream stores the branch heads it read from. When every stream is done, a catch-up reads what
+//! changed since those marks (and what the heads moved to) before the connection shows `live`:
+//! whatever changed while the backfill read is stored too.
 
 use std::future::Future;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use connector_store::connections::{self, Connection, Status};
+use chrono::Utc;
+use connector_store::connections::{Connection, Status};
 use connector_store::jobs::{self, Job};
-use connector_store::sync::{self, NoteParent};
-use connector_store::{TenantId, TenantTx};
-use futures_util::{StreamExt, TryStreamExt, stream};
-use gitlab_client::api::issues::IssuePagination;
+use connector_store::{TenantId, reconcile, sync};
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
-use serde_json::Value;
 use uuid::Uuid;
 
+use super::history::branch_heads;
+use super::streams::{Advance, Fetched, RESOURCES, fetch_page, first_request, store_page};
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
 
-/// The resources backfilled per project, in this order.
-pub const RESOURCES: [&str; 4] = ["commits", "merge_requests", "issues", "pipelines"];
-
-enum Slice {
+pub(super) enum Slice {
     Finished,
     Continued,
 }
@@ -41,9 +41,11 @@ impl GitLabJobs {
         let client = self.client(&connection, token);
         let locked = self
             .with_sync_lock(tenant, id, async {
-                match client {
-                    Ok(client) => self.backfill_slice(tenant, &connection, &client).await,
-                    Err(error) => Err(error),
+                let client = client?;
+                match self.backfill_slice(tenant, &connection, &client).await? {
+                    // What changed while the backfill read is read now, before `live`.
+                    Ok(Slice::Finished) => self.catch_up_locked(tenant, &connection, &client).await.map(|r| r.map(|()| Slice::Finished)),
+                    other => Ok(other),
                 }
             })
             .await?;
@@ -57,10 +59,7 @@ impl GitLabJobs {
         };
         match result {
             Ok(Ok(Slice::Finished)) => {
-                let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-                connections::mark_live(&mut tx, id, self.settings.catch_up_interval).await.map_err(retry)?;
-                tx.commit().await.map_err(retry)?;
-                tracing::info!(connection = %id, "backfill complete; live");
+                tracing::info!(connection = %id, "backfill complete, and what changed meanwhile caught up; live");
                 Ok(())
             }
             Ok(Ok(Slice::Continued)) => Ok(()),
@@ -96,22 +95,46 @@ impl GitLabJobs {
                     if checkpoint.as_ref().is_some_and(|c| c.done) {
                         break;
                     }
-                    let request = match checkpoint.and_then(|c| c.cursor) {
+                    let resume = checkpoint.and_then(|c| c.cursor);
+                    let started = resume.is_none().then(Utc::now);
+                    let mut request = match resume {
                         Some(cursor) => match serde_json::from_value::<PageRequest>(cursor) {
                             Ok(request) => request,
                             Err(e) => return Ok(Err(JobError::Permanent(format!("unreadable checkpoint: {e}")))),
                         },
                         None => first_request(project, resource, &connection.start_date),
                     };
-                    let fetched = fetch_page(client, project, resource, &request).await?;
+                    // The heads are read before the commits they point at: whatever is pushed
+                    // after this is found from them by the catch-up.
+                    let heads = match (resource, started) {
+                        ("commits", Some(_)) => Some(branch_heads(client, project).await?),
+                        _ => None,
+                    };
+                    let fetched = fetch_page(client, project, resource, &mut request, true).await?;
+                    let next = match &fetched {
+                        Fetched::Page { next, .. } => next.clone(),
+                        Fetched::Skipped(_) => None,
+                    };
                     let mut tx = match self.store.tenant_tx(tenant).await {
                         Ok(tx) => tx,
                         Err(e) => return Ok(Err(retry(e))),
                     };
-                    let more = match store_page(&mut tx, connection.id, project, resource, fetched, Mode::Backfill).await {
-                        Ok(more) => more,
-                        Err(e) => return Ok(Err(retry(e))),
+                    let advance = Advance {
+                        cursor: next.as_ref().map(|n| serde_json::to_value(n).expect("a page request serializes")),
+                        mark: started,
+                        counts: true,
+                        done: next.is_none(),
                     };
+                    let stored = async {
+                        store_page(&mut tx, connection.id, project, resource, fetched, Some(advance)).await?;
+                        if let Some(heads) = &heads {
+                            reconcile::set_branch_heads(&mut tx, connection.id, project, heads).await?;
+                        }
+                        Ok::<_, connector_store::Error>(())
+                    };
+                    if let Err(e) = stored.await {
+                        return Ok(Err(retry(e)));
+                    }
                     let out_of_time = Instant::now() >= deadline;
                     if out_of_time
                         && let Err(e) = jobs::enqueue(&mut tx, Job::Backfill { connection: connection.id }, std::time::Duration::ZERO).await
@@ -124,7 +147,7 @@ impl GitLabJobs {
                     if out_of_time {
                         return Ok(Ok(Slice::Continued));
                     }
-                    if !more {
+                    if next.is_none() {
                         break;
                     }
                 }
@@ -197,131 +220,3 @@ impl GitLabJobs {
     }
 }
 
-/// The first page of a resource, changed since `since`.
-pub(super) fn first_request(project: i64, resource: &str, since: &DateTime<Utc>) -> PageRequest {
-    let project = project as u64;
-    match resource {
-        "commits" => PageRequest::commits(project, Some(since)),
-        "merge_requests" => PageRequest::merge_requests(project, Some(since)),
-        "issues" => PageRequest::issues(project, Some(since), IssuePagination::Keyset),
-        _ => PageRequest::pipelines(project, Some(since)),
-    }
-}
-
-/// A page of one resource, with what hangs off each item (notes, merge request commits).
-pub(super) enum Fetched {
-    Page { items: Vec<Value>, children: Vec<Children>, next: Option<PageRequest> },
-    Skipped(String),
-}
-
-pub(super) struct Children {
-    iid: i64,
-    notes: Vec<Value>,
-    commits: Vec<Value>,
-}
-
-/// Fetches a page and its children. A 403 or 404 means the resource is switched off or gone:
-/// recorded as skipped, never a failure.
-pub(super) async fn fetch_page(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
-    match fetch_items(client, project, resource, request).await {
-        Err(GitLab::Forbidden { message }) => Ok(Fetched::Skipped(format!(
-            "GitLab answered 403 ({message}): {resource} is probably switched off in this project"
-        ))),
-        Err(GitLab::NotFound { message }) => {
-            Ok(Fetched::Skipped(format!("GitLab answered 404 ({message}): the project or its {resource} are no longer visible")))
-        }
-        other => other,
-    }
-}
-
-async fn fetch_items(client: &GitLabClient, project: i64, resource: &str, request: &PageRequest) -> Result<Fetched, GitLab> {
-    let page = client.page::<Value>(request).await?;
-    let iids: Vec<u64> = match resource {
-        "merge_requests" | "issues" => page.items.iter().filter_map(|item| item.get("iid").and_then(Value::as_u64)).collect(),
-        _ => Vec::new(),
-    };
-    // A page holds up to 100 merge requests or issues, each with lists of its own: fetched one
-    // after another, the round trips and not GitLab's rate limit would set the pace. The rate
-    // budget still spaces the requests out; `buffered` keeps the page's order.
-    let children = stream::iter(iids)
-        .map(|iid| fetch_children(client, project as u64, resource, iid))
-        .buffered(CHILD_FETCHES)
-        .try_collect()
-        .await?;
-    Ok(Fetched::Page { items: page.items, children, next: page.next })
-}
-
-/// Merge requests or issues whose notes and commits are fetched at once.
-const CHILD_FETCHES: usize = 8;
-
-async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid: u64) -> Result<Children, GitLab> {
-    let (notes, commits) = if resource == "merge_requests" {
-        tokio::try_join!(
-            client.collect_all(PageRequest::merge_request_notes(project, iid)),
-            client.collect_all(PageRequest::merge_request_commits(project, iid)),
-        )?
-    } else {
-        (client.collect_all(PageRequest::issue_notes(project, iid)).await?, Vec::new())
-    };
-    Ok(Children { iid: iid as i64, notes, commits })
-}
-
-/// Whether a page belongs to the backfill (its checkpoint keeps the cursor to resume from) or
-/// to a catch-up (which always starts again from the high-water mark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    Backfill,
-    CatchUp,
-}
-
-/// Stores a page and advances its checkpoint, in the caller's transaction. Returns whether more
-/// pages follow.
-pub(super) async fn store_page(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    project: i64,
-    resource: &str,
-    fetched: Fetched,
-    mode: Mode,
-) -> connector_store::Result<bool> {
-    let (items, children, next) = match fetched {
-        Fetched::Skipped(reason) => {
-            tracing::info!(project, resource, %reason, "resource skipped");
-            sync::record_skipped(tx, connection, project, resource, &reason).await?;
-            sync::advance(tx, connection, project, resource, None, None, 0, true).await?;
-            return Ok(false);
-        }
-        Fetched::Page { items, children, next } => (items, children, next),
-    };
-    let newest = items
-        .iter()
-        .filter_map(|i| i.get("updated_at").or_else(|| i.get("committed_date")).and_then(Value::as_str))
-        .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc))
-        .max();
-    let count = items.len() as i64;
-    let items = Value::Array(items);
-    match resource {
-        "commits" => sync::upsert_commits(tx, connection, project, &items).await?,
-        "merge_requests" => sync::upsert_merge_requests(tx, connection, project, &items).await?,
-        "issues" => sync::upsert_issues(tx, connection, project, &items).await?,
-        _ => sync::upsert_pipelines(tx, connection, project, &items).await?,
-    };
-    let noteable = if resource == "merge_requests" { "MergeRequest" } else { "Issue" };
-    for child in children {
-        sync::upsert_notes(tx, connection, project, noteable, NoteParent::Iid(child.iid), &Value::Array(child.notes)).await?;
-        if !child.commits.is_empty() {
-            let shas: Vec<String> =
-                child.commits.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
-            sync::upsert_commits(tx, connection, project, &Value::Array(child.commits)).await?;
-            sync::set_merge_request_commits(tx, connection, project, child.iid, &shas).await?;
-        }
-    }
-    let cursor = match mode {
-        Mode::Backfill => next.as_ref().map(|n| serde_json::to_value(n).expect("a page request serializes")),
-        Mode::CatchUp => None,
-    };
-    let done = mode == Mode::CatchUp || next.is_none();
-    sync::advance(tx, connection, project, resource, cursor.as_ref(), newest, count, done).await?;
-    Ok(next.is_some())
-}

@@ -1,19 +1,22 @@
-//! The periodic catch-up of a live connection: fetch what changed since each stream's
-//! high-water mark (with overlap, since GitLab's `updated_after` and clocks are not exact), so
-//! that what webhooks missed (dropped over GitLab's rate limit, a push of more than 3 refs, a
-//! disabled hook) still arrives; repair or re-create our hooks; pick up new projects.
+//! The periodic catch-up of a live connection (and the last step of a backfill): fetch what
+//! changed since each stream's high-water mark, the time its last read began (with overlap, for
+//! clocks that differ), so that what webhooks missed (dropped over GitLab's rate limit, a push of
+//! more than 3 refs, a disabled hook) and what changed while a read ran still arrive; find new
+//! commits from the branch heads (`history`); compare ids with GitLab's when due (`reconcile`);
+//! repair or re-create our hooks; follow projects into and out of the groups.
 
 use chrono::{DateTime, Utc};
 use connector_store::connections::{self, Connection, Status};
+use connector_store::jobs::Job;
 use connector_store::{TenantId, hooks, sync};
 use gitlab_client::api::projects::Project;
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::backfill::{Fetched, Locked, Mode, RESOURCES, fetch_page, first_request, store_page};
-use connector_store::jobs::Job;
+use super::backfill::Locked;
 use super::disconnect::owner_of;
+use super::streams::{Advance, Fetched, RESOURCES, StepError, fetch_page, first_request, store_page};
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
 
@@ -39,7 +42,7 @@ impl GitLabJobs {
         }
     }
 
-    async fn catch_up_locked(
+    pub(super) async fn catch_up_locked(
         &self,
         tenant: &TenantId,
         connection: &Connection,
@@ -48,40 +51,13 @@ impl GitLabJobs {
         if let Err(e) = self.repair_hooks(tenant, connection, client).await? {
             return Ok(Err(e));
         }
-        let mut projects = connection.resolved_project_ids.clone().unwrap_or_default();
-        if connection.projects_list.is_empty() {
-            match self.pick_up_new_projects(tenant, connection, client).await? {
-                Ok(all) => projects = all,
-                Err(e) => return Ok(Err(e)),
-            }
-        }
+        let projects = match self.follow_projects(tenant, connection, client).await? {
+            Ok(projects) => projects,
+            Err(e) => return Ok(Err(e)),
+        };
         for project in projects {
-            for resource in RESOURCES {
-                let checkpoint = match self.store.tenant_tx(tenant).await {
-                    Ok(mut tx) => sync::checkpoint(&mut tx, connection.id, project, resource).await,
-                    Err(e) => Err(e),
-                };
-                let mark = match checkpoint {
-                    Ok(cp) => cp.and_then(|c| c.high_water_mark),
-                    Err(e) => return Ok(Err(retry(e))),
-                };
-                let since = since(mark, connection.start_date);
-                let mut request = Some(first_request(project, resource, &since));
-                while let Some(current) = request {
-                    let fetched = fetch_page(client, project, resource, &current).await?;
-                    request = match &fetched {
-                        Fetched::Page { next, .. } => next.clone(),
-                        Fetched::Skipped(_) => None,
-                    };
-                    let stored = async {
-                        let mut tx = self.store.tenant_tx(tenant).await?;
-                        store_page(&mut tx, connection.id, project, resource, fetched, Mode::CatchUp).await?;
-                        tx.commit().await
-                    };
-                    if let Err(e) = stored.await {
-                        return Ok(Err(retry(e)));
-                    }
-                }
+            if let Err(e) = StepError::split(self.catch_up_project(tenant, connection, client, project).await)? {
+                return Ok(Err(e));
             }
         }
         let finished = async {
@@ -90,6 +66,48 @@ impl GitLabJobs {
             tx.commit().await
         };
         Ok(finished.await.map_err(retry))
+    }
+
+    async fn catch_up_project(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient, project: i64) -> Result<(), StepError> {
+        self.catch_up_commits(tenant, connection, client, project).await?;
+        for resource in &RESOURCES[1..] {
+            self.catch_up_stream(tenant, connection, client, project, resource).await?;
+            self.reconcile_stream(tenant, connection, client, project, resource).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads what changed in one stream since its mark, in an order that does not move, and
+    /// moves the mark to when this read began once the read is whole.
+    async fn catch_up_stream(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+        resource: &str,
+    ) -> Result<(), StepError> {
+        let mark = {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            sync::checkpoint(&mut tx, connection.id, project, resource).await?.and_then(|c| c.high_water_mark)
+        };
+        let started = Utc::now();
+        let mut request = first_request(project, resource, &since(mark, connection.start_date));
+        loop {
+            let fetched = fetch_page(client, project, resource, &mut request, true).await?;
+            let next = match &fetched {
+                Fetched::Page { next, .. } => next.clone(),
+                Fetched::Skipped(_) => None,
+            };
+            let advance = next.is_none().then_some(Advance { cursor: None, mark: Some(started), counts: false, done: true });
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            store_page(&mut tx, connection.id, project, resource, fetched, advance).await?;
+            tx.commit().await?;
+            match next {
+                Some(next) => request = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Checks each of our hooks in GitLab: one deleted there is installed again; one GitLab
@@ -148,9 +166,10 @@ impl GitLabJobs {
         Ok(Ok(()))
     }
 
-    /// Every project now in the connection's groups: new ones join the sync (and get a hook
-    /// where hooks are per project); the list is saved.
-    async fn pick_up_new_projects(
+    /// The projects now in the connection's groups. Those gone (deleted, or moved out of the
+    /// groups) leave the sync with their data, whether the connection lists its projects or not;
+    /// without a `projects_list`, new ones join (and get a hook where hooks are per project).
+    async fn follow_projects(
         &self,
         tenant: &TenantId,
         connection: &Connection,
@@ -184,7 +203,7 @@ impl GitLabJobs {
         }
         let known: Vec<i64> = known.into_iter().filter(|id| !gone.contains(id)).collect();
         let new: Vec<&Project> = all.iter().filter(|p| !known.contains(&(p.id as i64))).collect();
-        if new.is_empty() {
+        if new.is_empty() || !connection.projects_list.is_empty() {
             return Ok(Ok(known));
         }
         let ids: Vec<i64> = all.iter().map(|p| p.id as i64).collect();

@@ -5,7 +5,10 @@
 mod backfill;
 mod catch_up;
 mod disconnect;
+mod history;
 mod hooks;
+mod reconcile;
+mod streams;
 mod token_health;
 mod validate;
 
@@ -32,6 +35,10 @@ pub struct SyncSettings {
     pub backfill_slice: Duration,
     /// How soon a live connection gets its first catch-up.
     pub catch_up_interval: chrono::Duration,
+    /// How often a catch-up compares each stream's ids with GitLab's, to find what GitLab
+    /// deleted without telling (merge requests, issues, notes, pipelines): a deletion leaves our
+    /// data within this plus `catch_up_interval`.
+    pub reconcile_interval: chrono::Duration,
     /// Backfills and catch-ups one tenant may run at once across all workers, however many
     /// connections it has: the rest wait their turn, and other tenants' work goes first.
     pub tenant_concurrency: usize,

@@ -61,6 +61,8 @@ impl Env {
                 public_url: "http://127.0.0.1:9".parse().unwrap(),
                 backfill_slice: slice,
                 catch_up_interval: chrono::Duration::hours(1),
+                // Every catch-up compares ids: deletions are found at once.
+                reconcile_interval: chrono::Duration::zero(),
                 tenant_concurrency,
             },
         )

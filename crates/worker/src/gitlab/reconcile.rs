@@ -1,0 +1,149 @@
+//! Deletions GitLab tells nobody about. Deleting a merge request, an issue, a note or a pipeline
+//! fires no webhook and writes no event (Issuable::DestroyService, Notes::DestroyService and
+//! Ci::DestroyPipelineService only destroy; gitlab-org/gitlab#347354 asks for one), so every
+//! `reconcile_interval` a catch-up lists each stream's ids since the start date and compares:
+//! - stored but no longer listed: read once more by id, and deleted when GitLab answers 404 (an
+//!   offset page can skip an item when another is deleted meanwhile; it is not taken for gone);
+//! - listed but not stored (a page skipped it): stored, with its notes and commits;
+//! - a merge request or issue whose `user_notes_count` differs from the user notes stored (a
+//!   comment deleted): its notes are read again whole.
+//!
+//! The cost is one list request per 100 records of each stream per interval, plus one per
+//! difference found.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use connector_store::connections::Connection;
+use connector_store::{TenantId, reconcile};
+use gitlab_client::{Error as GitLab, GitLabClient};
+use serde_json::Value;
+
+use super::GitLabJobs;
+use super::streams::{Fetched, StepError, fetch_children_of, fetch_page, first_request, noteable, store_children, store_items};
+
+impl GitLabJobs {
+    /// Compares one stream's ids with GitLab's when due, and applies what differs.
+    pub(super) async fn reconcile_stream(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+        resource: &str,
+    ) -> Result<(), StepError> {
+        let started = Utc::now();
+        let (stored_parents, stored_pipelines) = {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            if !reconcile::reconcile_due(&mut tx, connection.id, project, resource, self.settings.reconcile_interval).await? {
+                return Ok(());
+            }
+            if resource == "pipelines" {
+                (Default::default(), reconcile::stored_pipelines(&mut tx, connection.id, project).await?.into_iter().collect())
+            } else {
+                (reconcile::stored_parents(&mut tx, connection.id, project, noteable(resource)).await?, BTreeSet::new())
+            }
+        };
+        let key = if resource == "pipelines" { "id" } else { "iid" };
+        let mut seen = BTreeSet::new();
+        let mut request = Some(first_request(project, resource, &connection.start_date));
+        while let Some(mut current) = request {
+            // Switched off or gone (skipped): the stream itself records that; nothing to compare.
+            let Fetched::Page { items, next, .. } = fetch_page(client, project, resource, &mut current, false).await? else {
+                return Ok(());
+            };
+            request = next;
+            let mut missing = Vec::new();
+            let mut renote = Vec::new();
+            for item in items {
+                let Some(id) = item.get(key).and_then(Value::as_i64) else { continue };
+                seen.insert(id);
+                if resource == "pipelines" {
+                    if !stored_pipelines.contains(&id) {
+                        missing.push(item);
+                    }
+                    continue;
+                }
+                match stored_parents.get(&id) {
+                    None => missing.push(item),
+                    Some(stored) => {
+                        let notes = item.get("user_notes_count").and_then(Value::as_i64);
+                        if notes.is_some_and(|n| n != stored.user_notes) {
+                            renote.push(id as u64);
+                        }
+                    }
+                }
+            }
+            self.store_missing(tenant, connection, client, project, resource, missing, renote).await?;
+        }
+        let candidates: Vec<i64> = if resource == "pipelines" {
+            stored_pipelines.iter().copied().filter(|id| !seen.contains(id)).collect()
+        } else {
+            stored_parents.keys().copied().filter(|id| !seen.contains(id)).collect()
+        };
+        let mut gone = Vec::new();
+        for id in candidates {
+            let found = match resource {
+                "merge_requests" => client.merge_request::<Value>(project as u64, id as u64).await,
+                "issues" => client.issue::<Value>(project as u64, id as u64).await,
+                _ => client.pipeline::<Value>(project as u64, id as u64).await,
+            };
+            match found {
+                Err(GitLab::NotFound { .. }) => gone.push(id),
+                Ok(item) => self.store_missing(tenant, connection, client, project, resource, vec![item], Vec::new()).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut tx = self.store.tenant_tx(tenant).await?;
+        let deleted = if resource == "pipelines" {
+            reconcile::delete_pipelines(&mut tx, connection.id, project, &gone).await?
+        } else {
+            reconcile::delete_parents(&mut tx, connection.id, project, noteable(resource), &gone).await?
+        };
+        if deleted > 0 {
+            tracing::info!(connection = %connection.id, project, resource, deleted, "deleted in GitLab: removed");
+        }
+        reconcile::mark_reconciled(&mut tx, connection.id, project, resource, started).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores items a list showed but we lacked, with their children, and reads again the notes
+    /// of `renote`.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_missing(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+        resource: &str,
+        missing: Vec<Value>,
+        renote: Vec<u64>,
+    ) -> Result<(), StepError> {
+        if missing.is_empty() && renote.is_empty() {
+            return Ok(());
+        }
+        if resource == "pipelines" {
+            let mut detailed = Vec::new();
+            for item in missing {
+                let Some(id) = item.get("id").and_then(Value::as_u64) else { continue };
+                detailed.push(client.pipeline::<Value>(project as u64, id).await?);
+            }
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            store_items(&mut tx, connection.id, project, resource, detailed).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let mut iids: Vec<u64> = missing.iter().filter_map(|i| i.get("iid").and_then(Value::as_u64)).collect();
+        iids.extend(renote);
+        let children = fetch_children_of(client, project, resource, iids).await?;
+        let mut tx = self.store.tenant_tx(tenant).await?;
+        store_items(&mut tx, connection.id, project, resource, missing).await?;
+        for child in children {
+            store_children(&mut tx, connection.id, project, resource, child).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
