@@ -40,8 +40,12 @@ pub fn event_kind(payload: &Value, header: Option<&str>) -> Option<String> {
 }
 
 /// A delivery's kind and body as JSON; the reason when it lacks either, which no retry changes.
+/// PostgreSQL cannot store U+0000 in text, which git commit messages (and so push payloads) can
+/// hold: each becomes U+FFFD in what is applied, while the delivery's own row keeps the body as
+/// it came, byte for byte.
 pub fn parse_event(body: &[u8], header: Option<&str>) -> Result<(String, Value), String> {
-    let payload: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let mut payload: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    connector_store::reconcile::replace_nul(&mut payload);
     let kind = event_kind(&payload, header).ok_or_else(|| "no object_kind, event_name or X-Gitlab-Event".to_owned())?;
     Ok((kind, payload))
 }

@@ -338,6 +338,46 @@ async fn an_older_event_after_a_newer_one_changes_nothing(owner: PgPool) {
     assert_eq!(title, "newer title");
 }
 
+/// A U+0000 in a pushed commit's message (git allows it; PostgreSQL's text does not) is applied
+/// with U+FFFD in its place, the delivery keeps the body as it came, and the next delivery of the
+/// same hook applies as usual.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_nul_in_a_payload_is_applied_and_the_original_kept(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let _processor = ingest.start_processor();
+    let mut push: Value = serde_json::from_slice(&fixture("webhook-push.json")).unwrap();
+    push["project_id"] = PROJECT.into();
+    push["project"]["id"] = PROJECT.into();
+    push["commits"][0]["message"] = "fix\u{0}ed the parser\n".into();
+    let sha = push["commits"][0]["id"].as_str().unwrap().to_owned();
+    let body = serde_json::to_vec(&push).unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("\\u0000"), "the body carries the NUL as GitLab's JSON does");
+    let headers = |key: &str| {
+        vec![
+            ("x-gitlab-token", e.secrets.token.expose_secret().to_owned()),
+            ("x-gitlab-event", "Push Hook".to_owned()),
+            ("idempotency-key", key.to_owned()),
+        ]
+    };
+    let (status, _) = ingest.deliver(e.hook, &headers("nul"), body.clone()).await;
+    assert_eq!(status, 200);
+    let mut next = push.clone();
+    next["commits"][0]["message"] = "clean message\n".into();
+    next["commits"][0]["id"] = "f".repeat(40).into();
+    next["commits"].as_array_mut().unwrap().truncate(1);
+    ingest.deliver(e.hook, &headers("clean"), serde_json::to_vec(&next).unwrap()).await;
+    let statuses: Vec<String> = ingest.settled(&e).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses, ["applied", "applied"]);
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    let message: String = sqlx::query_scalar("SELECT message FROM commits WHERE sha = $1").bind(&sha).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(message, "fix\u{FFFD}ed the parser\n");
+    let kept: Vec<u8> = sqlx::query_scalar("SELECT body FROM webhook_deliveries WHERE dedup_key LIKE '%nul%'").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(kept, body, "the delivery keeps the body byte for byte");
+    let clean: i64 = sqlx::query_scalar("SELECT count(*) FROM commits WHERE sha = $1").bind("f".repeat(40)).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(clean, 1);
+}
+
 /// A delivery whose apply fails is retried with backoff, then marked failed with the reason;
 /// the deliveries after it are not held up.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
