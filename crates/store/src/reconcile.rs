@@ -185,6 +185,37 @@ pub async fn delete_pipelines(tx: &mut TenantTx, connection: Uuid, project_id: i
         .rows_affected())
 }
 
+/// The project's comments on commits, by id, with when each was written.
+pub async fn stored_commit_notes(tx: &mut TenantTx, connection: Uuid, project_id: i64) -> Result<BTreeMap<i64, Option<DateTime<Utc>>>> {
+    let (tenant, conn) = tx.parts();
+    let rows: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT gitlab_id, created_at FROM notes
+         WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND noteable_type = 'Commit'",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Deletes notes GitLab no longer has.
+pub async fn delete_notes(tx: &mut TenantTx, connection: Uuid, project_id: i64, ids: &[i64]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query("DELETE FROM notes WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND gitlab_id = ANY($4)")
+        .bind(tenant.as_str())
+        .bind(connection)
+        .bind(project_id)
+        .bind(ids)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
 /// Whether a stream's ids are due for comparison with GitLab's: never compared, or longer ago
 /// than `every`.
 pub async fn reconcile_due(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str, every: chrono::Duration) -> Result<bool> {

@@ -123,6 +123,7 @@ pub async fn upsert_notes(
     let (iid, sha) = match parent {
         NoteParent::Iid(iid) => (Some(iid), None),
         NoteParent::Commit(sha) => (None, Some(sha)),
+        NoteParent::UnnamedCommit => (None, None),
     };
     let (tenant, conn) = tx.parts();
     Ok(sqlx::query(
@@ -133,6 +134,7 @@ pub async fn upsert_notes(
                 (e->>'created_at')::timestamptz, coalesce(e->>'updated_at', e->>'created_at')::timestamptz, e
          FROM jsonb_array_elements($4::jsonb) AS e
          ON CONFLICT (tenant_id, connection_id, project_id, gitlab_id) DO UPDATE SET
+             commit_sha = coalesce(excluded.commit_sha, t.commit_sha),
              body = excluded.body, author_id = coalesce(excluded.author_id, t.author_id),
              author_username = coalesce(excluded.author_username, t.author_username),
              system = excluded.system, gitlab_updated_at = excluded.gitlab_updated_at, raw = t.raw || excluded.raw,
@@ -155,6 +157,9 @@ pub async fn upsert_notes(
 pub enum NoteParent<'a> {
     Iid(i64),
     Commit(&'a str),
+    /// A comment on a commit GitLab did not name: the project's events list commit comments
+    /// without the commit's sha. A webhook's copy fills it in.
+    UnnamedCommit,
 }
 
 pub async fn upsert_pipelines(tx: &mut TenantTx, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
@@ -260,6 +265,7 @@ pub async fn replace_notes(
     let (iid, sha) = match parent {
         NoteParent::Iid(iid) => (Some(iid), None),
         NoteParent::Commit(sha) => (None, Some(sha)),
+        NoteParent::UnnamedCommit => (None, None),
     };
     let (tenant, conn) = tx.parts();
     sqlx::query(

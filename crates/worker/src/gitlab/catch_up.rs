@@ -70,6 +70,7 @@ impl GitLabJobs {
 
     async fn catch_up_project(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient, project: i64) -> Result<(), StepError> {
         self.catch_up_commits(tenant, connection, client, project).await?;
+        self.reconcile_commit_notes(tenant, connection, client, project).await?;
         for resource in &RESOURCES[1..] {
             self.catch_up_stream(tenant, connection, client, project, resource).await?;
             self.reconcile_stream(tenant, connection, client, project, resource).await?;

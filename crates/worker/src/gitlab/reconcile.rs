@@ -10,13 +10,20 @@
 //!
 //! The cost is one list request per 100 records of each stream per interval, plus one per
 //! difference found.
+//!
+//! Comments on commits have no list of their own: the project's events (one per comment,
+//! embedding it) are the only place GitLab lists them, so they are read from there at the same
+//! pace, and one no longer among the events leaves our data. Those events do not name the
+//! commit (GitLab's Note entity exposes `commit_id` only for merge request diff notes): a comment
+//! first seen there is stored without its sha, which its webhook delivery fills in.
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use connector_store::connections::Connection;
+use connector_store::sync::{self, NoteParent};
 use connector_store::{TenantId, reconcile};
-use gitlab_client::{Error as GitLab, GitLabClient};
+use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 
 use super::GitLabJobs;
@@ -104,6 +111,53 @@ impl GitLabJobs {
             tracing::info!(connection = %connection.id, project, resource, deleted, "deleted in GitLab: removed");
         }
         reconcile::mark_reconciled(&mut tx, connection.id, project, resource, started).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the project's comments on commits from its events when due, storing new ones and
+    /// removing those GitLab no longer lists.
+    pub(super) async fn reconcile_commit_notes(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+    ) -> Result<(), StepError> {
+        let started = Utc::now();
+        let stored = {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            if !reconcile::reconcile_due(&mut tx, connection.id, project, "commits", self.settings.reconcile_interval).await? {
+                return Ok(());
+            }
+            reconcile::stored_commit_notes(&mut tx, connection.id, project).await?
+        };
+        let events: Vec<Value> = match client.collect_all(PageRequest::comment_events(project as u64, &connection.start_date)).await {
+            Err(GitLab::Forbidden { .. } | GitLab::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let created = |n: &Value| n.get("created_at").and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+        let notes: Vec<Value> = events
+            .into_iter()
+            .filter_map(|mut e| e.get_mut("note").map(Value::take))
+            .filter(|n| n.get("noteable_type").and_then(Value::as_str) == Some("Commit"))
+            .filter(|n| created(n).is_some_and(|at| at >= connection.start_date))
+            .collect();
+        let listed: BTreeSet<i64> = notes.iter().filter_map(|n| n.get("id").and_then(Value::as_i64)).collect();
+        // GitLab removes events after some years (3 in current docs): older comments are not
+        // taken for deleted because their events went.
+        let retained = started - chrono::Duration::days(2 * 365);
+        let gone: Vec<i64> = stored
+            .iter()
+            .filter(|(id, at)| !listed.contains(id) && at.is_some_and(|at| at > retained))
+            .map(|(id, _)| *id)
+            .collect();
+        let new: Vec<Value> = notes.into_iter().filter(|n| n.get("id").and_then(Value::as_i64).is_some_and(|id| !stored.contains_key(&id))).collect();
+        let mut tx = self.store.tenant_tx(tenant).await?;
+        let notes = super::streams::clean(&mut tx, connection.id, project, "notes", new).await?;
+        sync::upsert_notes(&mut tx, connection.id, project, "Commit", NoteParent::UnnamedCommit, &Value::Array(notes)).await?;
+        reconcile::delete_notes(&mut tx, connection.id, project, &gone).await?;
+        reconcile::mark_reconciled(&mut tx, connection.id, project, "commits", started).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -266,7 +266,7 @@ pub(super) async fn store_items(
 /// GitLab's text) can. Such a record is stored with U+FFFD in each NUL's place, so the rest of
 /// its page and stream go on and Coworker still sees it, and its original JSON is kept aside
 /// byte for byte with the reason.
-async fn clean(
+pub(super) async fn clean(
     tx: &mut TenantTx,
     connection: Uuid,
     project: i64,
