@@ -115,11 +115,11 @@ async fn more_than_ten_thousand_commits_are_walked_without_totals() {
 }
 
 #[tokio::test]
-async fn keyset_issues_by_update_time_and_keyset_projects() {
+async fn keyset_issues_by_creation_and_keyset_projects() {
     let sim = start(large(), SimConfig::default()).await;
     let (issues_expected, projects_expected) = sim.sim.with_dataset(|ds| {
         let mut issues: Vec<_> = ds.project(HEAVY).unwrap().issues.iter().collect();
-        issues.sort_by_key(|i| (i.updated_at, i.id));
+        issues.sort_by_key(|i| (i.created_at, i.id));
         (
             issues.iter().map(|i| i.id).collect::<Vec<_>>(),
             ds.projects.iter().map(|p| p.id).collect::<Vec<_>>(),
@@ -138,7 +138,7 @@ async fn keyset_issues_by_update_time_and_keyset_projects() {
     assert!(
         issues
             .windows(2)
-            .all(|w| w[0].updated_at <= w[1].updated_at)
+            .all(|w| w[0].created_at <= w[1].created_at)
     );
     // The offset fallback for older instances lists the same issues in the same order.
     let (offset, _) = walk::<Issue>(

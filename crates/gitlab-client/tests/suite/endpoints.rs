@@ -95,7 +95,7 @@ async fn list_requests_carry_the_backfill_filters() {
         "/projects/7/merge_requests",
         &[
             ("updated_after", at),
-            ("order_by", "updated_at"),
+            ("order_by", "created_at"),
             ("sort", "asc"),
             ("state", "all"),
             ("scope", "all"),
@@ -107,7 +107,7 @@ async fn list_requests_carry_the_backfill_filters() {
         &[
             ("pagination", "keyset"),
             ("updated_after", at),
-            ("order_by", "updated_at"),
+            ("order_by", "created_at"),
             ("sort", "asc"),
             ("scope", "all"),
         ],
@@ -116,7 +116,22 @@ async fn list_requests_carry_the_backfill_filters() {
     check(
         PageRequest::pipelines(7, Some(&since)),
         "/projects/7/pipelines",
-        &[("updated_after", at), ("order_by", "updated_at")],
+        &[("updated_after", at), ("order_by", "id"), ("sort", "asc")],
+    );
+    check(
+        PageRequest::commits_of(7, "abc..def"),
+        "/projects/7/repository/commits",
+        &[("ref_name", "abc..def")],
+    );
+    check(
+        PageRequest::commit_comments(7, "abc"),
+        "/projects/7/repository/commits/abc/comments",
+        &[],
+    );
+    check(
+        PageRequest::comment_events(7, &since),
+        "/projects/7/events",
+        &[("action", "commented"), ("target_type", "note"), ("after", "2025-01-01"), ("sort", "asc")],
     );
     check(
         PageRequest::merge_request_notes(7, 3),

@@ -108,7 +108,7 @@ async fn offset_pages_follow_x_next_page() {
     assert_eq!(seen.iter().map(page_number).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(
         seen.iter()
-            .all(|s| s.param("order_by").as_deref() == Some("updated_at"))
+            .all(|s| s.param("order_by").as_deref() == Some("id"))
     );
 }
 
