@@ -357,6 +357,9 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     .unwrap();
     connections::mark_live(&mut tx, c, chrono::Duration::minutes(15)).await.unwrap();
     sync::record_skipped(&mut tx, c, p2, "issues", &t("issues are switched off")).await.unwrap();
+    let heads = std::collections::BTreeMap::from([("main".to_owned(), s2.to_owned())]);
+    connector_store::reconcile::set_branch_heads(&mut tx, c, p1, &heads).await.unwrap();
+    connector_store::reconcile::keep_aside(&mut tx, c, Some(p1), "commits", s1, &t("held U+0000"), b"{}").await.unwrap();
     sync::advance(&mut tx, c, p1, "commits", None, Some(Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap()), 2, true).await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new(A.into(), Job::CatchUp { connection: c }), &t("gave up")).await.unwrap();
     let delivery_body = format!(r#"{{"project_id":{p1},"ref":"{A}"}}"#);
