@@ -11,6 +11,19 @@ pub struct SimConfig {
     pub latency: Latency,
     pub faults: Faults,
     pub delivery: DeliveryConfig,
+    /// Edits made while a client pages a list; off by default.
+    #[serde(default)]
+    pub churn: Churn,
+}
+
+/// Lists that reorder while a client pages them, as on a busy instance: before each later page
+/// of a project's merge requests, issues or pipelines, one item of an earlier page is edited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Churn {
+    pub enabled: bool,
+    /// Edits left; none are made at 0. `None` (absent) means no limit.
+    pub budget: Option<u64>,
 }
 
 /// `throttle_authenticated_api`: requests per token per period.

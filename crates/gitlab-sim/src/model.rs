@@ -21,6 +21,21 @@ pub struct Instance {
     pub revision: String,
 }
 
+impl Instance {
+    /// Whether this is GitLab `major.minor` or later; a version that does not parse (it is
+    /// set through the control API) counts as the newest.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self
+            .version
+            .split(['.', '-'])
+            .map(|part| part.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => (a, b) >= (major, minor),
+            _ => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {

@@ -41,6 +41,11 @@ impl Params {
         self.get(key).and_then(|v| v.parse().ok())
     }
 
+    /// The requested offset page, 1 when absent or invalid.
+    pub fn page(&self) -> usize {
+        self.number("page").filter(|p| *p >= 1).unwrap_or(1)
+    }
+
     /// `base` + path + this query with the given keys replaced.
     fn link(&self, base: &str, replace: &[(&str, String)]) -> String {
         let mut pairs: Vec<(String, String)> = self
@@ -94,8 +99,8 @@ pub fn offset<'a, T>(
     keyset_type: Option<&'static str>,
 ) -> Result<(&'a [T], HeaderMap)> {
     let per_page = per_page(params);
-    let page = params.number("page").filter(|p| *p >= 1).unwrap_or(1);
-    let start = (page - 1).saturating_mul(per_page);
+    let page = params.page();
+    let start = offset_start(params);
     if let Some(kind) = keyset_type
         && start >= MAX_OFFSET
     {
@@ -152,6 +157,11 @@ pub fn offset<'a, T>(
     }
     set(&mut headers, "link", links.join(", "));
     Ok((slice, headers))
+}
+
+/// Index of the first record of the requested offset page.
+pub fn offset_start(params: &Params) -> usize {
+    (params.page() - 1).saturating_mul(per_page(params))
 }
 
 pub fn wants_keyset(params: &Params) -> bool {

@@ -17,6 +17,9 @@ pub struct Stats {
     pub webhooks_failed: u64,
     /// Deliveries skipped: hook disabled, group hooks unlicensed, or a push over the ref limit.
     pub webhooks_suppressed: u64,
+    /// Items edited by the churn setting while a client paged their list.
+    #[serde(default)]
+    pub churned: u64,
 }
 
 impl Stats {

@@ -1,5 +1,6 @@
 //! GitLab's REST API v4 routes.
 
+mod events;
 mod groups;
 mod hooks;
 mod meta;
@@ -88,6 +89,7 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
         .merge(groups::routes())
         .merge(projects::routes())
         .merge(records::routes())
+        .merge(events::routes())
         .merge(hooks::project_routes())
         .route_layer(auth());
     let group_hooks = hooks::group_routes()

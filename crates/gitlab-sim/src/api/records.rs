@@ -7,6 +7,7 @@ use axum::routing::get;
 use super::{ApiResult, Ctx, json, page};
 use crate::dataset::Dataset;
 use crate::error::SimError;
+use crate::control::churn;
 use crate::model::*;
 use crate::pagination::{self, Cursor, Params};
 use crate::render;
@@ -75,9 +76,8 @@ fn sort_desc(params: &Params) -> bool {
     params.get("sort").unwrap_or("desc") != "asc"
 }
 
-async fn merge_requests(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
-    let ds = read(&ctx.sim.shared.data);
-    let p = ds.visible_project(ctx.caller.user_id, &id)?;
+/// The project's merge requests matching the request's filters, in its order.
+fn mr_list<'a>(ctx: &Ctx, p: &'a Project) -> Result<Vec<&'a MergeRequest>, SimError> {
     let window = Window::from(&ctx.params)?;
     let me = ctx.caller.user_id;
     let state = ctx.params.get("state").unwrap_or("all");
@@ -107,6 +107,40 @@ async fn merge_requests(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     if sort_desc(&ctx.params) {
         list.reverse();
     }
+    Ok(list)
+}
+
+/// With the churn setting on, a later page is preceded by one edit of an item of an earlier
+/// page (see `control::churn`); the page is then computed from the edited data.
+fn churn_before_page<T>(
+    ctx: &Ctx,
+    received: impl FnOnce(&Dataset) -> Result<Option<(u64, T)>, SimError>,
+    target: impl FnOnce(T) -> churn::Target,
+) -> Result<(), SimError> {
+    if !churn::wanted(&ctx.sim, &ctx.params) {
+        return Ok(());
+    }
+    let picked = received(&read(&ctx.sim.shared.data))?;
+    if let Some((project_id, item)) = picked {
+        churn::edit(&ctx.sim, project_id, target(item));
+    }
+    Ok(())
+}
+
+async fn merge_requests(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
+    churn_before_page(
+        &ctx,
+        |ds| {
+            let p = ds.visible_project(ctx.caller.user_id, &id)?;
+            let list = mr_list(&ctx, p)?;
+            let start = pagination::offset_start(&ctx.params).min(list.len());
+            Ok(churn::pick(&ctx.sim, &list[..start]).map(|m| (p.id, m.iid)))
+        },
+        |iid| churn::Target::MergeRequest { iid },
+    )?;
+    let ds = read(&ctx.sim.shared.data);
+    let p = ds.visible_project(ctx.caller.user_id, &id)?;
+    let list = mr_list(&ctx, p)?;
     let simple = ctx.params.get("view") == Some("simple");
     let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, None)?;
     Ok(page(
@@ -206,17 +240,49 @@ fn can_read_issue(ds: &Dataset, p: &Project, user: u64, i: &Issue) -> bool {
         || ds.project_access(user, p).is_some_and(|l| l >= REPORTER)
 }
 
+/// The orders project issues can be keyset-paginated by: `Issue.supported_keyset_orderings`
+/// as gitlab-org/gitlab!199887 (GitLab 18.3) lists them. lib/api/issues.rb drops the
+/// `pagination` parameter for any other `order_by`, so those requests get offset pages.
+const ISSUE_KEYSET_ORDERS: &[&str] = &[
+    "id",
+    "title",
+    "created_at",
+    "updated_at",
+    "due_date",
+    "relative_position",
+    "weight",
+];
+
+/// Project issues gained keyset pagination in GitLab 18.3 (gitlab-org/gitlab!199887). Before,
+/// lib/api/issues.rb paged them with `paginate`, which in lib/api/helpers/pagination.rb is
+/// offset pagination alone: `pagination=keyset` is an undeclared parameter nobody reads, so the
+/// answer is an ordinary offset page (no 405, which only `paginate_with_strategies` in
+/// lib/api/helpers/pagination_strategies.rb gives), and no offset limit applies either.
+fn issue_keyset_available(ds: &Dataset) -> bool {
+    ds.instance.at_least(18, 3)
+}
+
+/// The sort key of an issue as a string whose order is the list's order (cursors carry it).
+/// Due dates and weights are never set here, and the relative position follows the iid
+/// (`relative_position` in hooks is `iid * 513`).
 fn issue_key(i: &Issue, key: &str) -> String {
     match key {
         "updated_at" => api(&i.updated_at),
         "created_at" => api(&i.created_at),
+        "title" => i.title.clone(),
+        "relative_position" => format!("{:020}", i.iid),
+        "due_date" | "weight" => String::new(),
         _ => format!("{:020}", i.id),
     }
 }
 
-async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
-    let ds = read(&ctx.sim.shared.data);
-    let p = ds.visible_project(ctx.caller.user_id, &id)?;
+/// The project's issues the caller may read that match the request's filters, in its order,
+/// with the order key and direction.
+fn issue_list<'a>(
+    ctx: &Ctx,
+    ds: &Dataset,
+    p: &'a Project,
+) -> Result<(Vec<&'a Issue>, &'static str, bool), SimError> {
     let me = ctx.caller.user_id;
     let window = Window::from(&ctx.params)?;
     let state = ctx.params.get("state").unwrap_or("all");
@@ -228,7 +294,7 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
         .unwrap_or_default();
     let mut list: Vec<&Issue> = issues_visible(p)
         .iter()
-        .filter(|i| can_read_issue(&ds, p, me, i))
+        .filter(|i| can_read_issue(ds, p, me, i))
         .filter(|i| state == "all" || i.state.as_str() == state)
         .filter(|i| match scope {
             "created_by_me" | "created-by-me" => i.author_id == me,
@@ -243,13 +309,21 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
         })
         .filter(|i| window.admits(i.created_at, i.updated_at))
         .collect();
-    let key = ctx.params.get("order_by").unwrap_or("created_at");
+    let key = match ctx.params.get("order_by").unwrap_or("created_at") {
+        "updated_at" => "updated_at",
+        "id" => "id",
+        "title" => "title",
+        "due_date" => "due_date",
+        "relative_position" => "relative_position",
+        "weight" => "weight",
+        _ => "created_at",
+    };
     list.sort_by(|a, b| {
         let ord = match key {
             "updated_at" => a.updated_at.cmp(&b.updated_at),
-            "id" => a.id.cmp(&b.id),
-            "title" => a.title.cmp(&b.title),
-            _ => a.created_at.cmp(&b.created_at),
+            "created_at" => a.created_at.cmp(&b.created_at),
+            "id" => std::cmp::Ordering::Equal,
+            _ => issue_key(a, key).cmp(&issue_key(b, key)),
         };
         ord.then(a.id.cmp(&b.id))
     });
@@ -257,24 +331,67 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     if desc {
         list.reverse();
     }
-    let render = |i: &&Issue| render::issue(&ds, p, i, &ctx.base);
-    if pagination::wants_keyset(&ctx.params) {
-        if !matches!(key, "created_at" | "updated_at" | "id") {
-            return Err(SimError::KeysetUnsupported);
+    Ok((list, key, desc))
+}
+
+/// Whether this issues request is answered with keyset pagination.
+fn issue_keyset(ctx: &Ctx, ds: &Dataset) -> bool {
+    let key = ctx.params.get("order_by").unwrap_or("created_at");
+    pagination::wants_keyset(&ctx.params)
+        && issue_keyset_available(ds)
+        && ISSUE_KEYSET_ORDERS.contains(&key)
+}
+
+/// Where the keyset page after `cursor` starts in `list`.
+fn issue_cursor_start(
+    list: &[&Issue],
+    key: &str,
+    desc: bool,
+    cursor: Option<&Cursor>,
+) -> usize {
+    list.iter()
+        .position(|i| issue_after(i, key, desc, cursor))
+        .unwrap_or(list.len())
+}
+
+fn issue_after(i: &Issue, key: &str, desc: bool, cursor: Option<&Cursor>) -> bool {
+    match cursor {
+        None => true,
+        Some(c) => {
+            let here = (issue_key(i, key), i.id);
+            let there = (c.key.clone(), c.id);
+            if desc { here < there } else { here > there }
         }
+    }
+}
+
+async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
+    churn_before_page(
+        &ctx,
+        |ds| {
+            let p = ds.visible_project(ctx.caller.user_id, &id)?;
+            let (list, key, desc) = issue_list(&ctx, ds, p)?;
+            let start = if issue_keyset(&ctx, ds) {
+                let cursor = ctx.params.get("cursor").map(Cursor::decode).transpose()?;
+                issue_cursor_start(&list, key, desc, cursor.as_ref())
+            } else {
+                pagination::offset_start(&ctx.params).min(list.len())
+            };
+            Ok(churn::pick(&ctx.sim, &list[..start]).map(|i| (p.id, i.iid)))
+        },
+        |iid| churn::Target::Issue { iid },
+    )?;
+    let ds = read(&ctx.sim.shared.data);
+    let p = ds.visible_project(ctx.caller.user_id, &id)?;
+    let (list, key, desc) = issue_list(&ctx, &ds, p)?;
+    let render = |i: &&Issue| render::issue(&ds, p, i, &ctx.base);
+    if issue_keyset(&ctx, &ds) {
         let cursor = ctx.params.get("cursor").map(Cursor::decode).transpose()?;
         let (slice, headers) = pagination::keyset(
             &list,
             &ctx.params,
             &ctx.origin,
-            |i| match &cursor {
-                None => true,
-                Some(c) => {
-                    let here = (issue_key(i, key), i.id);
-                    let there = (c.key.clone(), c.id);
-                    if desc { here < there } else { here > there }
-                }
-            },
+            |i| issue_after(i, key, desc, cursor.as_ref()),
             |i| {
                 (
                     "cursor",
@@ -288,7 +405,10 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
         );
         return Ok(page(slice.iter().map(render).collect(), headers));
     }
-    let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, Some("Issue"))?;
+    // From 18.3 issues are paged by `paginate_with_strategies`, whose offset paginator caps
+    // the offset for types that support keyset (lib/api/helpers/pagination_strategies.rb).
+    let cap = issue_keyset_available(&ds).then_some("Issue");
+    let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, cap)?;
     Ok(page(slice.iter().map(render).collect(), headers))
 }
 
@@ -330,9 +450,8 @@ fn ci_project<'a>(ds: &'a Dataset, ctx: &Ctx, id: &str) -> Result<&'a Project, S
     Ok(p)
 }
 
-async fn pipelines(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
-    let ds = read(&ctx.sim.shared.data);
-    let p = ci_project(&ds, &ctx, &id)?;
+/// The project's pipelines matching the request's filters, in its order.
+fn pipeline_list<'a>(ctx: &Ctx, p: &'a Project) -> Result<Vec<&'a Pipeline>, SimError> {
     let window = Window::from(&ctx.params)?;
     let mut list: Vec<&Pipeline> = p
         .pipelines
@@ -357,6 +476,25 @@ async fn pipelines(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     if sort_desc(&ctx.params) {
         list.reverse();
     }
+    Ok(list)
+}
+
+/// Items are `Ci::PipelineBasic` (lib/api/entities/ci/pipeline_basic.rb): no `started_at`,
+/// `finished_at` or `duration`, which only the single pipeline (`Ci::Pipeline`) has.
+async fn pipelines(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
+    churn_before_page(
+        &ctx,
+        |ds| {
+            let p = ci_project(ds, &ctx, &id)?;
+            let list = pipeline_list(&ctx, p)?;
+            let start = pagination::offset_start(&ctx.params).min(list.len());
+            Ok(churn::pick(&ctx.sim, &list[..start]).map(|pl| (p.id, pl.id)))
+        },
+        |id| churn::Target::Pipeline { id },
+    )?;
+    let ds = read(&ctx.sim.shared.data);
+    let p = ci_project(&ds, &ctx, &id)?;
+    let list = pipeline_list(&ctx, p)?;
     let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, None)?;
     Ok(page(
         slice

@@ -206,6 +206,68 @@ pub async fn update_pipeline(
     .await
 }
 
+/// One step a pipeline of a busy project takes on its own, for the churn setting: a running
+/// pipeline succeeds (its unfinished jobs with it), a pipeline that has not started begins
+/// running, and a finished one runs again because someone retried its failed or canceled jobs
+/// (or, when none failed, its last job: GitLab lets any finished job be retried, and a pipeline
+/// with a pending job among successful ones is `running` in Gitlab::Ci::Status::Composite).
+/// Returns the Job Hooks of the jobs that moved and the Pipeline Hook, as `update_pipeline`.
+pub(super) fn step_pipeline(
+    ds: &mut Dataset,
+    id: u64,
+    pipeline_id: u64,
+    now: Ts,
+    base: &str,
+) -> Result<Vec<Event>, SimError> {
+    let p = project_mut(ds, id)?;
+    let pl = p
+        .pipelines
+        .iter_mut()
+        .find(|x| x.id == pipeline_id)
+        .ok_or(SimError::NotFound("Pipeline"))?;
+    let mut changed = Vec::new();
+    if pl.status == "running" {
+        for j in pl
+            .jobs
+            .iter_mut()
+            .filter(|j| !FINISHED.contains(&j.status.as_str()))
+        {
+            set_job_status(j, "success", now);
+            changed.push(j.id);
+        }
+        set_pipeline_status(pl, "success", now);
+    } else if FINISHED.contains(&pl.status.as_str()) {
+        let mut retried: Vec<usize> = (0..pl.jobs.len())
+            .filter(|&i| matches!(pl.jobs[i].status.as_str(), "failed" | "canceled"))
+            .collect();
+        if retried.is_empty() && !pl.jobs.is_empty() {
+            retried.push(pl.jobs.len() - 1);
+        }
+        for i in retried {
+            let j = &mut pl.jobs[i];
+            j.status = "pending".into();
+            j.started_at = None;
+            j.finished_at = None;
+            changed.push(j.id);
+        }
+        pl.status = "running".into();
+        pl.finished_at = None;
+        pl.started_at.get_or_insert(now);
+        pl.updated_at = now;
+    } else {
+        if let Some(j) = pl
+            .jobs
+            .iter_mut()
+            .find(|j| !FINISHED.contains(&j.status.as_str()))
+        {
+            set_job_status(j, "running", now);
+            changed.push(j.id);
+        }
+        set_pipeline_status(pl, "running", now);
+    }
+    Ok(pipeline_events(ds, id, pipeline_id, &changed, base))
+}
+
 /// Moves one job; the pipeline follows (running while any job runs, failed on a failure,
 /// success when all succeeded) and fires its own hook when its status changes.
 pub async fn update_job(

@@ -11,13 +11,13 @@ use crate::dataset::{Dataset, Ids};
 use crate::error::SimError;
 use crate::model::*;
 use crate::state::{Simulator, write};
-use crate::time::{self};
+use crate::time::{self, Ts};
 use crate::webhook::payloads::{self, Changes};
 use crate::webhook::{Event, Trigger};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct IssueBody {
-    title: Option<String>,
+    pub(super) title: Option<String>,
     description: Option<String>,
     confidential: Option<bool>,
     labels: Option<Vec<String>>,
@@ -109,49 +109,63 @@ pub async fn update_issue(
     let event = {
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, b.user_id)?;
-        let p = project_mut(&mut ds, id)?;
-        issues_enabled(p)?;
-        let issue = p
-            .issues
-            .iter_mut()
-            .find(|i| i.iid == iid)
-            .ok_or(SimError::NotFound("Issue"))?;
-        let mut changes: Changes = Vec::new();
-        if let Some(t) = &b.title {
-            changes.push(("title", issue.title.clone().into(), t.clone().into()));
-            issue.title = t.clone();
-        }
-        if let Some(d) = &b.description {
-            changes.push((
-                "description",
-                issue.description.clone().into(),
-                d.clone().into(),
-            ));
-            issue.description = d.clone();
-        }
-        if let Some(c) = b.confidential {
-            changes.push(("confidential", issue.confidential.into(), c.into()));
-            issue.confidential = c;
-        }
-        if let Some(l) = &b.labels {
-            changes.push(("labels", json!(issue.labels), json!(l)));
-            issue.labels = l.clone();
-        }
-        if let Some(a) = &b.assignee_ids {
-            changes.push(("assignees", json!(issue.assignee_ids), json!(a)));
-            issue.assignee_ids = a.clone();
-        }
-        changes.push(("updated_by_id", json!(issue.updated_by_id), user.id.into()));
-        changes.push((
-            "updated_at",
-            time::hook(&issue.updated_at).into(),
-            time::hook(&now).into(),
-        ));
-        issue.updated_at = now;
-        issue.updated_by_id = Some(user.id);
-        issue_event(&ds, id, iid, &user, "update", &changes, &base)
+        apply_update(&mut ds, id, iid, &user, &b, now, &base)?
     };
     respond(&sim, w, vec![event], json!({"iid": iid})).await
+}
+
+/// Applies the fields of `b` to an issue, moves its `updated_at` to `now`, and returns the
+/// Issue Hook (`action: update`) it fires.
+pub(super) fn apply_update(
+    ds: &mut Dataset,
+    id: u64,
+    iid: u64,
+    user: &User,
+    b: &IssueBody,
+    now: Ts,
+    base: &str,
+) -> Result<Event, SimError> {
+    let p = project_mut(ds, id)?;
+    issues_enabled(p)?;
+    let issue = p
+        .issues
+        .iter_mut()
+        .find(|i| i.iid == iid)
+        .ok_or(SimError::NotFound("Issue"))?;
+    let mut changes: Changes = Vec::new();
+    if let Some(t) = &b.title {
+        changes.push(("title", issue.title.clone().into(), t.clone().into()));
+        issue.title = t.clone();
+    }
+    if let Some(d) = &b.description {
+        changes.push((
+            "description",
+            issue.description.clone().into(),
+            d.clone().into(),
+        ));
+        issue.description = d.clone();
+    }
+    if let Some(c) = b.confidential {
+        changes.push(("confidential", issue.confidential.into(), c.into()));
+        issue.confidential = c;
+    }
+    if let Some(l) = &b.labels {
+        changes.push(("labels", json!(issue.labels), json!(l)));
+        issue.labels = l.clone();
+    }
+    if let Some(a) = &b.assignee_ids {
+        changes.push(("assignees", json!(issue.assignee_ids), json!(a)));
+        issue.assignee_ids = a.clone();
+    }
+    changes.push(("updated_by_id", json!(issue.updated_by_id), user.id.into()));
+    changes.push((
+        "updated_at",
+        time::hook(&issue.updated_at).into(),
+        time::hook(&now).into(),
+    ));
+    issue.updated_at = now;
+    issue.updated_by_id = Some(user.id);
+    Ok(issue_event(ds, id, iid, user, "update", &changes, base))
 }
 
 /// `close` or `reopen`.

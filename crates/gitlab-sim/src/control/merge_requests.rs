@@ -12,7 +12,7 @@ use crate::dataset::{Dataset, Ids};
 use crate::error::SimError;
 use crate::model::*;
 use crate::state::{Simulator, lock, read, write};
-use crate::time::{self};
+use crate::time::{self, Ts};
 use crate::webhook::payloads::{self, Changes, MrChange};
 use crate::webhook::{Event, Trigger};
 
@@ -20,7 +20,7 @@ use crate::webhook::{Event, Trigger};
 pub struct MrBody {
     source_branch: Option<String>,
     target_branch: Option<String>,
-    title: Option<String>,
+    pub(super) title: Option<String>,
     description: Option<String>,
     labels: Option<Vec<String>>,
     assignee_ids: Option<Vec<u64>>,
@@ -165,43 +165,57 @@ pub async fn update_mr(
     let event = {
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, b.user_id)?;
-        let p = project_mut(&mut ds, id)?;
-        let mr = p
-            .merge_requests
-            .iter_mut()
-            .find(|m| m.iid == iid)
-            .ok_or(SimError::NotFound("Merge Request"))?;
-        let mut changes: Changes = Vec::new();
-        if let Some(t) = &b.title {
-            changes.push(("title", mr.title.clone().into(), t.clone().into()));
-            mr.draft = t.starts_with("Draft:");
-            mr.title = t.clone();
-        }
-        if let Some(d) = &b.description {
-            changes.push((
-                "description",
-                mr.description.clone().into(),
-                d.clone().into(),
-            ));
-            mr.description = d.clone();
-        }
-        if let Some(l) = &b.labels {
-            changes.push(("labels", json!(mr.labels), json!(l)));
-            mr.labels = l.clone();
-        }
-        if let Some(a) = &b.assignee_ids {
-            changes.push(("assignees", json!(mr.assignee_ids), json!(a)));
-            mr.assignee_ids = a.clone();
-        }
-        changes.push((
-            "updated_at",
-            time::hook(&mr.updated_at).into(),
-            time::hook(&now).into(),
-        ));
-        mr.updated_at = now;
-        mr_event(&ds, id, iid, &user, "update", &changes, &base)
+        apply_update(&mut ds, id, iid, &user, &b, now, &base)?
     };
     respond(&sim, w, vec![event], json!({"iid": iid})).await
+}
+
+/// Applies the title, description, labels and assignees of `b` to a merge request, moves its
+/// `updated_at` to `now`, and returns the Merge Request Hook (`action: update`) it fires.
+pub(super) fn apply_update(
+    ds: &mut Dataset,
+    id: u64,
+    iid: u64,
+    user: &User,
+    b: &MrBody,
+    now: Ts,
+    base: &str,
+) -> Result<Event, SimError> {
+    let p = project_mut(ds, id)?;
+    let mr = p
+        .merge_requests
+        .iter_mut()
+        .find(|m| m.iid == iid)
+        .ok_or(SimError::NotFound("Merge Request"))?;
+    let mut changes: Changes = Vec::new();
+    if let Some(t) = &b.title {
+        changes.push(("title", mr.title.clone().into(), t.clone().into()));
+        mr.draft = t.starts_with("Draft:");
+        mr.title = t.clone();
+    }
+    if let Some(d) = &b.description {
+        changes.push((
+            "description",
+            mr.description.clone().into(),
+            d.clone().into(),
+        ));
+        mr.description = d.clone();
+    }
+    if let Some(l) = &b.labels {
+        changes.push(("labels", json!(mr.labels), json!(l)));
+        mr.labels = l.clone();
+    }
+    if let Some(a) = &b.assignee_ids {
+        changes.push(("assignees", json!(mr.assignee_ids), json!(a)));
+        mr.assignee_ids = a.clone();
+    }
+    changes.push((
+        "updated_at",
+        time::hook(&mr.updated_at).into(),
+        time::hook(&now).into(),
+    ));
+    mr.updated_at = now;
+    Ok(mr_event(ds, id, iid, user, "update", &changes, base))
 }
 
 /// `close`, `reopen`, `merge`, or `commits` (push `count` commits to the source branch).

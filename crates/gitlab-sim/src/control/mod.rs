@@ -4,7 +4,9 @@
 
 mod admin;
 mod changes;
+pub(crate) mod churn;
 mod ci;
+mod deletions;
 mod issues;
 mod merge_requests;
 mod notes;
@@ -31,6 +33,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/-/sim/rate_limit", put(admin::set_rate_limit))
         .route("/-/sim/delivery", put(admin::set_delivery))
         .route("/-/sim/instance", put(admin::set_instance))
+        .route("/-/sim/churn", put(churn::set_churn))
         .route("/-/sim/truth", get(admin::truth))
         .route("/-/sim/truth/projects/{id}", get(admin::truth_project))
         .route(
@@ -47,6 +50,10 @@ pub(crate) fn routes() -> Router<Simulator> {
         )
         .route("/-/sim/projects", post(admin::create_project))
         .route("/-/sim/projects/{id}", delete(admin::delete_project))
+        .route(
+            "/-/sim/projects/{id}/transfer",
+            post(deletions::transfer_project),
+        )
         .route("/-/sim/hooks/{id}/failing", put(admin::set_hook_failing))
         .route("/-/sim/deliveries", get(admin::deliveries))
         .route("/-/sim/projects/{id}/push", post(repository::push))
@@ -69,7 +76,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         )
         .route(
             "/-/sim/projects/{id}/merge_requests/{iid}",
-            put(merge_requests::update_mr),
+            put(merge_requests::update_mr).delete(deletions::delete_merge_request),
         )
         .route(
             "/-/sim/projects/{id}/merge_requests/{iid}/{action}",
@@ -78,7 +85,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/-/sim/projects/{id}/issues", post(issues::open_issue))
         .route(
             "/-/sim/projects/{id}/issues/{iid}",
-            put(issues::update_issue),
+            put(issues::update_issue).delete(deletions::delete_issue),
         )
         .route(
             "/-/sim/projects/{id}/issues/{iid}/{action}",
@@ -87,12 +94,12 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/-/sim/projects/{id}/notes", post(notes::add_note))
         .route(
             "/-/sim/projects/{id}/notes/{note_id}",
-            put(notes::edit_note),
+            put(notes::edit_note).delete(deletions::delete_note),
         )
         .route("/-/sim/projects/{id}/pipelines", post(ci::run_pipeline))
         .route(
             "/-/sim/projects/{id}/pipelines/{pipeline_id}",
-            put(ci::update_pipeline),
+            put(ci::update_pipeline).delete(deletions::delete_pipeline),
         )
         .route("/-/sim/projects/{id}/jobs/{job_id}", put(ci::update_job))
         .route(

@@ -18,13 +18,73 @@ use crate::webhook::payloads::{self, MrChange};
 /// `push_event_hooks_limit`: a push changing more refs than this fires no webhooks at all.
 const PUSH_HOOKS_REF_LIMIT: usize = 3;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct RefPush {
     branch: String,
     #[serde(default = "one")]
     commits: usize,
     /// Where a new branch starts; the default branch if absent.
     from: Option<String>,
+    #[serde(flatten)]
+    shape: CommitShape,
+}
+
+/// What the pushed commits carry beyond the defaults, and whether the push rewrites history.
+/// Git takes both dates from the pusher's machine (`GIT_AUTHOR_DATE`, `GIT_COMMITTER_DATE`,
+/// git-commit(1) "DATE FORMATS"): a wrong clock, a rebase or an import gives commits dated
+/// years ahead or back, and GitLab stores and lists them with those dates.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CommitShape {
+    /// The last commit's dates; earlier commits of the push are a second apart before it.
+    committed_date: Option<String>,
+    authored_date: Option<String>,
+    /// The whole message of every pushed commit (the title is its first line).
+    message: Option<String>,
+    /// A force push: the branch is first moved `reset` commits back along first parents, so
+    /// the commits it passed are reachable no more (unless another ref holds them).
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    reset: usize,
+}
+
+impl CommitShape {
+    fn apply(&self, commits: &mut [Commit]) -> Result<(), SimError> {
+        let date = |v: &Option<String>, field: &str| {
+            v.as_deref()
+                .map(|s| time::parse(s).ok_or_else(|| control_error(format!("{field} is invalid"))))
+                .transpose()
+        };
+        let committed = date(&self.committed_date, "committed_date")?;
+        let authored = date(&self.authored_date, "authored_date")?;
+        let n = commits.len();
+        for (i, c) in commits.iter_mut().enumerate() {
+            let back = chrono::Duration::seconds((n - 1 - i) as i64);
+            if let Some(t) = committed {
+                c.committed_date = t - back;
+            }
+            if let Some(t) = authored {
+                c.authored_date = t - back;
+            }
+            if let Some(m) = &self.message {
+                c.title = m.lines().next().unwrap_or_default().to_string();
+                c.message = m.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The commit `n` first parents back from `head` (or the root, when history is shorter).
+fn first_parent_back(repo: &Repository, head: &str, n: usize) -> String {
+    let mut at = head.to_string();
+    for _ in 0..n {
+        match repo.commit(&at).and_then(|c| c.parent_ids.first()) {
+            Some(parent) => at = parent.clone(),
+            None => break,
+        }
+    }
+    at
 }
 
 fn one() -> usize {
@@ -39,6 +99,8 @@ pub struct PushBody {
     /// Several refs in one push (at most 3 fire webhooks).
     refs: Option<Vec<RefPush>>,
     user_id: Option<u64>,
+    #[serde(flatten)]
+    shape: CommitShape,
 }
 
 /// Pushes commits to one or more branches; open MRs from those branches get them too.
@@ -56,6 +118,7 @@ pub async fn push(
             branch,
             commits: b.commits.unwrap_or(1),
             from: b.from,
+            shape: b.shape,
         }],
         (None, None) => return Err(control_error("give `branch` or `refs`")),
     };
@@ -70,6 +133,7 @@ pub async fn push(
             let p = project_mut(&mut ds, id)?;
             let existing = p.repository.branch(&r.branch).map(|b| b.commit.clone());
             let parent = match &existing {
+                Some(head) if r.shape.force => first_parent_back(&p.repository, head, r.shape.reset),
                 Some(head) => head.clone(),
                 None => {
                     let from = r.from.clone().unwrap_or_else(|| p.default_branch.clone());
@@ -78,7 +142,9 @@ pub async fn push(
                         .ok_or_else(|| control_error(format!("unknown ref {from}")))?
                 }
             };
-            let commits = new_commits(&mut lock(&sim.shared.rng), &user, &parent, r.commits, now);
+            let mut commits =
+                new_commits(&mut lock(&sim.shared.rng), &user, &parent, r.commits, now);
+            r.shape.apply(&mut commits)?;
             let shas: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
             let after = shas.last().cloned().unwrap_or_else(|| parent.clone());
             for c in commits {
@@ -105,7 +171,14 @@ pub async fn push(
                 .filter(|m| m.state == MrState::Opened && m.source_branch == r.branch)
             {
                 let oldrev = std::mem::replace(&mut mr.sha, after.clone());
-                mr.commit_shas.extend(shas.iter().cloned());
+                if r.shape.force {
+                    // A force push recomputes the merge request's diff: its commits are
+                    // those of the new head not on the target branch.
+                    let target = p.repository.resolve(&mr.target_branch);
+                    mr.commit_shas = new_since(&p.repository, target.as_deref(), &after);
+                } else {
+                    mr.commit_shas.extend(shas.iter().cloned());
+                }
                 refreshed.push((mr.iid, oldrev));
             }
             let before = existing.unwrap_or_else(|| ZERO_SHA.to_string());

@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod control;
 mod dataset;
+mod history;
 mod hooks;
 mod limits;
 mod pagination;
