@@ -304,9 +304,7 @@ pub(crate) fn percentile(values: &[Duration], p: usize) -> Duration {
     sorted.get(rank.saturating_sub(1)).copied().unwrap_or_default()
 }
 
-/// Compares what the tenant holds with the simulator's ground truth: commits since the start
-/// date (and those of merge requests), merge requests, issues and pipelines updated since, and
-/// the notes of those merge requests and issues.
+/// Compares what the tenant holds with the simulator's ground truth (`Dataset::synced_since`).
 async fn check_ground_truth(store: &Store, tenant: &Tenant, truth: &Dataset, projects: &[u64]) -> Result<Result<String, String>> {
     let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&chrono::Utc);
     let mut want_commits = BTreeSet::new();
@@ -315,23 +313,13 @@ async fn check_ground_truth(store: &Store, tenant: &Tenant, truth: &Dataset, pro
     let mut want_pipelines = BTreeSet::new();
     let mut want_notes = BTreeSet::new();
     for &pid in projects {
-        let Some(p) = truth.project(pid) else { continue };
+        let Some(t) = truth.synced_since(pid, start) else { continue };
         let id = pid as i64;
-        want_commits.extend(p.repository.commits.iter().filter(|c| c.committed_date >= start).map(|c| (id, c.id.clone())));
-        for mr in p.merge_requests.iter().filter(|m| m.updated_at >= start) {
-            want_mrs.insert((id, mr.iid as i64, mr.state.as_str().to_owned()));
-            want_commits.extend(mr.commit_shas.iter().map(|s| (id, s.clone())));
-            want_notes.extend(p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::MergeRequest { iid: mr.iid }).map(|n| (id, n.id as i64)));
-        }
-        if p.issues_enabled {
-            for issue in p.issues.iter().filter(|i| i.updated_at >= start) {
-                want_issues.insert((id, issue.iid as i64, issue.state.as_str().to_owned()));
-                want_notes.extend(p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::Issue { iid: issue.iid }).map(|n| (id, n.id as i64)));
-            }
-        }
-        if p.jobs_enabled {
-            want_pipelines.extend(p.pipelines.iter().filter(|pl| pl.updated_at >= start).map(|pl| (id, pl.id as i64, pl.status.clone())));
-        }
+        want_commits.extend(t.commits.iter().map(|c| (id, c.id.clone())));
+        want_mrs.extend(t.merge_requests.iter().map(|mr| (id, mr.iid as i64, mr.state.as_str().to_owned())));
+        want_issues.extend(t.issues.iter().map(|i| (id, i.iid as i64, i.state.as_str().to_owned())));
+        want_notes.extend(t.notes.iter().map(|n| (id, n.id as i64)));
+        want_pipelines.extend(t.pipelines.iter().map(|pl| (id, pl.id as i64, pl.status.clone())));
     }
     let connection: uuid::Uuid = tenant.connection.parse()?;
     let mut tx = store.tenant_tx(&TenantId::parse(&tenant.name)?).await?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::{Api, Running, SimControl};
 use connector_crypto::MasterKeyRing;
-use gitlab_sim::{Dataset, DeliveryConfig, Noteable, SimConfig, Simulator, Size};
+use gitlab_sim::{Dataset, DeliveryConfig, SimConfig, Simulator, Size};
 use serde_json::{Value, json};
 use sqlx::{ConnectOptions, PgPool};
 use uuid::Uuid;
@@ -212,28 +212,18 @@ fn ground_truth(dataset: &Dataset, start: DateTime<Utc>) -> BTreeMap<&'static st
     for p in dataset.projects.iter().filter(|p| groups.contains(&p.namespace_id)) {
         let id = p.id;
         add("projects", id.to_string());
-        for c in p.repository.commits.iter().filter(|c| c.committed_date >= start) {
-            add("commits", format!("{id}:{}", c.id));
-        }
-        let notes_of = |noteable: Noteable| p.notes.iter().filter(move |n| n.noteable == noteable).map(move |n| format!("{id}:{}", n.id));
-        for mr in p.merge_requests.iter().filter(|m| m.updated_at >= start) {
+        let t = dataset.synced_since(id, start).expect("listed");
+        t.commits.iter().for_each(|c| add("commits", format!("{id}:{}", c.id)));
+        for mr in &t.merge_requests {
             add("merge_requests", format!("{id}:{}:{}:{}", mr.iid, mr.state.as_str(), mr.updated_at.timestamp_millis()));
-            for sha in &mr.commit_shas {
-                add("commits", format!("{id}:{sha}"));
-                add("merge_request_commits", format!("{id}:{}:{sha}", mr.iid));
-            }
-            notes_of(Noteable::MergeRequest { iid: mr.iid }).for_each(|n| add("notes", n));
+            mr.commit_shas.iter().for_each(|sha| add("merge_request_commits", format!("{id}:{}:{sha}", mr.iid)));
         }
-        if p.issues_enabled {
-            for i in p.issues.iter().filter(|i| i.updated_at >= start) {
-                add("issues", format!("{id}:{}:{}:{}", i.iid, i.state.as_str(), i.updated_at.timestamp_millis()));
-                notes_of(Noteable::Issue { iid: i.iid }).for_each(|n| add("notes", n));
-            }
+        for i in &t.issues {
+            add("issues", format!("{id}:{}:{}:{}", i.iid, i.state.as_str(), i.updated_at.timestamp_millis()));
         }
-        if p.jobs_enabled {
-            for pl in p.pipelines.iter().filter(|pl| pl.updated_at >= start) {
-                add("pipelines", format!("{id}:{}:{}:{}", pl.id, pl.status, pl.updated_at.timestamp_millis()));
-            }
+        t.notes.iter().for_each(|n| add("notes", format!("{id}:{}", n.id)));
+        for pl in &t.pipelines {
+            add("pipelines", format!("{id}:{}:{}:{}", pl.id, pl.status, pl.updated_at.timestamp_millis()));
         }
     }
     want

@@ -273,12 +273,7 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
     let big_push = http.post(format!("{}/-/sim/projects/1/push?wait=true", sim.base_url)).json(&json!({"branch": "main", "commits": 25}));
     big_push.send().await.unwrap().error_for_status().unwrap();
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-    let truth: BTreeSet<String> = sim.sim.with_dataset(|d| {
-        let p = d.project(1).unwrap();
-        let on_branches = p.repository.commits.iter().filter(|c| c.committed_date >= start).map(|c| c.id.clone());
-        let in_mrs = p.merge_requests.iter().filter(|m| m.updated_at >= start).flat_map(|m| m.commit_shas.clone());
-        on_branches.chain(in_mrs).collect()
-    });
+    let truth: BTreeSet<String> = sim.sim.with_dataset(|d| d.synced_since(1, start).unwrap().commits.iter().map(|c| c.id.clone()).collect());
     let deadline = Instant::now() + Duration::from_secs(90);
     let caught_up = Instant::now();
     loop {

@@ -88,6 +88,52 @@ pub async fn prune_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64,
     .rows_affected())
 }
 
+/// The commits of merge requests `iids` that no other stored merge request has, with their
+/// commit dates: what may have to go with them.
+pub async fn commits_only_of(tx: &mut TenantTx, connection: Uuid, project_id: i64, iids: &[i64]) -> Result<Vec<(String, Option<DateTime<Utc>>)>> {
+    if iids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT c.sha, c.committed_at FROM merge_request_commits m
+             JOIN commits c ON c.tenant_id = m.tenant_id AND c.connection_id = m.connection_id
+                           AND c.project_id = m.project_id AND c.sha = m.sha
+         WHERE m.tenant_id = $1 AND m.connection_id = $2 AND m.project_id = $3 AND m.mr_iid = ANY($4)
+           AND NOT EXISTS (SELECT 1 FROM merge_request_commits o
+                           WHERE o.tenant_id = m.tenant_id AND o.connection_id = m.connection_id
+                             AND o.project_id = m.project_id AND o.sha = m.sha AND o.mr_iid <> ALL($4))",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(iids)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Deletes the commits `shas` that no stored merge request has.
+pub async fn delete_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64, shas: &[String]) -> Result<u64> {
+    if shas.is_empty() {
+        return Ok(0);
+    }
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query(
+        "DELETE FROM commits c WHERE c.tenant_id = $1 AND c.connection_id = $2 AND c.project_id = $3
+             AND c.sha = ANY($4)
+             AND NOT EXISTS (SELECT 1 FROM merge_request_commits m
+                             WHERE m.tenant_id = c.tenant_id AND m.connection_id = c.connection_id
+                               AND m.project_id = c.project_id AND m.sha = c.sha)",
+    )
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(shas)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// A merge request or issue as stored: when GitLab last changed it, and how many of its notes
 /// are users' (GitLab's `user_notes_count`, which a deleted comment lowers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,6 +103,18 @@ impl PageRequest {
         ))
     }
 
+    /// `GET /projects/:id/repository/commits/:sha/refs?type=all`: the branches and tags a
+    /// commit is reachable from (doc/api/commits.md, "Get references a commit is pushed to");
+    /// none for a commit that only a deleted branch or a rewritten history held.
+    pub fn commit_refs(project: impl Into<ResourceId>, sha: &str) -> PageRequest {
+        PageRequest::new(format!(
+            "/projects/{}/repository/commits/{}/refs",
+            project.into().segment(),
+            encode_segment(sha)
+        ))
+        .query("type", "all")
+    }
+
     /// `GET /projects/:id/merge_requests/:iid/commits`.
     pub fn merge_request_commits(project: impl Into<ResourceId>, iid: u64) -> PageRequest {
         PageRequest::new(format!(

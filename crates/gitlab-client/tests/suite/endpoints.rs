@@ -129,6 +129,11 @@ async fn list_requests_carry_the_backfill_filters() {
         &[],
     );
     check(
+        PageRequest::commit_refs(7, "abc"),
+        "/projects/7/repository/commits/abc/refs",
+        &[("type", "all")],
+    );
+    check(
         PageRequest::comment_events(7, &since),
         "/projects/7/events",
         &[("action", "commented"), ("target_type", "note"), ("after", "2025-01-01"), ("sort", "asc")],

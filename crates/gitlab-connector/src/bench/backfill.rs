@@ -57,8 +57,11 @@ pub(super) struct Truth {
     pub(super) fixed_requests: u64,
     /// The project collections' pages: commits, merge requests, issues, pipelines.
     pub(super) list_requests: u64,
-    /// Notes and commits of each merge request, notes of each issue: at least one page each.
+    /// Notes and commits of each merge request, notes of each issue: at least one page each;
+    /// and each pipeline's own record.
     pub(super) child_requests: u64,
+    /// The catch-up that closes the backfill, per project.
+    pub(super) catch_up_requests: u64,
 }
 
 impl Truth {
@@ -78,9 +81,12 @@ impl Truth {
             ..Truth::default()
         };
         // Token, user, metadata; then group, membership and namespace of the one group; then the
-        // group's projects; then the group hook: the list (to find ours) and the create.
-        t.fixed_requests = 3 + 3 + pages(projects.len()) + 2;
+        // group's projects; then the group hook: the list (to find ours) and the create. The
+        // closing catch-up checks the hook and lists the group's projects again.
+        t.fixed_requests = 3 + 3 + pages(projects.len()) + 2 + 1 + pages(projects.len());
         for p in projects {
+            let s = dataset.synced_since(p.id, start).expect("listed");
+            // What `all=true&since=` lists: reachable from a ref and committed since `start`.
             let repo = &p.repository;
             let heads: Vec<String> = repo
                 .branches
@@ -88,63 +94,47 @@ impl Truth {
                 .map(|b| b.commit.clone())
                 .chain(repo.tags.iter().map(|t| t.commit.clone()))
                 .collect();
-            let listed: Vec<usize> = repo
+            let listed = repo
                 .reachable(&heads, false)
                 .into_iter()
                 .filter(|i| repo.commits[*i].committed_date >= start)
-                .collect();
-            let mut shas: std::collections::HashSet<&str> = listed
-                .iter()
-                .map(|i| repo.commits[*i].id.as_str())
-                .collect();
-            t.list_requests += pages(listed.len());
+                .count();
+            // The branch heads, read before the commits they point at.
+            t.list_requests += pages(p.repository.branches.len()) + pages(listed);
             let notes_of =
                 |target: Noteable| p.notes.iter().filter(|n| n.noteable == target).count();
-            let mrs: Vec<_> = p
-                .merge_requests
-                .iter()
-                .filter(|m| m.updated_at >= start)
-                .collect();
-            t.list_requests += pages(mrs.len());
-            for mr in &mrs {
-                let mr_commits: Vec<&str> = mr
+            t.list_requests += pages(s.merge_requests.len());
+            for mr in &s.merge_requests {
+                let mr_commits = mr
                     .commit_shas
                     .iter()
-                    .filter(|s| repo.commit(s).is_some())
-                    .map(String::as_str)
-                    .collect();
-                let notes = notes_of(Noteable::MergeRequest { iid: mr.iid });
-                t.notes += notes as u64;
-                t.child_requests += pages(notes) + pages(mr_commits.len());
-                shas.extend(mr_commits);
-            }
-            t.merge_requests += mrs.len() as u64;
-            t.commits += shas.len() as u64;
-            // A project without issues lists none (one empty page); without CI, pipelines answer
-            // 403 (one request, recorded as skipped).
-            let issues: Vec<_> = if p.issues_enabled {
-                p.issues.iter().filter(|i| i.updated_at >= start).collect()
-            } else {
-                Vec::new()
-            };
-            t.list_requests += pages(issues.len());
-            for issue in &issues {
-                let notes = notes_of(Noteable::Issue { iid: issue.iid });
-                t.notes += notes as u64;
-                t.child_requests += pages(notes);
-            }
-            t.issues += issues.len() as u64;
-            if p.jobs_enabled {
-                let pipelines = p
-                    .pipelines
-                    .iter()
-                    .filter(|pl| pl.updated_at >= start)
+                    .filter(|sha| p.repository.commit(sha).is_some())
                     .count();
-                t.pipelines += pipelines as u64;
-                t.list_requests += pages(pipelines);
-            } else {
-                t.list_requests += 1;
+                t.child_requests +=
+                    pages(notes_of(Noteable::MergeRequest { iid: mr.iid })) + pages(mr_commits);
             }
+            // A project without issues lists none (one empty page); without CI, pipelines answer
+            // 403 (one request, recorded as skipped). Each pipeline's own record has its timings.
+            t.list_requests += pages(s.issues.len());
+            for issue in &s.issues {
+                t.child_requests += pages(notes_of(Noteable::Issue { iid: issue.iid }));
+            }
+            t.list_requests += pages(s.pipelines.len());
+            t.child_requests += s.pipelines.len() as u64;
+            // The closing catch-up: the branches (unchanged, so nothing more), the project's
+            // comment events (the only list of comments on commits), one page of what changed
+            // in each other stream while the backfill read.
+            let comment_events = p
+                .notes
+                .iter()
+                .filter(|n| !n.system && n.created_at >= start)
+                .count();
+            t.catch_up_requests += 1 + pages(comment_events) + 3;
+            t.commits += s.commits.len() as u64;
+            t.merge_requests += s.merge_requests.len() as u64;
+            t.issues += s.issues.len() as u64;
+            t.notes += s.notes.len() as u64;
+            t.pipelines += s.pipelines.len() as u64;
         }
         t
     }
@@ -154,7 +144,7 @@ impl Truth {
     }
 
     pub(super) fn min_requests(&self) -> u64 {
-        self.fixed_requests + self.list_requests + self.child_requests
+        self.fixed_requests + self.list_requests + self.child_requests + self.catch_up_requests
     }
 
     pub(super) fn summary(&self) -> String {

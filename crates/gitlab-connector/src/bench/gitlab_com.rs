@@ -62,12 +62,13 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
         minimum as f64 * rate.period_secs as f64 / f64::from(rate.requests),
     );
     println!(
-        "   {} records ({}); at least {minimum} requests ({} validation and hook, {} list pages, {} notes/commits pages); floor {:.1}s",
+        "   {} records ({}); at least {minimum} requests ({} validation and hook, {} list pages, {} notes/commits/pipeline pages, {} closing catch-up); floor {:.1}s",
         want.records(),
         want.summary(),
         want.fixed_requests,
         want.list_requests,
         want.child_requests,
+        want.catch_up_requests,
         floor.as_secs_f64()
     );
     let config = SimConfig {
@@ -150,7 +151,9 @@ fn markdown(
          {}-{} ms added to every response; the worker in a process of its own with default settings; one connection to a Premium group, \
          from `validating` to `live` ({}, {} records, checked equal to the rows stored). The minimum is counted off the \
          dataset at the client's page size ({} per page, at least one request per collection): {} for validation and \
-         the hook, {} pages of project collections, {} pages of merge requests' and issues' notes and commits. The \
+         the hook, {} pages of project collections (with each project's branches), {} pages of merge requests' and \
+         issues' notes and commits and one request per pipeline (its timings), {} for the catch-up that closes the \
+         backfill (branches, comment events, one page per stream). The \
          floor is that minimum divided by the rate. GitLab's windows are fixed minutes, so a run that starts late in \
          one window gets that window's full allowance early, and can finish a little under the floor.\n",
         rate.requests,
@@ -163,6 +166,7 @@ fn markdown(
         want.fixed_requests,
         want.list_requests,
         want.child_requests,
+        want.catch_up_requests,
     )?;
     writeln!(
         md,

@@ -29,6 +29,10 @@ pub fn routes() -> Router<crate::state::Simulator> {
             "/api/v4/projects/{id}/repository/commits/{sha}/comments",
             get(commit_comments),
         )
+        .route(
+            "/api/v4/projects/{id}/repository/commits/{sha}/refs",
+            get(commit_refs),
+        )
 }
 
 async fn project(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
@@ -160,6 +164,47 @@ async fn commit(ctx: Ctx, Path((id, sha)): Path<(String, String)>) -> ApiResult 
         .and_then(|s| p.repository.commit(&s))
         .ok_or(SimError::NotFound("Commit"))?;
     Ok(json(render::commit_detail(p, c, &ctx.base)))
+}
+
+/// `GET /projects/:id/repository/commits/:sha/refs` (doc/api/commits.md, "Get references a
+/// commit is pushed to"): the branches and tags that reach the commit, `type` `branch`, `tag`
+/// or `all` (the default), as offset pages.
+async fn commit_refs(ctx: Ctx, Path((id, sha)): Path<(String, String)>) -> ApiResult {
+    let ds = read(&ctx.sim.shared.data);
+    let p = ds.visible_project(ctx.caller.user_id, &id)?;
+    let repo = &p.repository;
+    let c = repo
+        .resolve(&sha)
+        .and_then(|s| repo.commit(&s))
+        .ok_or(SimError::NotFound("Commit"))?;
+    let kind = ctx.params.get("type").unwrap_or("all");
+    if !matches!(kind, "branch" | "tag" | "all") {
+        return Err(SimError::BadRequest("type does not have a valid value".into()));
+    }
+    let reaches = |head: &str| {
+        repo.reachable(&[head.to_string()], false)
+            .iter()
+            .any(|&i| repo.commits[i].id == c.id)
+    };
+    let mut refs: Vec<serde_json::Value> = Vec::new();
+    if kind != "tag" {
+        refs.extend(
+            repo.branches
+                .iter()
+                .filter(|b| reaches(&b.commit))
+                .map(|b| serde_json::json!({"type": "branch", "name": b.name})),
+        );
+    }
+    if kind != "branch" {
+        refs.extend(
+            repo.tags
+                .iter()
+                .filter(|t| reaches(&t.commit))
+                .map(|t| serde_json::json!({"type": "tag", "name": t.name})),
+        );
+    }
+    let (slice, headers) = pagination::offset(&refs, &ctx.params, &ctx.origin, None)?;
+    Ok(page(slice.to_vec(), headers))
 }
 
 async fn commit_comments(ctx: Ctx, Path((id, sha)): Path<(String, String)>) -> ApiResult {

@@ -193,6 +193,10 @@ async fn pushed_commits_keep_the_dates_they_carry_and_a_force_push_rewrites_hist
     assert!(new.contains(&old[2]) && new.iter().all(|c| reachable.contains(c)));
     assert!(!new.contains(&old[0]) && !new.contains(&old[1]));
     assert!(!reachable.contains(&old[0]) && !reachable.contains(&old[1]), "rewritten commits are listed by no ref");
+    for (sha, refs) in [(&old[0], json!([])), (&old[2], json!([{"type": "branch", "name": "rewrite-me"}]))] {
+        let r = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/repository/commits/{sha}/refs?type=branch")).await;
+        assert_eq!(r.body, refs, "{sha}");
+    }
 }
 
 #[tokio::test]

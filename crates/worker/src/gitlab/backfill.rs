@@ -95,7 +95,7 @@ impl GitLabJobs {
                     if checkpoint.as_ref().is_some_and(|c| c.done) {
                         break;
                     }
-                    let resume = checkpoint.and_then(|c| c.cursor);
+                    let (resume, mark) = checkpoint.map_or((None, None), |c| (c.cursor, c.high_water_mark));
                     let started = resume.is_none().then(Utc::now);
                     let mut request = match resume {
                         Some(cursor) => match serde_json::from_value::<PageRequest>(cursor) {
@@ -129,6 +129,14 @@ impl GitLabJobs {
                         store_page(&mut tx, connection.id, project, resource, fetched, Some(advance)).await?;
                         if let Some(heads) = &heads {
                             reconcile::set_branch_heads(&mut tx, connection.id, project, heads).await?;
+                        }
+                        // A whole listing is as good as a comparison of ids as of its start; the
+                        // comments on commits, which only the comparison reads, are still due.
+                        if next.is_none()
+                            && resource != "commits"
+                            && let Some(read_began) = started.or(mark)
+                        {
+                            reconcile::mark_reconciled(&mut tx, connection.id, project, resource, read_began).await?;
                         }
                         Ok::<_, connector_store::Error>(())
                     };

@@ -101,18 +101,56 @@ impl GitLabJobs {
                 Err(e) => return Err(e.into()),
             }
         }
+        let unreachable = if resource == "merge_requests" {
+            self.commits_leaving_with(tenant, connection, client, project, &gone).await?
+        } else {
+            Vec::new()
+        };
         let mut tx = self.store.tenant_tx(tenant).await?;
         let deleted = if resource == "pipelines" {
             reconcile::delete_pipelines(&mut tx, connection.id, project, &gone).await?
         } else {
             reconcile::delete_parents(&mut tx, connection.id, project, noteable(resource), &gone).await?
         };
+        reconcile::delete_commits(&mut tx, connection.id, project, &unreachable).await?;
         if deleted > 0 {
             tracing::info!(connection = %connection.id, project, resource, deleted, "deleted in GitLab: removed");
         }
         reconcile::mark_reconciled(&mut tx, connection.id, project, resource, started).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The commits stored only for the deleted merge requests `gone` that a fresh sync would
+    /// not store: those dated before the start date, and those no branch or tag reaches any
+    /// more (the merge request's source branch was deleted, or rewritten). One request per
+    /// commit dated since the start date; deletions are rare.
+    async fn commits_leaving_with(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+        gone: &[i64],
+    ) -> Result<Vec<String>, StepError> {
+        let candidates = {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            reconcile::commits_only_of(&mut tx, connection.id, project, gone).await?
+        };
+        let mut leaving = Vec::new();
+        for (sha, committed) in candidates {
+            if committed.is_none_or(|at| at < connection.start_date) {
+                leaving.push(sha);
+                continue;
+            }
+            match client.page::<Value>(&PageRequest::commit_refs(project as u64, &sha)).await {
+                Ok(refs) if refs.items.is_empty() => leaving.push(sha),
+                Ok(_) => {}
+                Err(GitLab::NotFound { .. }) => leaving.push(sha),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(leaving)
     }
 
     /// Reads the project's comments on commits from its events when due, storing new ones and

@@ -162,33 +162,19 @@ pub struct Records {
 pub fn expected(dataset: &Dataset, projects: &[u64], start: DateTime<Utc>) -> Records {
     let mut r = Records::default();
     for &pid in projects {
-        let p = dataset.project(pid).unwrap();
+        let t = dataset.synced_since(pid, start).unwrap();
         let id = pid as i64;
-        for c in p.repository.commits.iter().filter(|c| c.committed_date >= start) {
-            r.commits.insert((id, c.id.clone()));
-        }
-        for mr in p.merge_requests.iter().filter(|m| m.updated_at >= start) {
+        r.commits.extend(t.commits.iter().map(|c| (id, c.id.clone())));
+        for mr in &t.merge_requests {
             r.merge_requests.insert((id, mr.iid as i64), (mr.title.clone(), mr.state.as_str().into(), mr.updated_at.timestamp_millis()));
-            for sha in &mr.commit_shas {
-                r.commits.insert((id, sha.clone()));
-                r.merge_request_commits.insert((id, mr.iid as i64, sha.clone()));
-            }
-            for n in p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::MergeRequest { iid: mr.iid }) {
-                r.notes.insert((id, n.id as i64), n.body.clone());
-            }
+            r.merge_request_commits.extend(mr.commit_shas.iter().map(|sha| (id, mr.iid as i64, sha.clone())));
         }
-        if p.issues_enabled {
-            for i in p.issues.iter().filter(|i| i.updated_at >= start) {
-                r.issues.insert((id, i.iid as i64), (i.title.clone(), i.state.as_str().into(), i.updated_at.timestamp_millis()));
-                for n in p.notes.iter().filter(|n| n.noteable == gitlab_sim::Noteable::Issue { iid: i.iid }) {
-                    r.notes.insert((id, n.id as i64), n.body.clone());
-                }
-            }
+        for i in &t.issues {
+            r.issues.insert((id, i.iid as i64), (i.title.clone(), i.state.as_str().into(), i.updated_at.timestamp_millis()));
         }
-        if p.jobs_enabled {
-            for pl in p.pipelines.iter().filter(|pl| pl.updated_at >= start) {
-                r.pipelines.insert((id, pl.id as i64), (pl.status.clone(), pl.sha.clone(), pl.updated_at.timestamp_millis()));
-            }
+        r.notes.extend(t.notes.iter().map(|n| ((id, n.id as i64), n.body.clone())));
+        for pl in &t.pipelines {
+            r.pipelines.insert((id, pl.id as i64), (pl.status.clone(), pl.sha.clone(), pl.updated_at.timestamp_millis()));
         }
     }
     r
@@ -245,7 +231,9 @@ pub async fn stored(store: &Store, tenant: &str, connection: Uuid) -> Records {
 
 pub fn assert_same(got: &Records, want: &Records, who: &str) {
     assert!(!want.commits.is_empty() && !want.merge_requests.is_empty() && !want.notes.is_empty(), "{who}: an empty expectation proves nothing");
-    assert_eq!(got.commits.len(), want.commits.len(), "{who}: commits");
+    let extra: Vec<_> = got.commits.difference(&want.commits).collect();
+    let missing: Vec<_> = want.commits.difference(&got.commits).collect();
+    assert_eq!(got.commits.len(), want.commits.len(), "{who}: commits (stored but not GitLab's: {extra:?}; GitLab's but not stored: {missing:?})");
     assert_eq!(got.commits, want.commits, "{who}: commits");
     assert_eq!(got.merge_requests, want.merge_requests, "{who}: merge requests");
     assert_eq!(got.merge_request_commits, want.merge_request_commits, "{who}: merge request commits");
