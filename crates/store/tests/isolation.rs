@@ -111,6 +111,9 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
     sync::record_skipped(&mut tx, c, 11, "issues", "switched off").await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new(t.to_string(), Job::Backfill { connection: c }), "gave up").await.unwrap();
     sync::upsert_event(&mut tx, c, "tag_push", "11/v1", Some(11), Some("create"), &json!({})).await.unwrap();
+    let heads = std::collections::BTreeMap::from([("main".to_owned(), "a1".to_owned())]);
+    connector_store::reconcile::set_branch_heads(&mut tx, c, 11, &heads).await.unwrap();
+    connector_store::reconcile::keep_aside(&mut tx, c, Some(11), "commits", "a1", "held U+0000", b"{}").await.unwrap();
     tx.commit().await.unwrap();
 }
 
