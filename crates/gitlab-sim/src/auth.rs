@@ -15,10 +15,21 @@ pub struct Caller {
     pub token_id: u64,
 }
 
+/// The token from the `PRIVATE-TOKEN` header, the `private_token` query parameter, or an
+/// `Authorization: Bearer` header: the three ways doc/api/rest/authentication.md gives for a
+/// personal access token.
 fn presented_token(req: &Request) -> Option<String> {
     let headers = req.headers();
     if let Some(v) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
+    }
+    let from_query = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "private_token")
+            .map(|(_, v)| v.trim().to_string())
+    });
+    if from_query.is_some() {
+        return from_query;
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, value) = auth.split_once(' ')?;

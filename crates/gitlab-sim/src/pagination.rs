@@ -37,7 +37,7 @@ impl Params {
         self.get(key).map(|v| matches!(v, "true" | "1" | "yes"))
     }
 
-    fn number(&self, key: &str) -> Option<usize> {
+    pub fn number(&self, key: &str) -> Option<usize> {
         self.get(key).and_then(|v| v.parse().ok())
     }
 

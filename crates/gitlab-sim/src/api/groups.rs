@@ -16,6 +16,7 @@ use crate::time::api;
 
 pub fn routes() -> Router<crate::state::Simulator> {
     Router::new()
+        .route("/api/v4/groups", get(all_groups))
         .route("/api/v4/groups/{id}", get(group))
         .route("/api/v4/groups/{id}/subgroups", get(subgroups))
         .route("/api/v4/groups/{id}/descendant_groups", get(descendants))
@@ -60,6 +61,40 @@ fn list_groups(ctx: &Ctx, ds: &Dataset, mut groups: Vec<&Group>) -> ApiResult {
             .collect(),
         headers,
     ))
+}
+
+/// `GET /groups` (doc/api/groups.md, "List groups"): for a user, the groups they are a member
+/// of (directly or through an ancestor), or with `all_available=true` every group they can see;
+/// `owned` and `min_access_level` narrow to their access, `top_level_only` to root groups, and
+/// `search` matches name or path.
+async fn all_groups(ctx: Ctx) -> ApiResult {
+    let ds = read(&ctx.sim.shared.data);
+    let me = ctx.caller.user_id;
+    let min_level = if ctx.params.flag("owned") == Some(true) {
+        Some(50)
+    } else {
+        ctx.params.number("min_access_level").map(|l| l as u8)
+    };
+    let all_available = ctx.params.flag("all_available") == Some(true) && min_level.is_none();
+    let search = ctx.params.get("search").map(str::to_lowercase);
+    let groups = ds
+        .groups
+        .iter()
+        .filter(|g| {
+            let access = ds.group_access(me, g.id);
+            match min_level {
+                Some(level) => access.is_some_and(|a| a >= level),
+                None => all_available || access.is_some(),
+            }
+        })
+        .filter(|g| ctx.params.flag("top_level_only") != Some(true) || g.parent_id.is_none())
+        .filter(|g| {
+            search.as_ref().is_none_or(|s| {
+                g.name.to_lowercase().contains(s) || g.path.to_lowercase().contains(s)
+            })
+        })
+        .collect();
+    list_groups(&ctx, &ds, groups)
 }
 
 async fn subgroups(ctx: Ctx, Path(id): Path<String>) -> ApiResult {

@@ -357,3 +357,33 @@ async fn merge_requests_issues_notes_pipelines() {
         .await;
     assert_eq!(comments.status, 200);
 }
+
+#[tokio::test]
+async fn listing_groups_shows_the_callers_memberships() {
+    let sim = start(SimConfig::default()).await;
+    let ds = sim.handle.sim.dataset();
+    let ids = |r: &crate::common::Reply| -> Vec<u64> {
+        let mut v: Vec<u64> = r.body.as_array().unwrap().iter().map(|g| g["id"].as_u64().unwrap()).collect();
+        v.sort_unstable();
+        v
+    };
+    let mut every: Vec<u64> = ds.groups.iter().map(|g| g.id).collect();
+    every.sort_unstable();
+    let owner = sim.get(TOKEN_OWNER, "/api/v4/groups?per_page=100").await;
+    assert_eq!(ids(&owner), every, "the owner of every top-level group is a member of all");
+    let top = sim.get(TOKEN_OWNER, "/api/v4/groups?top_level_only=true&per_page=100").await;
+    let roots: Vec<u64> = ds.groups.iter().filter(|g| g.parent_id.is_none()).map(|g| g.id).collect();
+    assert_eq!(ids(&top), roots);
+
+    let first = roots[0];
+    let mut under_first: Vec<u64> = std::iter::once(first).chain(ds.descendants(first)).collect();
+    under_first.sort_unstable();
+    under_first.dedup();
+    let developer = sim.get(TOKEN_DEVELOPER, "/api/v4/groups?per_page=100").await;
+    assert_eq!(ids(&developer), under_first, "a member of the first group only");
+    let owned = sim.get(TOKEN_DEVELOPER, "/api/v4/groups?owned=true").await;
+    assert_eq!(owned.body, json!([]));
+    let name = &ds.group(first).unwrap().name;
+    let found = sim.get(TOKEN_OWNER, &format!("/api/v4/groups?search={}", &name.to_uppercase())).await;
+    assert!(ids(&found).contains(&first));
+}

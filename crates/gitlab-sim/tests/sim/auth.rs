@@ -127,3 +127,23 @@ async fn visibility_permissions_and_unknown_routes() {
     assert_eq!(r.body["scopes"], json!(["api"]));
     assert_eq!(r.body["active"], true);
 }
+
+#[tokio::test]
+async fn a_token_in_the_private_token_parameter_authenticates() {
+    let sim = start(SimConfig::default()).await;
+    let r = sim
+        .http
+        .get(sim.url(&format!("/api/v4/user?private_token={TOKEN_DEVELOPER}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["id"], DEVELOPER_USER);
+    let r = sim
+        .http
+        .get(sim.url("/api/v4/user?private_token=glpat-nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
