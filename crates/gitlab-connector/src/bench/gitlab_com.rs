@@ -185,6 +185,14 @@ fn markdown(
         "| GitLab requests | {made} | minimum {minimum} | {request_ratio:.3} | <= {TARGET_REQUESTS} | {} |",
         verdict(request_ratio <= TARGET_REQUESTS)
     )?;
+    // What completeness costs: every stored record (commit comments and pipeline timings
+    // included) against the requests made, the figure issue-level plans compare.
+    writeln!(
+        md,
+        "| GitLab requests per stored record | {:.3} | minimum {:.3} | | | |",
+        made as f64 / want.records() as f64,
+        minimum as f64 / want.records() as f64,
+    )?;
     writeln!(
         md,
         "| 429s in the first minute | {first_minute} | | | (allowed) | |"
