@@ -1,5 +1,5 @@
 //! Delivery verification with arbitrary headers: no panic, and nothing passes that does not carry
-//! the hook's own secret, a fresh timestamp and a signature by the hook's own key.
+//! the hook's own secret and, when it is signed, a fresh timestamp and a signature by the hook's own key.
 
 #![no_main]
 
@@ -11,19 +11,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: &[u8]| {
     let (headers, body) = delivery(input);
     let presented = presented(&headers, body);
-    for signing_enabled in [false, true] {
-        let expected = Expected { token: HOOK_TOKEN, signing_token: SIGNING_TOKEN, signing_enabled };
-        if verify(&presented, &expected, NOW).is_err() {
-            continue;
-        }
-        assert_eq!(presented.token, Some(HOOK_TOKEN.as_bytes()), "accepted without the hook's token");
-        let Some(signature) = presented.signature else {
-            assert!(!signing_enabled, "a signing hook accepted an unsigned delivery");
-            continue;
-        };
-        let sent: i64 = presented.timestamp.and_then(|t| t.trim().parse().ok()).expect("accepted a signature without a timestamp");
-        assert!(NOW.abs_diff(sent) <= TOLERANCE_SECONDS as u64, "accepted a timestamp {sent} away from {NOW}");
-        let other = Expected { signing_token: OTHER_SIGNING_TOKEN, ..expected };
-        assert_eq!(verify(&presented, &other, NOW), Err(Rejection::Signature), "{signature:?} verifies under another hook's key too");
+    let expected = Expected { token: HOOK_TOKEN, signing_token: SIGNING_TOKEN };
+    if verify(&presented, &expected, NOW).is_err() {
+        return;
     }
+    assert_eq!(presented.token, Some(HOOK_TOKEN.as_bytes()), "accepted without the hook's token");
+    // The token alone is accepted (GitLab does not always sign); a signature present must verify.
+    let Some(signature) = presented.signature else { return };
+    let sent: i64 = presented.timestamp.and_then(|t| t.trim().parse().ok()).expect("accepted a signature without a timestamp");
+    assert!(NOW.abs_diff(sent) <= TOLERANCE_SECONDS as u64, "accepted a timestamp {sent} away from {NOW}");
+    let other = Expected { signing_token: OTHER_SIGNING_TOKEN, ..expected };
+    assert_eq!(verify(&presented, &other, NOW), Err(Rejection::Signature), "{signature:?} verifies under another hook's key too");
 });

@@ -145,11 +145,10 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
     span.record("tenant", tracing::field::display(&tenant));
     span.record("connection", tracing::field::display(connection));
     let mut tx = store.tenant_tx(&tenant).await?;
-    let (hook, secrets) = hooks::secrets(&mut tx, store.keys(), endpoint).await?;
+    let (_, secrets) = hooks::secrets(&mut tx, store.keys(), endpoint).await?;
     let expected = Expected {
         token: secrets.token.expose_secret(),
         signing_token: secrets.signing_token.expose_secret(),
-        signing_enabled: hook.signing_enabled,
     };
     verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()).map_err(Refused::Unverified)?;
 
@@ -212,7 +211,10 @@ pub fn parse_delivery<'a>(headers: &'a HeaderMap, body: &[u8]) -> ParsedDelivery
     // Stable across GitLab's retries and resends; a body hash for GitLab versions that send none.
     // A blank key counts as none: kept, it would make every later blank-keyed delivery a duplicate.
     let key = |name| header(headers, name).filter(|k| !k.trim().is_empty());
-    let dedup_key = match key("idempotency-key").or_else(|| key("webhook-id")).or_else(|| key("x-gitlab-event-uuid")) {
+    // A signed delivery's `webhook-id` is covered by its signature; the other ids are not, so
+    // a captured signed delivery replayed under new ones would be stored again.
+    let signed_id = key("webhook-signature").and_then(|_| key("webhook-id"));
+    let dedup_key = match signed_id.or_else(|| key("idempotency-key")).or_else(|| key("webhook-id")).or_else(|| key("x-gitlab-event-uuid")) {
         Some(key) if key.len() <= MAX_DEDUP_KEY_LEN => key.to_owned(),
         Some(key) => sha256_hex(key.as_bytes()),
         None => sha256_hex(body),

@@ -16,8 +16,6 @@ pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 pub enum Rejection {
     #[error("missing or wrong X-Gitlab-Token")]
     Token,
-    #[error("missing webhook-signature on a hook that signs its deliveries")]
-    SignatureMissing,
     #[error("invalid webhook-signature")]
     Signature,
     #[error("missing or malformed webhook-id or webhook-timestamp")]
@@ -39,9 +37,6 @@ pub struct Presented<'a> {
 pub struct Expected<'a> {
     pub token: &'a str,
     pub signing_token: &'a str,
-    /// GitLab confirmed the signing token when the hook was installed, so deliveries without a
-    /// signature are not from it.
-    pub signing_enabled: bool,
 }
 
 pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64) -> Result<(), Rejection> {
@@ -49,8 +44,12 @@ pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64)
     if !token_ok {
         return Err(Rejection::Token);
     }
+    // The token alone is enough: GitLab stops signing when its signing feature is switched off
+    // (and before GitLab 19 never signs), even for a hook installed with a signing token, and
+    // a refused delivery is lost (GitLab does not retry it) and counts towards disabling the
+    // hook. A signature that is there must verify.
     let Some(signature) = presented.signature else {
-        return if expected.signing_enabled { Err(Rejection::SignatureMissing) } else { Ok(()) };
+        return Ok(());
     };
     let (Some(id), Some(timestamp)) = (presented.webhook_id, presented.timestamp) else {
         return Err(Rejection::SignedHeaders);
@@ -93,8 +92,8 @@ mod tests {
         format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
     }
 
-    fn expected(signing_enabled: bool) -> Expected<'static> {
-        Expected { token: "s3cret-token", signing_token: SIGNING, signing_enabled }
+    fn expected() -> Expected<'static> {
+        Expected { token: "s3cret-token", signing_token: SIGNING }
     }
 
     fn presented<'a>(token: Option<&'a [u8]>, signature: Option<&'a str>, ts: &'a str, body: &'a [u8]) -> Presented<'a> {
@@ -107,12 +106,13 @@ mod tests {
         let body = br#"{"object_kind":"push"}"#;
         let sig = sign("msg_1", now, body);
         let ts = now.to_string();
-        assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &expected(true), now), Ok(()));
+        assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &expected(), now), Ok(()));
         // Several signatures, one valid (GitLab may rotate keys).
         let several = format!("v1,AAAA {sig}");
-        assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&several), &ts, body), &expected(true), now), Ok(()));
-        // Token only, on a hook GitLab does not sign for (older GitLab).
-        assert_eq!(verify(&presented(Some(b"s3cret-token"), None, &ts, body), &expected(false), now), Ok(()));
+        assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&several), &ts, body), &expected(), now), Ok(()));
+        // Token only: GitLab before signing, or with signing switched off, even for a hook
+        // installed with a signing token.
+        assert_eq!(verify(&presented(Some(b"s3cret-token"), None, &ts, body), &expected(), now), Ok(()));
     }
 
     #[test]
@@ -121,13 +121,12 @@ mod tests {
         let body = br#"{"object_kind":"push"}"#;
         let sig = sign("msg_1", now, body);
         let ts = now.to_string();
-        let e = expected(true);
+        let e = expected();
         let cases: Vec<(Presented<'_>, Rejection)> = vec![
             (presented(None, Some(&sig), &ts, body), Rejection::Token),
             (presented(Some(b"s3cret-tokeN"), Some(&sig), &ts, body), Rejection::Token),
             (presented(Some(b"s3cret-token-longer"), Some(&sig), &ts, body), Rejection::Token),
             (presented(Some(b""), Some(&sig), &ts, body), Rejection::Token),
-            (presented(Some(b"s3cret-token"), None, &ts, body), Rejection::SignatureMissing),
             (presented(Some(b"s3cret-token"), Some(&sig), &ts, br#"{"object_kind":"tag_push"}"#), Rejection::Signature),
             (presented(Some(b"s3cret-token"), Some("v1,bm90IGEgc2lnbmF0dXJl"), &ts, body), Rejection::Signature),
             (presented(Some(b"s3cret-token"), Some("v2,whatever"), &ts, body), Rejection::Signature),
@@ -152,7 +151,7 @@ mod tests {
             assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &e, now), Err(Rejection::Stale), "{then}");
         }
         // Another hook's signing key does not verify.
-        let other = Expected { token: "s3cret-token", signing_token: "whsec_b3RoZXIta2V5LW9mLWFub3RoZXItaG9vaw==", signing_enabled: true };
+        let other = Expected { token: "s3cret-token", signing_token: "whsec_b3RoZXIta2V5LW9mLWFub3RoZXItaG9vaw==" };
         assert_eq!(verify(&presented(Some(b"s3cret-token"), Some(&sig), &ts, body), &other, now), Err(Rejection::Signature));
     }
 }

@@ -222,7 +222,7 @@ async fn forged_stale_and_misrouted_deliveries_store_nothing(owner: PgPool) {
         ("wrong token", with("x-gitlab-token", "nope".into())),
         ("tenant B's token on A's endpoint", with("x-gitlab-token", b.secrets.token.expose_secret().to_owned())),
         ("B's signature on A's endpoint", b_signed.iter().map(|(k, v)| (*k, if *k == "x-gitlab-token" { a.secrets.token.expose_secret().to_owned() } else { v.clone() })).collect()),
-        ("no signature on a signing hook", without("webhook-signature")),
+        ("a valid token with a bad signature", with("webhook-signature", format!("v1,{}", BASE64.encode([7u8; 32])))),
         ("bad signature", with("webhook-signature", "v1,AAAA".into())),
         ("stale timestamp", with("webhook-timestamp", (now - 301).to_string())),
         ("future timestamp", with("webhook-timestamp", (now + 301).to_string())),
@@ -243,6 +243,46 @@ async fn forged_stale_and_misrouted_deliveries_store_nothing(owner: PgPool) {
     assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")));
     let resp = ingest.http.post(format!("{}/webhooks/gitlab/not-a-uuid", ingest.base)).body("{}").send().await.unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// GitLab stops signing when its signing feature is switched off, and on versions before it:
+/// a hook installed with a signing token then sends its secret token alone. Refusing that
+/// would count towards GitLab disabling the hook and lose the event (GitLab does not retry a
+/// refused delivery), so a valid token alone is accepted; a signature, when present, must
+/// verify (above).
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_valid_token_without_signature_headers_is_accepted_on_a_signing_hook(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], true).await;
+    let body = fixture("webhook-issue.json");
+    let signed = signed_headers(&e, "Issue Hook", "k-unsigned", Utc::now().timestamp(), &body);
+    let token_only: Vec<_> = ["webhook-signature", "webhook-id", "webhook-timestamp"]
+        .iter()
+        .fold(signed, |h, name| without_header(&h, name));
+    let (status, answer) = ingest.deliver(e.hook, &token_only, body.clone()).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+    let _processor = ingest.start_processor();
+    assert_eq!(ingest.settled(&e).await, vec![("applied".to_owned(), None)]);
+}
+
+/// A signed delivery is deduplicated by its signed `webhook-id`: a captured delivery replayed
+/// within the signature's 5 minutes under new unsigned `Idempotency-Key`s and
+/// `X-Gitlab-Event-UUID`s is stored once.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_signed_delivery_replayed_under_new_keys_is_stored_once(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], true).await;
+    let body = fixture("webhook-issue.json");
+    let captured = signed_headers(&e, "Issue Hook", "msg_captured", Utc::now().timestamp(), &body);
+    assert_eq!(ingest.deliver(e.hook, &captured, body.clone()).await.1["status"], "accepted");
+    for i in 0..3 {
+        let replay = with_header(&captured, "idempotency-key", format!("fresh-{i}"));
+        let mut replay = replay;
+        replay.push(("x-gitlab-event-uuid", Uuid::new_v4().to_string()));
+        let (status, answer) = ingest.deliver(e.hook, &replay, body.clone()).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "replay {i}: {answer}");
+    }
+    assert_eq!(ingest.deliveries(&e).await.len(), 1);
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
@@ -504,7 +544,7 @@ async fn every_bad_input_is_answered_without_a_5xx(owner: PgPool) {
         ("a wrong secret", a.hook, with_header(&signed("s2", now, &issue), "x-gitlab-token", "nope".into()), issue.clone(), Want::Refused(401)),
         ("the secret of another hook", a.hook, with_header(&signed("s3", now, &issue), "x-gitlab-token", b.secrets.token.expose_secret().to_owned()), issue.clone(), Want::Refused(401)),
         ("a signature by another hook's key", a.hook, with_header(&signed_headers(&b, "Issue Hook", "s4", now, &issue), "x-gitlab-token", a_token.clone()), issue.clone(), Want::Refused(401)),
-        ("no signature on a signing hook", a.hook, without_header(&signed("s5", now, &issue), "webhook-signature"), issue.clone(), Want::Refused(401)),
+        ("a valid token and no signature on a signing hook (GitLab with signing off)", a.hook, without_header(&signed("s5", now, &issue), "webhook-signature"), issue.clone(), Want::Stored("applied", "")),
         ("an invalid signature", a.hook, with_header(&signed("s6", now, &issue), "webhook-signature", "v1,AAAA".into()), issue.clone(), Want::Refused(401)),
         ("a signature that is not base64", a.hook, with_header(&signed("s7", now, &issue), "webhook-signature", "v1,%%%not base64%%%".into()), issue.clone(), Want::Refused(401)),
         ("a signed delivery without webhook-id", a.hook, without_header(&signed("s8", now, &issue), "webhook-id"), issue.clone(), Want::Refused(401)),
@@ -516,8 +556,9 @@ async fn every_bad_input_is_answered_without_a_5xx(owner: PgPool) {
         ("a body over 25 MB", a.hook, signed("l2", now, &over_limit), over_limit, Want::Refused(413)),
         ("an unknown event kind", a.hook, signed("k1", now, &unknown_kind), unknown_kind, Want::Stored("kept_aside", "vulnerability events are not part of what Coworker reads")),
         ("no event kind at all", a.hook, without_header(&signed("k2", now, &kindless), "x-gitlab-event"), kindless, Want::Stored("kept_aside", "no object_kind")),
-        ("an Idempotency-Key of 8 KB", a.hook, with_header(&signed("i1", now, &issue), "idempotency-key", long_key.clone()), issue.clone(), Want::Stored("applied", "")),
-        ("the same 8 KB key again", a.hook, with_header(&signed("i2", now, &issue), "idempotency-key", long_key), issue.clone(), Want::Duplicate),
+        // Unsigned, so the Idempotency-Key is what dedupes (a signed delivery dedupes by its id).
+        ("an Idempotency-Key of 8 KB", a.hook, without_header(&with_header(&signed("i1", now, &issue), "idempotency-key", long_key.clone()), "webhook-signature"), issue.clone(), Want::Stored("applied", "")),
+        ("the same 8 KB key again", a.hook, without_header(&with_header(&signed("i2", now, &issue), "idempotency-key", long_key), "webhook-signature"), issue.clone(), Want::Duplicate),
         ("a blank Idempotency-Key", a.hook, with_header(&signed("b1", now, &issue), "idempotency-key", String::new()), issue.clone(), Want::Stored("applied", "")),
         ("another delivery with a blank Idempotency-Key", a.hook, with_header(&signed("b2", now, &issue), "idempotency-key", " ".into()), issue.clone(), Want::Stored("applied", "")),
         ("an endpoint no hook has", Uuid::now_v7(), signed("e1", now, &issue), issue.clone(), Want::Refused(404)),
