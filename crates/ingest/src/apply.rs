@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
-    /// Applied, and some of what it announces must be fetched through the API (a push of more
-    /// commits than the payload carries).
-    AppliedNeedsFetch,
+    /// Applied, and what the payload lacks must be fetched through the API (a push of more
+    /// commits than the payload carries, a merge or close without its time); the reason says.
+    AppliedNeedsFetch(&'static str),
     /// About a project outside the connection's `projects_list` (a group hook sees them all).
     OutOfScope(String),
     /// Valid but not something we store, or not applicable; kept with the reason.
@@ -58,6 +58,16 @@ fn project_of(payload: &Value) -> Option<i64> {
         .or_else(|| payload.pointer("/object_attributes/project_id").and_then(Value::as_i64))
 }
 
+/// Copies the `keys` that `from` has into `row`; absent ones stay absent, so the store keeps
+/// what it holds for them.
+fn carry(row: &mut Value, from: &Value, keys: &[&str]) {
+    for key in keys {
+        if let Some(v) = from.get(*key) {
+            row[*key] = v.clone();
+        }
+    }
+}
+
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
@@ -85,7 +95,8 @@ impl<'a> Scope<'a> {
 #[derive(Debug, Clone)]
 pub enum Route<'a> {
     Commits { project: i64, commits: Value, deleted_branch: Option<String>, needs_fetch: bool },
-    MergeRequest { project: i64, row: Value },
+    /// `fetch`: why the merge request must be read back from GitLab, when it must.
+    MergeRequest { project: i64, row: Value, fetch: Option<&'static str> },
     Issue { project: i64, row: Value },
     Note { project: i64, noteable: &'a str, parent: NoteParent<'a>, row: Value },
     Pipeline { project: i64, row: Value },
@@ -148,17 +159,24 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
             if let Some(out) = out_of_scope(scope, p) {
                 return out;
             }
-            let row = json!({
+            let mut row = json!({
                 "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
                 "state": attrs["state"], "author": {"id": attrs["author_id"]},
                 "source_branch": attrs["source_branch"], "target_branch": attrs["target_branch"],
                 "sha": attrs.pointer("/last_commit/id").cloned().unwrap_or(Value::Null),
                 "merge_commit_sha": attrs.get("merge_commit_sha").cloned().unwrap_or(Value::Null),
                 "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
-                "merged_at": attrs.get("merged_at").cloned().unwrap_or(Value::Null),
-                "closed_at": attrs.get("closed_at").cloned().unwrap_or(Value::Null),
             });
-            Route::MergeRequest { project: p, row }
+            // GitLab's hook carries neither time (doc/user/project/integrations/webhook_events.md,
+            // "Merge request events"); a key left out keeps the stored value.
+            carry(&mut row, attrs, &["merged_at", "closed_at"]);
+            // A merge or close without its time: the merge request is read back from GitLab.
+            let fetch = match str_at(attrs, "/action") {
+                Some("merge") if row.get("merged_at").is_none() => Some("the hook has no merged_at; reading the merge request back"),
+                Some("close") if row.get("closed_at").is_none() => Some("the hook has no closed_at; reading the merge request back"),
+                _ => None,
+            };
+            Route::MergeRequest { project: p, row, fetch }
         }
         "issue" | "work_item" => {
             let Some(p) = project else { return Route::KeptAside("issue event without a project id".into()) };
@@ -173,9 +191,10 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
                 "state": attrs["state"], "author": {"id": attrs["author_id"]}, "labels": labels,
                 "confidential": attrs.get("confidential").cloned().unwrap_or(Value::Bool(false)),
                 "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
-                "closed_at": attrs.get("closed_at").cloned().unwrap_or(Value::Null),
                 "issue_type": attrs.get("type").and_then(Value::as_str).unwrap_or(if kind == "work_item" { "task" } else { "issue" }),
             });
+            let mut row = row;
+            carry(&mut row, attrs, &["closed_at"]);
             Route::Issue { project: p, row }
         }
         "note" => {
@@ -272,11 +291,14 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
                 sync::upsert_event(tx, id, "branch", &key, Some(project), Some("delete"), payload).await?;
             }
             if needs_fetch {
-                return Ok(Outcome::AppliedNeedsFetch);
+                return Ok(Outcome::AppliedNeedsFetch("more commits than the payload carries; fetching the rest"));
             }
         }
-        Route::MergeRequest { project, row } => {
+        Route::MergeRequest { project, row, fetch } => {
             sync::upsert_merge_requests(tx, id, project, &json!([row])).await?;
+            if let Some(reason) = fetch {
+                return Ok(Outcome::AppliedNeedsFetch(reason));
+            }
         }
         Route::Issue { project, row } => {
             sync::upsert_issues(tx, id, project, &json!([row])).await?;

@@ -94,10 +94,11 @@ async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: Processo
         Ok(outcome) => {
             let (status, reason, result) = match &outcome {
                 Outcome::Applied => ("applied", None, Delivery::Applied),
-                Outcome::AppliedNeedsFetch => {
-                    // The payload carries at most 20 commits: the catch-up fetches the rest.
-                    jobs::enqueue(&mut tx, Job::CatchUp { connection: pending.connection_id }, Duration::ZERO).await?;
-                    ("applied", Some("more commits than the payload carries; fetching the rest"), Delivery::Applied)
+                Outcome::AppliedNeedsFetch(reason) => {
+                    // The payload lacks what the object needs (a push carries at most 20 commits,
+                    // a merge request hook no merge or close time): the catch-up reads it back.
+                    jobs::enqueue_now_once(&mut tx, Job::CatchUp { connection: pending.connection_id }).await?;
+                    ("applied", Some(*reason), Delivery::Applied)
                 }
                 Outcome::OutOfScope(reason) => ("out_of_scope", Some(reason.as_str()), Delivery::OutOfScope),
                 Outcome::KeptAside(reason) => ("kept_aside", Some(reason.as_str()), Delivery::KeptAside),

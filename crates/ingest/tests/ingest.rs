@@ -596,3 +596,102 @@ async fn every_bad_input_is_answered_without_a_5xx(owner: PgPool) {
     // Tenant B's endpoint saw none of it.
     assert!(ingest.deliveries(&b).await.is_empty());
 }
+
+/// Hooks carry less than REST: GitLab's Merge Request Hook has no `merged_at` or `closed_at`,
+/// and a push payload's commit has its commit date as `timestamp` and no author date. A field
+/// a payload does not carry is never overwritten, what REST knows better is corrected when REST
+/// reads the object, and a merge or close by webhook has its time fetched (a catch-up is queued).
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let _processor = ingest.start_processor();
+    let headers = |event: &str, key: &str| {
+        vec![
+            ("x-gitlab-token", e.secrets.token.expose_secret().to_owned()),
+            ("x-gitlab-event", event.to_owned()),
+            ("idempotency-key", key.to_owned()),
+        ]
+    };
+    let base: Value = serde_json::from_slice(&fixture("webhook-merge_request.json")).unwrap();
+    let (project, iid) = (base["project"]["id"].as_i64().unwrap(), base["object_attributes"]["iid"].as_i64().unwrap());
+    // REST stored it closed, with its close time.
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    let rest = serde_json::json!([{"id": base["object_attributes"]["id"], "iid": iid, "title": "t", "state": "closed",
+        "created_at": "2025-03-01T08:00:00.000Z", "updated_at": "2025-03-04T08:00:00.000Z",
+        "closed_at": "2025-03-04T08:00:00.000Z", "merged_at": null}]);
+    connector_store::sync::upsert_merge_requests(&mut tx, e.connection, project, &rest).await.unwrap();
+    tx.commit().await.unwrap();
+    let times = || async {
+        let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+        let row: (String, Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>) =
+            sqlx::query_as("SELECT state, closed_at, merged_at FROM merge_requests WHERE connection_id = $1 AND iid = $2")
+                .bind(e.connection)
+                .bind(iid)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        row
+    };
+    let closed_at = Utc.with_ymd_and_hms(2025, 3, 4, 8, 0, 0).unwrap();
+
+    // A label change on the closed merge request.
+    let mut labelled = base.clone();
+    labelled["object_attributes"]["state"] = "closed".into();
+    labelled["object_attributes"]["action"] = "update".into();
+    labelled["object_attributes"]["updated_at"] = "2025-03-05 09:00:00 UTC".into();
+    ingest.deliver(e.hook, &headers("Merge Request Hook", "label"), serde_json::to_vec(&labelled).unwrap()).await;
+    assert_eq!(ingest.settled(&e).await.pop().unwrap().0, "applied");
+    assert_eq!(times().await, ("closed".to_owned(), Some(closed_at), None), "closed_at kept");
+
+    // Reopened and merged by webhook: the state moves, merged_at is fetched, not erased.
+    let mut merged = base.clone();
+    merged["object_attributes"]["state"] = "merged".into();
+    merged["object_attributes"]["action"] = "merge".into();
+    merged["object_attributes"]["updated_at"] = "2025-03-06 09:00:00 UTC".into();
+    ingest.deliver(e.hook, &headers("Merge Request Hook", "merge"), serde_json::to_vec(&merged).unwrap()).await;
+    let (status, reason) = ingest.settled(&e).await.pop().unwrap();
+    assert_eq!(status, "applied");
+    assert!(reason.as_deref().unwrap_or_default().contains("merge"), "{reason:?}");
+    assert_eq!(times().await.0, "merged");
+    let fetches: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'catch_up'")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(fetches, 1, "the merge time is fetched");
+
+    // A push's commit, then REST's read of it: REST's author date, author and message win.
+    let push: Value = serde_json::from_slice(&fixture("webhook-push.json")).unwrap();
+    let commit = &push["commits"][0];
+    let sha = commit["id"].as_str().unwrap().to_owned();
+    ingest.deliver(e.hook, &headers("Push Hook", "push"), fixture("webhook-push.json")).await;
+    ingest.settled(&e).await;
+    let read = || async {
+        let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+        let row: (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>, Option<String>, String) = sqlx::query_as(
+            "SELECT authored_at, committed_at, author_name, message FROM commits WHERE connection_id = $1 AND sha = $2",
+        )
+        .bind(e.connection)
+        .bind(&sha)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        row
+    };
+    let pushed = read().await;
+    let timestamp = chrono::DateTime::parse_from_rfc3339(commit["timestamp"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+    assert_eq!((pushed.0, pushed.1), (None, Some(timestamp)), "the push's timestamp is the commit date; no author date known");
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    let rest = serde_json::json!([{"id": sha, "title": "Real title", "message": "Real title\n\nbody", "author_name": "Ana Author",
+        "author_email": "ana@example.com", "authored_date": "2024-12-24T10:00:00.000+01:00", "committer_name": "Cy",
+        "committer_email": "cy@example.com", "committed_date": commit["timestamp"], "parent_ids": ["p1"]}]);
+    connector_store::sync::upsert_commits(&mut tx, e.connection, project, &rest).await.unwrap();
+    tx.commit().await.unwrap();
+    let corrected = read().await;
+    assert_eq!(corrected.0, Some(Utc.with_ymd_and_hms(2024, 12, 24, 9, 0, 0).unwrap()));
+    assert_eq!((corrected.2.as_deref(), corrected.3.as_str()), (Some("Ana Author"), "Real title\n\nbody"));
+    // And a later push delivery of the same commit does not undo REST's values.
+    ingest.deliver(e.hook, &headers("Push Hook", "push-again"), fixture("webhook-push.json")).await;
+    ingest.settled(&e).await;
+    assert_eq!(read().await, corrected);
+}

@@ -107,6 +107,29 @@ pub async fn enqueue(tx: &mut TenantTx, job: Job, delay: Duration) -> Result<()>
     push(tx, &envelope, delay).await
 }
 
+/// Queues `job` to run now unless the same job for the transaction's tenant is already waiting
+/// and due (not started, so it will read what this transaction commits): many webhooks asking
+/// for the same read-back queue one job, not one each. A job scheduled for later does not count.
+pub async fn enqueue_now_once(tx: &mut TenantTx, job: Job) -> Result<()> {
+    let wanted = serde_json::to_value(&job).expect("a job serializes");
+    let tenant = tx.tenant().as_str().to_owned();
+    let waiting: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM apalis.jobs
+                        WHERE job_type = $1 AND status = 'Pending' AND run_at <= now()
+                          AND convert_from(job, 'UTF8')::jsonb -> 'job' = $2
+                          AND convert_from(job, 'UTF8')::jsonb ->> 'tenant' = $3)",
+    )
+    .bind(job.queue().name())
+    .bind(&wanted)
+    .bind(&tenant)
+    .fetch_one(&mut **tx)
+    .await?;
+    if waiting {
+        return Ok(());
+    }
+    enqueue(tx, job, Duration::ZERO).await
+}
+
 /// Queues `envelope` as it is (a retry keeps its attempt count).
 pub async fn push(conn: &mut sqlx::PgConnection, envelope: &Envelope, delay: Duration) -> Result<()> {
     let bytes = serde_json::to_vec(envelope).expect("a job envelope serializes");

@@ -32,17 +32,27 @@ pub async fn upsert_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64
          SELECT $1, $2, $3, e->>'id', coalesce(e->>'title', split_part(e->>'message', E'\\n', 1), ''),
                 coalesce(e->>'message', ''), coalesce(e->>'author_name', e->'author'->>'name'),
                 coalesce(e->>'author_email', e->'author'->>'email'),
-                coalesce(e->>'authored_date', e->>'timestamp')::timestamptz,
-                e->>'committer_name', e->>'committer_email', (e->>'committed_date')::timestamptz,
+                (e->>'authored_date')::timestamptz,
+                e->>'committer_name', e->>'committer_email',
+                coalesce(e->>'committed_date', e->>'timestamp')::timestamptz,
                 coalesce(ARRAY(SELECT jsonb_array_elements_text(e->'parent_ids')), '{}'),
                 coalesce(e->>'web_url', e->>'url'), e
          FROM jsonb_array_elements($4::jsonb) AS e
          ON CONFLICT (tenant_id, connection_id, project_id, sha) DO UPDATE SET
+             -- A push payload's commit (no `authored_date`; its `timestamp` is the commit date)
+             -- only fills gaps; REST's commit entity is the authority and corrects them.
+             title = CASE WHEN excluded.raw ? 'authored_date' THEN excluded.title ELSE t.title END,
+             message = CASE WHEN excluded.raw ? 'authored_date' THEN excluded.message ELSE t.message END,
+             author_name = CASE WHEN excluded.raw ? 'authored_date' THEN coalesce(excluded.author_name, t.author_name)
+                                ELSE coalesce(t.author_name, excluded.author_name) END,
+             author_email = CASE WHEN excluded.raw ? 'authored_date' THEN coalesce(excluded.author_email, t.author_email)
+                                 ELSE coalesce(t.author_email, excluded.author_email) END,
+             authored_at = coalesce(excluded.authored_at, t.authored_at),
              committer_name = coalesce(excluded.committer_name, t.committer_name),
              committer_email = coalesce(excluded.committer_email, t.committer_email),
              committed_at = coalesce(excluded.committed_at, t.committed_at),
              parent_ids = CASE WHEN cardinality(excluded.parent_ids) > 0 THEN excluded.parent_ids ELSE t.parent_ids END,
-             raw = t.raw || excluded.raw,
+             raw = CASE WHEN excluded.raw ? 'authored_date' THEN t.raw || excluded.raw ELSE excluded.raw || t.raw END,
              synced_at = now()",
         connection,
         project_id,
@@ -70,7 +80,9 @@ pub async fn upsert_merge_requests(tx: &mut TenantTx, connection: Uuid, project_
              sha = coalesce(excluded.sha, t.sha), merge_commit_sha = coalesce(excluded.merge_commit_sha, t.merge_commit_sha),
              web_url = coalesce(excluded.web_url, t.web_url), created_at = coalesce(excluded.created_at, t.created_at),
              gitlab_updated_at = excluded.gitlab_updated_at,
-             merged_at = coalesce(excluded.merged_at, t.merged_at), closed_at = excluded.closed_at,
+             -- Webhooks carry neither time: a field the row does not carry keeps its value.
+             merged_at = CASE WHEN excluded.raw ? 'merged_at' THEN excluded.merged_at ELSE t.merged_at END,
+             closed_at = CASE WHEN excluded.raw ? 'closed_at' THEN excluded.closed_at ELSE t.closed_at END,
              raw = t.raw || excluded.raw, synced_at = now()
          WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
         connection,
@@ -100,7 +112,9 @@ pub async fn upsert_issues(tx: &mut TenantTx, connection: Uuid, project_id: i64,
              author_username = coalesce(excluded.author_username, t.author_username), labels = excluded.labels,
              confidential = excluded.confidential, web_url = coalesce(excluded.web_url, t.web_url),
              created_at = coalesce(excluded.created_at, t.created_at),
-             gitlab_updated_at = excluded.gitlab_updated_at, closed_at = excluded.closed_at, raw = t.raw || excluded.raw,
+             gitlab_updated_at = excluded.gitlab_updated_at,
+             closed_at = CASE WHEN excluded.raw ? 'closed_at' THEN excluded.closed_at ELSE t.closed_at END,
+             raw = t.raw || excluded.raw,
              synced_at = now()
          WHERE t.gitlab_updated_at <= excluded.gitlab_updated_at",
         connection,
@@ -248,8 +262,12 @@ pub async fn set_merge_request_commits(
     .rows_affected())
 }
 
-/// Stores the whole list of a parent's notes as GitLab returned it: notes it no longer lists
-/// were deleted there (GitLab sends no webhook for that) and go here too.
+/// Stores the whole list of a parent's notes as GitLab returned it, asked for at `read_at`:
+/// notes it no longer lists were deleted there (GitLab sends no webhook for that) and go here
+/// too, except those stored since the list was asked for (a webhook's, newer than the list).
+/// `read_at` is our clock and `synced_at` the database's: the query moves `read_at` onto the
+/// database's clock by the difference it measures (`clock_timestamp()` against our clock just
+/// before sending), off by the time the query takes to arrive.
 pub async fn replace_notes(
     tx: &mut TenantTx,
     connection: Uuid,
@@ -257,6 +275,7 @@ pub async fn replace_notes(
     noteable_type: &str,
     parent: NoteParent<'_>,
     items: &Value,
+    read_at: DateTime<Utc>,
 ) -> Result<u64> {
     let ids: Vec<i64> = items
         .as_array()
@@ -270,7 +289,8 @@ pub async fn replace_notes(
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "DELETE FROM notes WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND noteable_type = $4
-             AND noteable_iid IS NOT DISTINCT FROM $5 AND commit_sha IS NOT DISTINCT FROM $6 AND gitlab_id <> ALL($7)",
+             AND noteable_iid IS NOT DISTINCT FROM $5 AND commit_sha IS NOT DISTINCT FROM $6 AND gitlab_id <> ALL($7)
+             AND synced_at < $8::timestamptz + (clock_timestamp() - $9::timestamptz)",
     )
     .bind(tenant.as_str())
     .bind(connection)
@@ -279,6 +299,8 @@ pub async fn replace_notes(
     .bind(iid)
     .bind(sha)
     .bind(&ids)
+    .bind(read_at)
+    .bind(Utc::now())
     .execute(conn)
     .await?;
     upsert_notes(tx, connection, project_id, noteable_type, parent, items).await

@@ -126,7 +126,25 @@ pub async fn edit_note(
             .body
             .clone()
             .ok_or_else(|| control_error("body is required"))?;
-        n.updated_at = time::now();
+        let now = time::now();
+        n.updated_at = now;
+        // A note touches its noteable when saved (app/models/note.rb `belongs_to :noteable,
+        // touch: true`), so an edit moves the merge request's or issue's `updated_at` too, and an
+        // `updated_after` list shows it.
+        let noteable = n.noteable.clone();
+        match noteable {
+            Noteable::MergeRequest { iid } => {
+                if let Some(m) = p.merge_requests.iter_mut().find(|m| m.iid == iid) {
+                    m.updated_at = now;
+                }
+            }
+            Noteable::Issue { iid } => {
+                if let Some(i) = p.issues.iter_mut().find(|i| i.iid == iid) {
+                    i.updated_at = now;
+                }
+            }
+            Noteable::Commit { .. } => {}
+        }
         note_event(&ds, id, note_id, &user, "update", &base)
     };
     respond(&sim, w, vec![event], json!({"id": note_id})).await

@@ -245,6 +245,8 @@ pub fn merge_request(
     })
 }
 
+/// The Issue Hook as lib/gitlab/hook_data/issue_builder.rb builds it (its `closed_at` included,
+/// which the merge request hook lacks).
 pub fn issue(
     ds: &Dataset,
     p: &Project,
@@ -269,7 +271,8 @@ pub fn issue(
         "object_attributes": {
             "id": i.id, "title": i.title, "assignee_ids": i.assignee_ids, "assignee_id": i.assignee_ids.first(),
             "author_id": i.author_id, "project_id": p.id, "created_at": time::hook(&i.created_at),
-            "updated_at": time::hook(&i.updated_at), "updated_by_id": i.updated_by_id, "last_edited_at": null,
+            "updated_at": time::hook(&i.updated_at), "closed_at": time::hook_opt(&i.closed_at),
+            "updated_by_id": i.updated_by_id, "last_edited_at": null,
             "last_edited_by_id": null, "relative_position": i.iid * 513, "description": i.description,
             "milestone_id": null, "state_id": i.state.id(), "confidential": i.confidential,
             "discussion_locked": null, "due_date": null, "moved_to_id": null, "duplicated_to_id": null,
@@ -532,6 +535,6 @@ pub fn deployment(ds: &Dataset, p: &Project, d: &Deployment, base: &str) -> Valu
         "short_sha": &d.sha[..8], "user": user.map(user_attrs),
         "user_url": user.map(|u| format!("{base}/{}", u.username)),
         "commit_url": commit_url(p, base, &d.sha),
-        "commit_title": p.repository.commit(&d.sha).map(|c| c.title.clone()),
+        "commit_title": p.repository.commit(&d.sha).map(|c| c.title.clone()), "ref": d.ref_name,
     })
 }

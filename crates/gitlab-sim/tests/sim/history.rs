@@ -316,3 +316,24 @@ async fn comment_events_are_user_comments_after_an_exclusive_date_without_the_co
     let same_day = events(today).await;
     assert!(!same_day.as_array().unwrap().iter().any(|e| e["note"]["id"] == note), "`after` excludes its own date");
 }
+
+/// A note touches its noteable: editing one moves its merge request's `updated_at`, so an
+/// `updated_after` list shows the edit.
+#[tokio::test]
+async fn editing_a_note_moves_its_merge_requests_updated_at() {
+    let sim = start(open_config().await).await;
+    let ds = sim.handle.sim.dataset();
+    let p = ds.project(1).unwrap();
+    let (note, iid) = p
+        .notes
+        .iter()
+        .find_map(|n| match n.noteable {
+            Noteable::MergeRequest { iid } => Some((n.id, iid)),
+            _ => None,
+        })
+        .expect("a merge request note in project 1");
+    let before = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/merge_requests/{iid}")).await.body["updated_at"].clone();
+    sim.control(Method::PUT, &format!("/projects/1/notes/{note}"), json!({"body": "edited"})).await;
+    let after = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/merge_requests/{iid}")).await.body["updated_at"].clone();
+    assert!(after.as_str().unwrap() > before.as_str().unwrap(), "{before} then {after}");
+}

@@ -600,3 +600,24 @@ async fn duplicate_delivery_knob_repeats_the_idempotency_key() {
     assert_eq!(got[0].0["idempotency-key"], got[1].0["idempotency-key"]);
     assert_eq!(got[0].1, got[1].1);
 }
+
+/// The simulator's fixtures and the ingest crate's (each written from GitLab's documented
+/// payloads) have the same shape, file by file: what the simulator sends is what ingest is
+/// tested with, so a field one of them lacks shows here.
+#[test]
+fn the_simulators_fixtures_and_the_ingest_fixtures_agree_key_by_key() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let ingest = root.join("../ingest/tests/fixtures");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(root.join("tests/fixtures")).unwrap() {
+        let path = entry.unwrap().path();
+        let theirs = ingest.join(path.file_name().unwrap());
+        let (Ok(ours), Ok(theirs)) = (std::fs::read_to_string(&path), std::fs::read_to_string(&theirs)) else {
+            continue;
+        };
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_shape(&name, &ours, &serde_json::from_str(&theirs).unwrap());
+        compared += 1;
+    }
+    assert!(compared >= 15, "only {compared} fixtures in both sets");
+}

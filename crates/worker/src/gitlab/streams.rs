@@ -76,6 +76,9 @@ pub(super) struct Children {
     pub iid: i64,
     pub notes: Vec<Value>,
     pub commits: Vec<Value>,
+    /// When the note list was asked for: a note stored after that (by a webhook) cannot be in
+    /// it, and is not taken for deleted.
+    pub read_at: DateTime<Utc>,
 }
 
 /// Fetches a page, with its children if asked (see `fetch_items`). A 403 or 404 means the
@@ -163,6 +166,7 @@ pub(super) async fn fetch_children_of(client: &GitLabClient, project: i64, resou
 const CHILD_FETCHES: usize = 8;
 
 async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid: u64) -> Result<Children, GitLab> {
+    let read_at = Utc::now();
     let (notes, commits) = if resource == "merge_requests" {
         tokio::try_join!(
             client.collect_all(PageRequest::merge_request_notes(project, iid)),
@@ -171,7 +175,7 @@ async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid
     } else {
         (client.collect_all(PageRequest::issue_notes(project, iid)).await?, Vec::new())
     };
-    Ok(Children { iid: iid as i64, notes, commits })
+    Ok(Children { iid: iid as i64, notes, commits, read_at })
 }
 
 /// The noteable type of a resource's notes.
@@ -234,7 +238,7 @@ pub(super) async fn store_children(
 ) -> connector_store::Result<()> {
     let noteable = noteable(resource);
     let notes = clean(tx, connection, project, "notes", child.notes).await?;
-    sync::replace_notes(tx, connection, project, noteable, NoteParent::Iid(child.iid), &Value::Array(notes)).await?;
+    sync::replace_notes(tx, connection, project, noteable, NoteParent::Iid(child.iid), &Value::Array(notes), child.read_at).await?;
     if resource == "merge_requests" {
         let commits = clean(tx, connection, project, "commits", child.commits).await?;
         let shas: Vec<String> = commits.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
