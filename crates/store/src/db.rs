@@ -58,6 +58,9 @@ pub async fn migrate(owner: &PgConnectOptions) -> Result<()> {
     Ok(conn.close().await?)
 }
 
+/// How long PostgreSQL lets a session of ours sit idle inside a transaction before ending it.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
 /// The service's handle on the database: a pool connected as an unprivileged role, and the
 /// master key ring that unwraps tenant data keys.
 #[derive(Clone)]
@@ -73,6 +76,14 @@ impl Store {
         max_connections: u32,
         keys: Arc<MasterKeyRing>,
     ) -> Result<Self> {
+        // A future cancelled while its `BEGIN` is in flight (a worker shutting down, a request
+        // timing out) can return its connection to the pool inside a transaction sqlx does not
+        // know about; later statements on it then run in that transaction and hold their row
+        // locks indefinitely (seen: the shared rate budget's row, stalling every request). The
+        // server ends any session idle inside a transaction this long; nothing of ours stays
+        // idle in one (no transaction of ours waits on GitLab), so only such a stray
+        // session is ever ended, and the pool replaces it.
+        let options = options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

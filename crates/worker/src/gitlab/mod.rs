@@ -143,7 +143,7 @@ fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
             Status::NeedsReauth,
             "GitLab does not accept this access token: check that it was copied whole, or create a new one".into(),
         ),
-        E::TokenExpired => (Status::NeedsReauth, "the access token has expired: create a new one without an expiry date".into()),
+        E::TokenExpired => (Status::NeedsReauth, expired_advice(None)),
         E::TokenRevoked => (Status::NeedsReauth, "the access token was revoked: create a new one".into()),
         E::InsufficientScope { .. } => (
             Status::Invalid,
@@ -153,3 +153,19 @@ fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
         _ => return None,
     })
 }
+
+/// What to do about an expired token. GitLab 16.0 and later give every personal access token an
+/// expiry date (at most a year on gitlab.com; self-managed administrators set the limit), so
+/// the advice is a new token given to the connection, never one without an expiry date.
+pub(super) fn expired_advice(on: Option<chrono::NaiveDate>) -> String {
+    let when = on.map_or_else(|| "has expired".to_owned(), |d| format!("expired on {d}"));
+    format!("the access token {when}: {RENEW_TOKEN}")
+}
+
+/// The warning shown ahead of a token's expiry.
+pub(super) fn expiring_advice(on: chrono::NaiveDate) -> String {
+    format!("the access token expires on {on}: before then, {RENEW_TOKEN}")
+}
+
+const RENEW_TOKEN: &str = "create a new personal access token with scope api and give it to this connection \
+                           (PATCH its access_token)";

@@ -29,13 +29,13 @@ impl GitLabJobs {
         let today = Utc::now().date_naive();
         if pat.revoked || !pat.active || pat.expires_at.is_some_and(|d| d < today) {
             let message = match pat.expires_at {
-                Some(d) if d < today => format!("the access token expired on {d}: create one without an expiry date"),
+                Some(d) if d < today => super::expired_advice(Some(d)),
                 _ => "the access token is no longer active: create a new one".to_owned(),
             };
             return self.user_problem(tenant, id, Status::NeedsReauth, &message).await;
         }
         if let Some(date) = pat.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS) {
-            let message = format!("the access token expires on {date}: replace it with one without an expiry date before then");
+            let message = super::expiring_advice(date);
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
             connections::set_status(&mut tx, id, connection.status, Some(&message)).await.map_err(retry)?;
             tx.commit().await.map_err(retry)?;

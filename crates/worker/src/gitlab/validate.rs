@@ -93,9 +93,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
             token.scopes.join(", ")
         )));
     }
-    let notice = token.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS).map(|d| {
-        format!("the access token expires on {d}: replace it with one without an expiry date before then")
-    });
+    let notice = token.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS).map(super::expiring_advice);
     let user = client.current_user().await?;
     let enterprise = client.metadata().await?.enterprise;
 
@@ -193,10 +191,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
 }
 
 fn expired(date: NaiveDate) -> Stop {
-    Stop::User(
-        Status::NeedsReauth,
-        format!("the access token expired on {date}: create one without an expiry date"),
-    )
+    Stop::User(Status::NeedsReauth, super::expired_advice(Some(date)))
 }
 
 fn role_name(level: u32) -> &'static str {
