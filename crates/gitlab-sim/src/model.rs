@@ -252,6 +252,17 @@ impl Repository {
         self.branches.iter().find(|b| b.name == name)
     }
 
+    /// Indices of the commits a branch or tag reaches (what `all=true` lists), newest first.
+    pub fn reachable_from_refs(&self, first_parent: bool) -> Vec<usize> {
+        let heads: Vec<String> = self
+            .branches
+            .iter()
+            .map(|b| b.commit.clone())
+            .chain(self.tags.iter().map(|t| t.commit.clone()))
+            .collect();
+        self.reachable(&heads, first_parent)
+    }
+
     /// The head sha of a branch or tag name, or the sha itself.
     pub fn resolve(&self, reference: &str) -> Option<String> {
         if let Some(b) = self.branch(reference) {

@@ -30,12 +30,6 @@ impl Dataset {
     pub fn synced_since(&self, id: u64, start: Ts) -> Option<Synced<'_>> {
         let p = self.project(id)?;
         let repo = &p.repository;
-        let heads: Vec<String> = repo
-            .branches
-            .iter()
-            .map(|b| b.commit.clone())
-            .chain(repo.tags.iter().map(|t| t.commit.clone()))
-            .collect();
         let merge_requests: Vec<&MergeRequest> = p
             .merge_requests
             .iter()
@@ -43,7 +37,7 @@ impl Dataset {
             .collect();
         let mut seen = BTreeSet::new();
         let commits = repo
-            .reachable(&heads, false)
+            .reachable_from_refs(false)
             .into_iter()
             .map(|i| &repo.commits[i])
             .filter(|c| c.committed_date >= start)

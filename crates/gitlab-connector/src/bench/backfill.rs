@@ -88,14 +88,8 @@ impl Truth {
             let s = dataset.synced_since(p.id, start).expect("listed");
             // What `all=true&since=` lists: reachable from a ref and committed since `start`.
             let repo = &p.repository;
-            let heads: Vec<String> = repo
-                .branches
-                .iter()
-                .map(|b| b.commit.clone())
-                .chain(repo.tags.iter().map(|t| t.commit.clone()))
-                .collect();
             let listed = repo
-                .reachable(&heads, false)
+                .reachable_from_refs(false)
                 .into_iter()
                 .filter(|i| repo.commits[*i].committed_date >= start)
                 .count();

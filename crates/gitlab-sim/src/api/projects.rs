@@ -84,13 +84,7 @@ fn select(
     first_parent: bool,
 ) -> Vec<usize> {
     if all {
-        let heads: Vec<String> = repo
-            .branches
-            .iter()
-            .map(|b| b.commit.clone())
-            .chain(repo.tags.iter().map(|t| t.commit.clone()))
-            .collect();
-        return repo.reachable(&heads, first_parent);
+        return repo.reachable_from_refs(first_parent);
     }
     let reference = ref_name.unwrap_or(default);
     if let Some((from, to)) = reference.split_once("..") {

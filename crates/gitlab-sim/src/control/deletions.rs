@@ -22,24 +22,40 @@ use crate::error::SimError;
 use crate::model::*;
 use crate::state::{Simulator, write};
 
+/// Removes the items of `list` that `gone` picks; `NotFound(what)` when there were none.
+fn remove<T>(list: &mut Vec<T>, what: &'static str, gone: impl Fn(&T) -> bool) -> Result<(), SimError> {
+    let before = list.len();
+    list.retain(|x| !gone(x));
+    if list.len() == before {
+        return Err(SimError::NotFound(what));
+    }
+    Ok(())
+}
+
+/// Applies `delete` to project `id` and answers `{"deleted": key}`, with no hook.
+async fn delete_in_project(
+    sim: Simulator,
+    id: u64,
+    key: u64,
+    w: Wait,
+    delete: impl FnOnce(&mut Project) -> Result<(), SimError>,
+) -> Res {
+    delete(project_mut(&mut write(&sim.shared.data), id)?)?;
+    respond(&sim, w, Vec::new(), json!({"deleted": key})).await
+}
+
 /// `DELETE /-/sim/projects/{id}/merge_requests/{iid}`: the merge request and its notes.
 pub async fn delete_merge_request(
     State(sim): State<Simulator>,
     Path((id, iid)): Path<(u64, u64)>,
     Query(w): Query<Wait>,
 ) -> Res {
-    {
-        let mut ds = write(&sim.shared.data);
-        let p = project_mut(&mut ds, id)?;
-        let before = p.merge_requests.len();
-        p.merge_requests.retain(|m| m.iid != iid);
-        if p.merge_requests.len() == before {
-            return Err(SimError::NotFound("Merge Request"));
-        }
-        p.notes
-            .retain(|n| !matches!(n.noteable, Noteable::MergeRequest { iid: x } if x == iid));
-    }
-    respond(&sim, w, Vec::new(), json!({"deleted": iid})).await
+    delete_in_project(sim, id, iid, w, |p| {
+        remove(&mut p.merge_requests, "Merge Request", |m| m.iid == iid)?;
+        p.notes.retain(|n| n.noteable != Noteable::MergeRequest { iid });
+        Ok(())
+    })
+    .await
 }
 
 /// `DELETE /-/sim/projects/{id}/issues/{iid}`: the issue and its notes.
@@ -48,18 +64,12 @@ pub async fn delete_issue(
     Path((id, iid)): Path<(u64, u64)>,
     Query(w): Query<Wait>,
 ) -> Res {
-    {
-        let mut ds = write(&sim.shared.data);
-        let p = project_mut(&mut ds, id)?;
-        let before = p.issues.len();
-        p.issues.retain(|i| i.iid != iid);
-        if p.issues.len() == before {
-            return Err(SimError::NotFound("Issue"));
-        }
-        p.notes
-            .retain(|n| !matches!(n.noteable, Noteable::Issue { iid: x } if x == iid));
-    }
-    respond(&sim, w, Vec::new(), json!({"deleted": iid})).await
+    delete_in_project(sim, id, iid, w, |p| {
+        remove(&mut p.issues, "Issue", |i| i.iid == iid)?;
+        p.notes.retain(|n| n.noteable != Noteable::Issue { iid });
+        Ok(())
+    })
+    .await
 }
 
 /// `DELETE /-/sim/projects/{id}/notes/{note_id}`.
@@ -68,16 +78,7 @@ pub async fn delete_note(
     Path((id, note_id)): Path<(u64, u64)>,
     Query(w): Query<Wait>,
 ) -> Res {
-    {
-        let mut ds = write(&sim.shared.data);
-        let p = project_mut(&mut ds, id)?;
-        let before = p.notes.len();
-        p.notes.retain(|n| n.id != note_id);
-        if p.notes.len() == before {
-            return Err(SimError::NotFound("Note"));
-        }
-    }
-    respond(&sim, w, Vec::new(), json!({"deleted": note_id})).await
+    delete_in_project(sim, id, note_id, w, |p| remove(&mut p.notes, "Note", |n| n.id == note_id)).await
 }
 
 /// `DELETE /-/sim/projects/{id}/pipelines/{pipeline_id}`: the pipeline and its jobs.
@@ -86,16 +87,10 @@ pub async fn delete_pipeline(
     Path((id, pipeline_id)): Path<(u64, u64)>,
     Query(w): Query<Wait>,
 ) -> Res {
-    {
-        let mut ds = write(&sim.shared.data);
-        let p = project_mut(&mut ds, id)?;
-        let before = p.pipelines.len();
-        p.pipelines.retain(|pl| pl.id != pipeline_id);
-        if p.pipelines.len() == before {
-            return Err(SimError::NotFound("Pipeline"));
-        }
-    }
-    respond(&sim, w, Vec::new(), json!({"deleted": pipeline_id})).await
+    delete_in_project(sim, id, pipeline_id, w, |p| {
+        remove(&mut p.pipelines, "Pipeline", |pl| pl.id == pipeline_id)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
