@@ -82,24 +82,11 @@ impl SharedRateBudget {
 impl RateBudget for SharedRateBudget {
     fn before_request(&self) -> Pin<Box<dyn Future<Output = Duration> + Send + '_>> {
         Box::pin(async move {
-            // The reservation runs on its own task: this future is dropped when the request is
-            // cancelled (a timeout, a worker shutting down), and a query dropped midway can leave
-            // its pooled connection inside the statement's transaction, holding the budget row's
-            // lock until that connection is next used, which stalls every pod's requests.
-            let budget = Self { pool: self.pool.clone(), key: self.key.clone(), config: self.config };
-            let reserved = tokio::spawn(async move { budget.reserve().await }).await;
             // Without the database the budget cannot be shared; GitLab's 429 remains the backstop.
-            let wait = match reserved {
-                Ok(Ok(wait)) => wait,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "shared rate budget unavailable");
-                    Duration::ZERO
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "shared rate budget reservation failed");
-                    Duration::ZERO
-                }
-            };
+            let wait = self.reserve().await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "shared rate budget unavailable");
+                Duration::ZERO
+            });
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
