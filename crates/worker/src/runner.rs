@@ -92,11 +92,15 @@ pub async fn run_workers<J: Jobs>(
         let pool = store.pool().clone();
         let poll = config.poll_interval;
         let concurrency = config.concurrency;
-        monitor = monitor.register(move |_restarts| {
+        monitor = monitor.register(move |restarts| {
+            // A restart drops the jobs the worker was running. Under a new name, the old name's
+            // heartbeat stops and its jobs are handed on once it has been silent long enough;
+            // under the same name the restarted worker would keep them marked running for good.
+            let name = if restarts == 0 { name.clone() } else { format!("{name}-r{restarts}") };
             let backend = PostgresStorage::<Envelope>::new(&pool)
                 .with_config(backend_config.clone())
                 .poll_with_strategy(Strategy::new().interval(poll));
-            WorkerBuilder::new(name.clone())
+            WorkerBuilder::new(name)
                 .backend(backend)
                 .data(shared.clone())
                 .concurrency(concurrency)

@@ -49,6 +49,8 @@ async fn connection(store: &Store) -> Uuid {
 struct Script {
     runs: Arc<Mutex<HashMap<Uuid, Vec<Instant>>>>,
     failures: Arc<Mutex<HashMap<Uuid, (u32, Failure)>>>,
+    /// Connections whose next run never ends (a job cut off mid-way).
+    hangs: Arc<Mutex<std::collections::HashSet<Uuid>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -81,6 +83,9 @@ impl Jobs for Script {
     async fn run(&self, _tenant: &TenantId, job: &Job) -> Result<(), JobError> {
         let connection = job.connection();
         self.runs.lock().unwrap().entry(connection).or_default().push(Instant::now());
+        if self.hangs.lock().unwrap().remove(&connection) {
+            std::future::pending::<()>().await;
+        }
         let mut failures = self.failures.lock().unwrap();
         match failures.get_mut(&connection) {
             Some((left, failure)) if *left > 0 => {
@@ -242,6 +247,37 @@ async fn rate_limits_use_up_no_attempts(owner: PgPool) {
     let mut tx = store.tenant_tx(&tenant()).await.unwrap();
     assert!(connector_store::dead_letters::for_connection(&mut tx, throttled, 10).await.unwrap().is_empty());
     drop(tx);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+/// A worker whose queue poll fails (the database unreachable for a moment) is restarted, and
+/// the restart drops the jobs it was running. Each such job must run again: left marked running
+/// under a worker name that keeps its heartbeat, it would never be handed on, and its connection
+/// would wait for it for good.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_job_cut_off_by_its_workers_restart_runs_again(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let id = connection(&store).await;
+    script.hangs.lock().unwrap().insert(id);
+    enqueue(&store, Job::Backfill { connection: id }, true).await;
+    let (stop, handle) = start(&store, &script, "w1");
+    script.wait_for(id, 1).await;
+    // Polls fail while the queue's table is away, for less than the time after which a silent
+    // worker's jobs are handed on (as a moment without a free database connection would).
+    sqlx::query("ALTER TABLE apalis.jobs RENAME TO jobs_away").execute(&owner).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("ALTER TABLE apalis.jobs_away RENAME TO jobs").execute(&owner).await.unwrap();
+    script.wait_for(id, 2).await;
+    let state: String = sqlx::query_scalar("SELECT status FROM apalis.jobs").fetch_one(&owner).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut state = state;
+    while state != "Done" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = sqlx::query_scalar("SELECT status FROM apalis.jobs").fetch_one(&owner).await.unwrap();
+    }
+    assert_eq!(state, "Done", "the job's second run finished");
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
