@@ -150,7 +150,12 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
         token: secrets.token.expose_secret(),
         signing_token: secrets.signing_token.expose_secret(),
     };
-    verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()).map_err(Refused::Unverified)?;
+    if let Err(rejection) = verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()) {
+        // The connection's health shows refused deliveries: GitLab does not resend them.
+        hooks::record_refusal(&mut tx, endpoint, &rejection.to_string()).await?;
+        tx.commit().await?;
+        return Err(Refused::Unverified(rejection));
+    }
 
     let parsed = parse_delivery(headers, body);
     let new = deliveries::insert(

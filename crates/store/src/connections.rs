@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::jobs::Job;
 use crate::{Error, Result, TenantTx, tenants};
 use connector_crypto::MasterKeyRing;
 
@@ -39,6 +40,22 @@ impl Status {
         }
     }
 
+    /// The states a job moves along (each has one queued or running), as opposed to the final
+    /// ones, where the connection stays until something happens: `live` (kept current by
+    /// webhooks and periodic catch-ups) and the three that need the user, each with its message.
+    pub const MOVING: [Status; 5] =
+        [Status::Pending, Status::Validating, Status::InstallingHooks, Status::Backfilling, Status::Deleting];
+
+    /// The job that moves a connection on from this state, if it is a moving one.
+    pub fn next_job(self, connection: Uuid) -> Option<Job> {
+        match self {
+            Status::Pending | Status::Validating => Some(Job::Validate { connection }),
+            Status::InstallingHooks => Some(Job::InstallHooks { connection }),
+            Status::Backfilling => Some(Job::Backfill { connection }),
+            Status::Deleting => Some(Job::Disconnect { connection }),
+            Status::Live | Status::NeedsReauth | Status::Invalid | Status::Failed => None,
+        }
+    }
 }
 
 impl TryFrom<String> for Status {
@@ -70,11 +87,17 @@ pub struct Connection {
     pub hook_mode: Option<String>,
     pub resolved_project_ids: Option<Vec<i64>>,
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// When the next catch-up is due, once live.
+    pub next_catch_up_at: Option<DateTime<Utc>>,
+    /// Since when the backfill's or catch-up's attempts have failed, and the last reason.
+    pub sync_failing_since: Option<DateTime<Utc>>,
+    pub sync_failure: Option<String>,
 }
 
 const COLUMNS: &str = "id, gitlab_url, groups_list, projects_list, start_date, token_hint, status, \
                        status_message, created_at, updated_at, gitlab_username, gitlab_user_id, token_expires_at, \
-                       hook_mode, resolved_project_ids, last_synced_at";
+                       hook_mode, resolved_project_ids, last_synced_at, next_catch_up_at, \
+                       sync_failing_since, sync_failure";
 
 #[derive(Debug)]
 pub struct NewConnection {
@@ -341,7 +364,7 @@ pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duratio
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "UPDATE gitlab_connections SET status = 'live', last_synced_at = now(), next_catch_up_at = now() + $3,
-                updated_at = now()
+                sync_failing_since = NULL, sync_failure = NULL, updated_at = now()
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant.as_str())
@@ -398,4 +421,125 @@ pub async fn sync_lags(store: &crate::Store) -> Result<Vec<(Uuid, std::time::Dur
     .await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(|(id, lag)| (id, std::time::Duration::from_secs_f64(lag))).collect())
+}
+
+/// The warning window before a token's expiry.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
+const RENEW_TOKEN: &str = "create a new personal access token with scope api and give it to this connection \
+                           (PATCH its access_token)";
+
+/// What to do about an expired token. GitLab 16.0 and later give every personal access token an
+/// expiry date (at most a year on gitlab.com; self-managed administrators set the limit), so
+/// the advice is a new token given to the connection, never one without an expiry date.
+pub fn expired_advice(on: Option<chrono::NaiveDate>) -> String {
+    let when = on.map_or_else(|| "has expired".to_owned(), |d| format!("expired on {d}"));
+    format!("the access token {when}: {RENEW_TOKEN}")
+}
+
+/// The warning shown ahead of a token's expiry.
+pub fn expiring_advice(on: chrono::NaiveDate) -> String {
+    format!("the access token expires on {on}: before then, {RENEW_TOKEN}")
+}
+
+/// What the user can do about a step that stopped trying.
+pub fn resync_advice(id: Uuid) -> String {
+    format!("once that is fixed, resync the connection (POST /v1/connections/{id}/resync) to try again")
+}
+
+/// A job ran out of attempts. If it was the job moving the connection along (validation, hook
+/// installation, backfill, disconnection), nothing else will: the connection stops as `failed`
+/// with what went wrong and what to do, rather than showing a step in progress that no job is
+/// doing. A catch-up or token check that gives up leaves a live connection live, with its health
+/// saying so (`record_sync_failure`).
+pub async fn give_up(tx: &mut TenantTx, job: &Job, attempts: u32, reason: &str) -> Result<()> {
+    let id = job.connection();
+    let status = match get(tx, id).await {
+        Ok(c) => c.status,
+        Err(Error::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if status.next_job(id).as_ref().is_none_or(|next| next.kind() != job.kind()) {
+        return Ok(());
+    }
+    let step = match job {
+        Job::Validate { .. } => "validating the connection",
+        Job::InstallHooks { .. } => "installing the webhooks",
+        Job::Backfill { .. } => "the backfill",
+        Job::Disconnect { .. } => "removing our webhooks from GitLab",
+        Job::CatchUp { .. } | Job::TokenHealth { .. } => return Ok(()),
+    };
+    let what_now = match job {
+        Job::Disconnect { .. } => "once that is fixed, delete the connection again".to_owned(),
+        _ => resync_advice(id),
+    };
+    let message = format!("{step} stopped after {attempts} attempts: {reason}; {what_now}");
+    set_status(tx, id, Status::Failed, Some(&message)).await
+}
+
+/// A backfill or catch-up attempt failed: the connection's health shows it from the first
+/// failure on, with the latest reason, until one succeeds.
+pub async fn record_sync_failure(tx: &mut TenantTx, id: Uuid, reason: &str) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET sync_failing_since = coalesce(sync_failing_since, now()), sync_failure = $3
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A backfill slice or catch-up succeeded.
+pub async fn clear_sync_failure(tx: &mut TenantTx, id: Uuid) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET sync_failing_since = NULL, sync_failure = NULL
+         WHERE tenant_id = $1 AND id = $2 AND sync_failing_since IS NOT NULL",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Across tenants, as the system role: connections in a moving state, unchanged for `quiet`,
+/// that no job in the queue (waiting, taken or running) is for. Such a connection would wait for
+/// good; the scheduler queues its step again.
+pub async fn stalled(store: &crate::Store, quiet: std::time::Duration) -> Result<Vec<(crate::TenantId, Uuid, Status)>> {
+    let moving: Vec<&str> = Status::MOVING.iter().map(|s| s.as_str()).collect();
+    let mut tx = store.system_tx().await?;
+    let candidates: Vec<(String, Uuid, String)> = sqlx::query_as(
+        "SELECT tenant_id, id, status FROM gitlab_connections
+         WHERE status = ANY($1) AND updated_at < now() - make_interval(secs => $2)",
+    )
+    .bind(&moving)
+    .bind(quiet.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = candidates.iter().map(|(_, id, _)| *id).collect();
+    let busy: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT (convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'connection')::uuid FROM apalis.jobs
+         WHERE status IN ('Pending', 'Queued', 'Running')
+           AND (convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'connection')::uuid = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(store.pool())
+    .await?;
+    candidates
+        .into_iter()
+        .filter(|(_, id, _)| !busy.contains(id))
+        .map(|(tenant, id, status)| {
+            let status = Status::try_from(status).map_err(|e| Error::Database(sqlx::Error::Decode(e.into())))?;
+            Ok((crate::TenantId::parse(&tenant)?, id, status))
+        })
+        .collect()
 }

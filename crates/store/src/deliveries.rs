@@ -47,8 +47,9 @@ pub async fn insert(tx: &mut TenantTx, d: &NewDelivery<'_>) -> Result<bool> {
     // row's lock until each commits (the ingest benchmark measured a single hook at two thirds of
     // the rate of many); a status field needs no finer time.
     sqlx::query(
-        "UPDATE webhook_hooks SET last_delivery_at = now()
-         WHERE tenant_id = $1 AND id = $2 AND (last_delivery_at IS NULL OR last_delivery_at < now() - interval '1 second')",
+        "UPDATE webhook_hooks SET last_delivery_at = now(), refused_since = NULL
+         WHERE tenant_id = $1 AND id = $2
+           AND (last_delivery_at IS NULL OR last_delivery_at < now() - interval '1 second' OR refused_since IS NOT NULL)",
     )
     .bind(tenant.as_str())
     .bind(d.hook_id)

@@ -96,6 +96,7 @@ pub async fn set_installed(tx: &mut TenantTx, id: Uuid, gitlab_hook_id: i64, sig
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "UPDATE webhook_hooks SET gitlab_hook_id = $3, signing_enabled = $4, status = 'active',
+                status_since = CASE WHEN status = 'active' THEN status_since ELSE now() END,
                 status_message = NULL, updated_at = now()
          WHERE tenant_id = $1 AND id = $2",
     )
@@ -111,12 +112,31 @@ pub async fn set_installed(tx: &mut TenantTx, id: Uuid, gitlab_hook_id: i64, sig
 pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: &str, message: Option<&str>) -> Result<()> {
     let (tenant, conn) = tx.parts();
     sqlx::query(
-        "UPDATE webhook_hooks SET status = $3, status_message = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+        "UPDATE webhook_hooks SET status = $3, status_message = $4, updated_at = now(),
+                status_since = CASE WHEN status = $3 THEN status_since ELSE now() END
+         WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant.as_str())
     .bind(id)
     .bind(status)
     .bind(message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery to this hook failed verification. Kept until one passes (`deliveries::insert`),
+/// so the connection's health shows since when GitLab's events are being refused; written at
+/// most once a second per hook, however many arrive.
+pub async fn record_refusal(tx: &mut TenantTx, id: Uuid, reason: &str) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE webhook_hooks SET refused_since = coalesce(refused_since, now()), last_refused_at = now(), last_refusal = $3
+         WHERE tenant_id = $1 AND id = $2 AND (last_refused_at IS NULL OR last_refused_at < now() - interval '1 second')",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(reason)
     .execute(conn)
     .await?;
     Ok(())

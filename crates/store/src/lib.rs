@@ -6,6 +6,7 @@
 pub mod connections;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod health;
 pub mod hooks;
 mod db;
 pub mod jobs;

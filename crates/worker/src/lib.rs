@@ -12,4 +12,4 @@ pub use gitlab::{GitLabJobs, SyncSettings};
 pub use rate_budget::SharedRateBudget;
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
-pub use scheduler::{Periodic, ScheduleConfig, claim_period, enqueue_due, run_scheduler};
+pub use scheduler::{Periodic, STALL_CHECK_EVERY, STALLED_AFTER, ScheduleConfig, claim_period, enqueue_due, requeue_stalled, run_scheduler};

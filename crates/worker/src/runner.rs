@@ -173,9 +173,11 @@ async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shar
     }
 }
 
-/// Records the job and its reason where the API shows them.
+/// Records the job and its reason where the API shows them and, if it was the step moving its
+/// connection along, stops the connection as failed with that reason.
 async fn dead_letter(store: &Store, tenant: &TenantId, envelope: &Envelope, reason: &str) -> connector_store::Result<()> {
     let mut tx = store.tenant_tx(tenant).await?;
     connector_store::dead_letters::insert(&mut tx, envelope, reason).await?;
+    connector_store::connections::give_up(&mut tx, &envelope.job, envelope.attempt + 1, reason).await?;
     tx.commit().await
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use connector_store::Store;
+use connector_store::{Store, connections};
 use connector_store::jobs::{self, Envelope, Job};
 use uuid::Uuid;
 
@@ -14,6 +14,8 @@ pub enum Periodic {
     CatchUp,
     /// Check every token: revoked, expired, expiring soon.
     TokenHealth,
+    /// Queue again the step of every connection left in a moving state with no job.
+    Stalled,
 }
 
 impl Periodic {
@@ -21,17 +23,19 @@ impl Periodic {
         match self {
             Periodic::CatchUp => "catch_up",
             Periodic::TokenHealth => "token_health",
-        }
-    }
-
-    /// The connections each period's work is for.
-    fn due(self) -> &'static str {
-        match self {
-            Periodic::CatchUp => "status = 'live' AND next_catch_up_at <= now()",
-            Periodic::TokenHealth => "status IN ('live', 'backfilling', 'installing_hooks')",
+            Periodic::Stalled => "stalled",
         }
     }
 }
+
+/// How long a connection in a moving state may go without a job before its step is queued
+/// again. A step always queues the next in the transaction that records its own result, and a
+/// job cut off with its worker is handed on after the worker's heartbeats stop, so this only
+/// catches what escaped both (a job lost between the queue and its dead letter, or removed by
+/// hand). With the check's period, no connection waits without a job for longer than
+/// `STALLED_AFTER + STALL_CHECK_EVERY`.
+pub const STALLED_AFTER: Duration = Duration::from_secs(5 * 60);
+pub const STALL_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Claims the period of `length_secs` that contains `now` for `claimant`. Exactly one claimant
 /// wins each period, whatever the number of replicas asking: the primary key decides.
@@ -77,7 +81,12 @@ pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: Strin
             _ = tick.tick() => {}
         }
         let now = Utc::now();
-        for (which, every) in [(Periodic::CatchUp, config.catch_up_every), (Periodic::TokenHealth, config.token_check_every)] {
+        let periods = [
+            (Periodic::CatchUp, config.catch_up_every),
+            (Periodic::TokenHealth, config.token_check_every),
+            (Periodic::Stalled, STALL_CHECK_EVERY),
+        ];
+        for (which, every) in periods {
             let result = async {
                 if claim_period(&store, which, every.as_secs().max(1) as i64, now, &claimant).await? {
                     enqueue_due(&store, which).await
@@ -98,21 +107,34 @@ pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: Strin
 /// period does with it. The list is read as the system role (across tenants, scheduler columns
 /// only); the jobs carry their tenant.
 pub async fn enqueue_due(store: &Store, which: Periodic) -> connector_store::Result<usize> {
+    let (filter, job): (&str, fn(Uuid) -> Job) = match which {
+        Periodic::CatchUp => ("status = 'live' AND next_catch_up_at <= now()", |connection| Job::CatchUp { connection }),
+        Periodic::TokenHealth => ("status IN ('live', 'backfilling', 'installing_hooks')", |connection| Job::TokenHealth { connection }),
+        Periodic::Stalled => return requeue_stalled(store, STALLED_AFTER).await,
+    };
     let mut tx = store.system_tx().await?;
     let due: Vec<(String, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT tenant_id, id FROM gitlab_connections WHERE {} ORDER BY next_catch_up_at NULLS FIRST",
-        which.due()
+        "SELECT tenant_id, id FROM gitlab_connections WHERE {filter} ORDER BY next_catch_up_at NULLS FIRST"
     )))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
     let mut conn = store.pool().acquire().await?;
     for (tenant, connection) in &due {
-        let job = match which {
-            Periodic::CatchUp => Job::CatchUp { connection: *connection },
-            Periodic::TokenHealth => Job::TokenHealth { connection: *connection },
-        };
-        jobs::push(&mut conn, &Envelope::new(tenant.clone(), job), Duration::ZERO).await?;
+        jobs::push(&mut conn, &Envelope::new(tenant.clone(), job(*connection)), Duration::ZERO).await?;
     }
     Ok(due.len())
+}
+
+/// Queues again the step of every connection that has waited in a moving state, with no job,
+/// for longer than `quiet`.
+pub async fn requeue_stalled(store: &Store, quiet: Duration) -> connector_store::Result<usize> {
+    let stalled = connections::stalled(store, quiet).await?;
+    let mut conn = store.pool().acquire().await?;
+    for (tenant, id, status) in &stalled {
+        let Some(job) = status.next_job(*id) else { continue };
+        tracing::warn!(%tenant, connection = %id, status = status.as_str(), "connection had no job moving it along; queueing its step again");
+        jobs::push(&mut conn, &Envelope::new(tenant.as_str().to_owned(), job), Duration::ZERO).await?;
+    }
+    Ok(stalled.len())
 }

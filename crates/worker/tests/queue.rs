@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use connector_crypto::MasterKeyRing;
-use connector_store::connections::{self, NewConnection};
+use connector_store::connections::{self, NewConnection, Status};
 use connector_store::jobs::{self, Job};
 use connector_store::{Store, TenantId, app_connect_options};
 use connector_worker::{JobError, Jobs, Periodic, RetryPolicy, WorkerConfig, claim_period, run_workers};
@@ -280,4 +280,102 @@ async fn a_job_cut_off_by_its_workers_restart_runs_again(owner: PgPool) {
     assert_eq!(state, "Done", "the job's second run finished");
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
+}
+
+async fn set_status(store: &Store, id: Uuid, status: Status) {
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    connections::set_status(&mut tx, id, status, None).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn status_of(store: &Store, id: Uuid) -> (Status, Option<String>) {
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    let c = connections::get(&mut tx, id).await.unwrap();
+    (c.status, c.status_message)
+}
+
+/// A step that runs out of attempts is the end of its connection's progress: nothing else would
+/// move it on. It stops as failed, saying what went wrong and what to do, instead of showing a
+/// step in progress that no job is doing. A catch-up that gives up leaves a live connection live
+/// (its health says so).
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_step_that_gives_up_leaves_its_connection_failed_with_what_to_do(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let script = Script::default();
+    let (validating, backfilling, live) = (connection(&store).await, connection(&store).await, connection(&store).await);
+    set_status(&store, validating, Status::Validating).await;
+    set_status(&store, backfilling, Status::Backfilling).await;
+    set_status(&store, live, Status::Live).await;
+    script.fail(validating, 10, Failure::Retry);
+    script.fail(backfilling, 1, Failure::Permanent);
+    script.fail(live, 10, Failure::Retry);
+    enqueue(&store, Job::Validate { connection: validating }, true).await;
+    enqueue(&store, Job::Backfill { connection: backfilling }, true).await;
+    enqueue(&store, Job::CatchUp { connection: live }, true).await;
+    let (stop, handle) = start(&store, &script, "w1");
+    script.wait_for(validating, 3).await;
+    script.wait_for(live, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(&store, validating).await.0 != Status::Failed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, message) = status_of(&store, validating).await;
+    assert_eq!(status, Status::Failed);
+    let message = message.unwrap();
+    assert!(message.starts_with("validating the connection stopped after 3 attempts: GitLab answered 503"), "{message}");
+    assert!(message.contains(&format!("POST /v1/connections/{validating}/resync")), "{message}");
+    let (status, message) = status_of(&store, backfilling).await;
+    assert_eq!(status, Status::Failed);
+    assert!(message.unwrap().starts_with("the backfill stopped after 1 attempts: the token lacks scope api"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(&store, live).await, (Status::Live, None), "a given-up catch-up leaves the connection live");
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+/// Whatever loses a job, no connection waits in a moving state without one for longer than the
+/// documented bound: the scheduler's check queues the state's step again, and only where no job
+/// is waiting, taken or running.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_connection_left_without_a_job_gets_its_step_again(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let (lost, waiting, recent, live, failed) =
+        (connection(&store).await, connection(&store).await, connection(&store).await, connection(&store).await, connection(&store).await);
+    for id in [lost, waiting, recent] {
+        set_status(&store, id, Status::Backfilling).await;
+    }
+    set_status(&store, live, Status::Live).await;
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    connections::set_status(&mut tx, failed, Status::Failed, Some("the backfill stopped")).await.unwrap();
+    tx.commit().await.unwrap();
+    enqueue(&store, Job::Backfill { connection: waiting }, true).await;
+    // Quiet for longer than the bound, but `recent`.
+    sqlx::query("UPDATE gitlab_connections SET updated_at = now() - make_interval(secs => $1) WHERE id <> $2")
+        .bind(connector_worker::STALLED_AFTER.as_secs_f64() + 1.0)
+        .bind(recent)
+        .execute(&owner)
+        .await
+        .unwrap();
+    assert_eq!(connector_worker::requeue_stalled(&store, connector_worker::STALLED_AFTER).await.unwrap(), 1);
+    let queued: Vec<(String, String)> = sqlx::query_as(
+        "SELECT convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'connection', convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind'
+         FROM apalis.jobs ORDER BY run_at",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(queued, vec![(waiting.to_string(), "backfill".to_owned()), (lost.to_string(), "backfill".to_owned())]);
+    // Queued now, so the next check leaves it alone.
+    assert_eq!(connector_worker::requeue_stalled(&store, connector_worker::STALLED_AFTER).await.unwrap(), 0);
+}
+
+/// Every final state explains itself: the database refuses one without a message.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_final_state_without_a_message_is_refused(owner: PgPool) {
+    let store = app_store(&owner).await;
+    let id = connection(&store).await;
+    for status in [Status::Failed, Status::Invalid, Status::NeedsReauth] {
+        let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+        assert!(connections::set_status(&mut tx, id, status, None).await.is_err(), "{status:?} without a message");
+    }
 }

@@ -96,13 +96,38 @@ impl GitLabJobs {
 
 impl Jobs for GitLabJobs {
     async fn run(&self, tenant: &TenantId, job: &Job) -> Result<(), JobError> {
-        match job {
+        let outcome = match job {
             Job::Validate { connection } => self.validate(tenant, *connection).await,
             Job::InstallHooks { connection } => self.install_hooks(tenant, *connection).await,
             Job::Backfill { connection } => self.backfill(tenant, *connection).await,
             Job::TokenHealth { connection } => self.token_health(tenant, *connection).await,
             Job::Disconnect { connection } => self.disconnect(tenant, *connection).await,
             Job::CatchUp { connection } => self.catch_up(tenant, *connection).await,
+        };
+        if matches!(job, Job::Backfill { .. } | Job::CatchUp { .. }) {
+            self.note_sync_outcome(tenant, job.connection(), &outcome).await;
+        }
+        outcome
+    }
+}
+
+impl GitLabJobs {
+    /// Keeps the connection's health true about its syncing: failing from the first failed
+    /// attempt (the job's own retries may take many minutes to run out), fine again once one
+    /// succeeds. Waiting out GitLab's rate limit is pacing, not failing. Best effort: the job's
+    /// outcome stands whether or not this is written.
+    async fn note_sync_outcome(&self, tenant: &TenantId, id: Uuid, outcome: &Result<(), JobError>) {
+        let noted = async {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            match outcome {
+                Ok(()) => connections::clear_sync_failure(&mut tx, id).await?,
+                Err(JobError::Retry { after: Some(_), .. }) => return Ok(()),
+                Err(error) => connections::record_sync_failure(&mut tx, id, &error.to_string()).await?,
+            }
+            tx.commit().await
+        };
+        if let Err(error) = noted.await {
+            tracing::warn!(%error, connection = %id, "could not record the sync's health");
         }
     }
 }
@@ -143,7 +168,7 @@ fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
             Status::NeedsReauth,
             "GitLab does not accept this access token: check that it was copied whole, or create a new one".into(),
         ),
-        E::TokenExpired => (Status::NeedsReauth, expired_advice(None)),
+        E::TokenExpired => (Status::NeedsReauth, connections::expired_advice(None)),
         E::TokenRevoked => (Status::NeedsReauth, "the access token was revoked: create a new one".into()),
         E::InsufficientScope { .. } => (
             Status::Invalid,
@@ -153,19 +178,3 @@ fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
         _ => return None,
     })
 }
-
-/// What to do about an expired token. GitLab 16.0 and later give every personal access token an
-/// expiry date (at most a year on gitlab.com; self-managed administrators set the limit), so
-/// the advice is a new token given to the connection, never one without an expiry date.
-pub(super) fn expired_advice(on: Option<chrono::NaiveDate>) -> String {
-    let when = on.map_or_else(|| "has expired".to_owned(), |d| format!("expired on {d}"));
-    format!("the access token {when}: {RENEW_TOKEN}")
-}
-
-/// The warning shown ahead of a token's expiry.
-pub(super) fn expiring_advice(on: chrono::NaiveDate) -> String {
-    format!("the access token expires on {on}: before then, {RENEW_TOKEN}")
-}
-
-const RENEW_TOKEN: &str = "create a new personal access token with scope api and give it to this connection \
-                           (PATCH its access_token)";

@@ -9,9 +9,6 @@ use uuid::Uuid;
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
 
-/// An expiry this close is reported.
-pub(super) const EXPIRY_WARNING_DAYS: i64 = 14;
-
 impl GitLabJobs {
     pub(super) async fn token_health(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobError> {
         let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(()) };
@@ -29,13 +26,13 @@ impl GitLabJobs {
         let today = Utc::now().date_naive();
         if pat.revoked || !pat.active || pat.expires_at.is_some_and(|d| d < today) {
             let message = match pat.expires_at {
-                Some(d) if d < today => super::expired_advice(Some(d)),
+                Some(d) if d < today => connections::expired_advice(Some(d)),
                 _ => "the access token is no longer active: create a new one".to_owned(),
             };
             return self.user_problem(tenant, id, Status::NeedsReauth, &message).await;
         }
-        if let Some(date) = pat.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS) {
-            let message = super::expiring_advice(date);
+        if let Some(date) = pat.expires_at.filter(|d| (*d - today).num_days() <= connections::EXPIRY_WARNING_DAYS) {
+            let message = connections::expiring_advice(date);
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
             connections::set_status(&mut tx, id, connection.status, Some(&message)).await.map_err(retry)?;
             tx.commit().await.map_err(retry)?;

@@ -13,7 +13,6 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::token_health::EXPIRY_WARNING_DAYS;
 use super::{GitLabJobs, gitlab_retry, retry, token_problem};
 use crate::runner::JobError;
 
@@ -93,7 +92,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
             token.scopes.join(", ")
         )));
     }
-    let notice = token.expires_at.filter(|d| (*d - today).num_days() <= EXPIRY_WARNING_DAYS).map(super::expiring_advice);
+    let notice = token.expires_at.filter(|d| (*d - today).num_days() <= connections::EXPIRY_WARNING_DAYS).map(connections::expiring_advice);
     let user = client.current_user().await?;
     let enterprise = client.metadata().await?.enterprise;
 
@@ -191,7 +190,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
 }
 
 fn expired(date: NaiveDate) -> Stop {
-    Stop::User(Status::NeedsReauth, super::expired_advice(Some(date)))
+    Stop::User(Status::NeedsReauth, connections::expired_advice(Some(date)))
 }
 
 fn role_name(level: u32) -> &'static str {
