@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use connector_store::Store;
 use tower::ServiceBuilder;
@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             "/connections/{id}",
             get(connections::get).patch(connections::update).delete(connections::delete),
         )
+        .route("/connections/{id}/resync", post(connections::resync))
         .route("/connections/{id}/projects", get(data::projects))
         .route("/connections/{id}/commits", get(data::commits))
         .route("/connections/{id}/merge_requests", get(data::merge_requests))

@@ -21,6 +21,7 @@ use crate::{connections, data, error, health, metrics};
         connections::get,
         connections::update,
         connections::delete,
+        connections::resync,
         data::projects,
         data::commits,
         data::merge_requests,

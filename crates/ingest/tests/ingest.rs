@@ -695,3 +695,35 @@ async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
     ingest.settled(&e).await;
     assert_eq!(read().await, corrected);
 }
+
+/// GitLab does not resend a refused delivery, so refusals show in the connection's health, since
+/// the first one, until a delivery passes again.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn refused_deliveries_show_in_the_connections_health_until_one_passes(owner: PgPool) {
+    use connector_store::health::{self, HealthState, ReasonCode};
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let health_now = || async {
+        let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+        connections::set_status(&mut tx, e.connection, connections::Status::Live, None).await.unwrap();
+        let c = connections::get(&mut tx, e.connection).await.unwrap();
+        let h = health::of(&mut tx, &[c], Utc::now()).await.unwrap().remove(&e.connection).unwrap();
+        tx.commit().await.unwrap();
+        h
+    };
+    assert_eq!(health_now().await.state, HealthState::Healthy);
+    let body = fixture("webhook-issue.json");
+    let wrong = vec![("x-gitlab-token", "not-the-token".to_owned()), ("x-gitlab-event", "Issue Hook".to_owned())];
+    for _ in 0..3 {
+        assert_eq!(ingest.deliver(e.hook, &wrong, body.clone()).await.0, 401);
+    }
+    let refused = health_now().await;
+    assert_eq!(refused.state, HealthState::Degraded);
+    assert_eq!(refused.reasons.iter().map(|r| r.code).collect::<Vec<_>>(), [ReasonCode::DeliveriesRefused]);
+    assert!(refused.reasons[0].message.contains("project"), "{:?}", refused.reasons[0]);
+    assert!(!refused.reasons[0].message.contains("not-the-token"), "no secret shown: {:?}", refused.reasons[0]);
+
+    let right = vec![("x-gitlab-token", e.secrets.token.expose_secret().to_owned()), ("x-gitlab-event", "Issue Hook".to_owned())];
+    assert_eq!(ingest.deliver(e.hook, &right, body).await.0, 200);
+    assert_eq!(health_now().await.state, HealthState::Healthy, "a delivery that passes clears it");
+}

@@ -454,19 +454,19 @@ pub fn resync_advice(id: Uuid) -> String {
 /// saying so (`record_sync_failure`).
 pub async fn give_up(tx: &mut TenantTx, job: &Job, attempts: u32, reason: &str) -> Result<()> {
     let id = job.connection();
-    let status = match get(tx, id).await {
-        Ok(c) => c.status,
+    let connection = match get(tx, id).await {
+        Ok(c) => c,
         Err(Error::NotFound) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if status.next_job(id).as_ref().is_none_or(|next| next.kind() != job.kind()) {
+    if connection.status.next_job(id).as_ref().is_none_or(|next| next.kind() != job.kind()) {
         return Ok(());
     }
     let step = match job {
-        Job::Validate { .. } => "validating the connection",
-        Job::InstallHooks { .. } => "installing the webhooks",
-        Job::Backfill { .. } => "the backfill",
-        Job::Disconnect { .. } => "removing our webhooks from GitLab",
+        Job::Validate { .. } => format!("validating the connection to {}", connection.gitlab_url),
+        Job::InstallHooks { .. } => "installing the webhooks".to_owned(),
+        Job::Backfill { .. } => "the backfill".to_owned(),
+        Job::Disconnect { .. } => "removing our webhooks from GitLab".to_owned(),
         Job::CatchUp { .. } | Job::TokenHealth { .. } => return Ok(()),
     };
     let what_now = match job {

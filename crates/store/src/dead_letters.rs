@@ -92,3 +92,15 @@ pub async fn retry(tx: &mut TenantTx, id: i64) -> Result<crate::jobs::Job> {
     crate::jobs::enqueue(tx, job.clone(), std::time::Duration::ZERO).await?;
     Ok(job)
 }
+
+/// The connection is starting over: its dead letters are settled (no longer shown as failed
+/// jobs), since what they would retry runs again anyway.
+pub async fn settle(tx: &mut TenantTx, connection: Uuid) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query("UPDATE job_dead_letters SET retried_at = now() WHERE tenant_id = $1 AND connection_id = $2 AND retried_at IS NULL")
+        .bind(tenant.as_str())
+        .bind(connection)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

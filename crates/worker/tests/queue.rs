@@ -314,15 +314,18 @@ async fn a_step_that_gives_up_leaves_its_connection_failed_with_what_to_do(owner
     enqueue(&store, Job::CatchUp { connection: live }, true).await;
     let (stop, handle) = start(&store, &script, "w1");
     script.wait_for(validating, 3).await;
+    script.wait_for(backfilling, 1).await;
     script.wait_for(live, 3).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while status_of(&store, validating).await.0 != Status::Failed && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for id in [validating, backfilling] {
+        while status_of(&store, id).await.0 != Status::Failed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let (status, message) = status_of(&store, validating).await;
     assert_eq!(status, Status::Failed);
     let message = message.unwrap();
-    assert!(message.starts_with("validating the connection stopped after 3 attempts: GitLab answered 503"), "{message}");
+    assert!(message.starts_with("validating the connection to https://gitlab.example.com stopped after 3 attempts: GitLab answered 503"), "{message}");
     assert!(message.contains(&format!("POST /v1/connections/{validating}/resync")), "{message}");
     let (status, message) = status_of(&store, backfilling).await;
     assert_eq!(status, Status::Failed);

@@ -424,3 +424,58 @@ async fn a_backfill_that_finds_the_connection_busy_comes_back(owner: PgPool) {
     jobs.run(&tenant, &Job::Backfill { connection: id }).await.unwrap();
     assert_eq!(env.connection("acme", id).await.status, Status::Live, "the slice that came back finishes the backfill");
 }
+
+/// A GitLab that cannot be reached: validation retries, then gives up, and the connection ends
+/// `failed` with what happened and what to do, instead of `validating` with no job behind it.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn an_unreachable_gitlab_ends_in_failed_with_what_to_do(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    // Nothing listens there.
+    sqlx::query("UPDATE gitlab_connections SET gitlab_url = 'http://127.0.0.1:9' WHERE id = $1").bind(id).execute(&owner).await.unwrap();
+    let retry = connector_worker::RetryPolicy { max_attempts: 3, base: Duration::from_millis(50), cap: Duration::from_millis(200) };
+    let (stop, worker) = env.start_workers_with(env.jobs(Duration::from_secs(2)), retry, "pod");
+    let failed = env.wait_for("acme", id, Status::Failed, Duration::from_secs(60)).await;
+    let message = failed.status_message.unwrap();
+    assert!(message.starts_with("validating the connection to http://127.0.0.1:9 stopped after 3 attempts: GitLab unavailable"), "{message}");
+    assert!(message.contains(&format!("POST /v1/connections/{id}/resync")), "{message}");
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+/// A live connection whose catch-ups fail shows it in its health from the first failed attempt
+/// (the job's retries may take many minutes to run out), and is healthy again once one succeeds.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn failing_catch_ups_show_in_health_until_one_succeeds(owner: PgPool) {
+    use connector_store::health::{self, HealthState, ReasonCode};
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    let health_now = || async {
+        let tenant = TenantId::parse("acme").unwrap();
+        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+        let c = connections::get(&mut tx, id).await.unwrap();
+        health::of(&mut tx, &[c], Utc::now()).await.unwrap().remove(&id).unwrap()
+    };
+    assert_eq!(health_now().await.state, HealthState::Healthy);
+
+    env.sim.sim.update_config(|c| {
+        c.faults.error_rate = 1.0;
+        c.faults.error_statuses = vec![503];
+    });
+    let jobs = env.jobs(Duration::from_secs(2));
+    let tenant = TenantId::parse("acme").unwrap();
+    assert!(jobs.run(&tenant, &Job::CatchUp { connection: id }).await.is_err());
+    let failing = health_now().await;
+    assert_eq!(failing.state, HealthState::Degraded);
+    assert_eq!(failing.reasons.iter().map(|r| r.code).collect::<Vec<_>>(), [ReasonCode::SyncFailing]);
+    assert!(failing.reasons[0].message.contains("503"), "{:?}", failing.reasons[0]);
+    assert_eq!(env.connection("acme", id).await.status, Status::Live);
+
+    env.sim.sim.update_config(|c| c.faults = Default::default());
+    jobs.run(&tenant, &Job::CatchUp { connection: id }).await.unwrap();
+    assert_eq!(health_now().await.state, HealthState::Healthy);
+}

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use connector_store::connections::{self, Connection, Status};
 use connector_store::jobs::{self, Job};
-use connector_store::{dead_letters, hooks, sync};
+use connector_store::health::{self, Health, HealthState, ReasonCode};
+use connector_store::{TenantTx, dead_letters, hooks, sync};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -52,6 +53,40 @@ pub struct ConnectionView {
     pub project_count: Option<usize>,
     /// When the last backfill or catch-up finished.
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// Whether what Coworker reads through this connection is current, and if not, why.
+    pub health: HealthView,
+}
+
+/// A connection's health. `status` says where it stands; this says whether it keeps up.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// `healthy`; `warning` (current, but something needs doing soon: a token about to expire);
+    /// `degraded` (not keeping up: recent changes may be missing until the reasons clear).
+    #[schema(value_type = String, example = "healthy")]
+    pub state: HealthState,
+    /// Why the state is not `healthy`, oldest first.
+    pub reasons: Vec<HealthReasonView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthReasonView {
+    /// `hook_failing`, `hook_disabled`, `hook_missing`, `deliveries_refused`, `deliveries_backlog`,
+    /// `sync_failing`, `sync_behind` (degraded) or `token_expiring` (warning).
+    #[schema(value_type = String, example = "hook_disabled")]
+    pub code: ReasonCode,
+    /// For a person: what is wrong and what to do.
+    pub message: String,
+    /// Since when it holds.
+    pub since: DateTime<Utc>,
+}
+
+impl From<Health> for HealthView {
+    fn from(h: Health) -> Self {
+        Self {
+            state: h.state,
+            reasons: h.reasons.into_iter().map(|r| HealthReasonView { code: r.code, message: r.message, since: r.since }).collect(),
+        }
+    }
 }
 
 /// A connection with how its sync is going: progress, hooks, what is skipped and what failed.
@@ -116,8 +151,8 @@ pub struct FailedJobView {
 /// Streams per project: commits, merge requests, issues, pipelines.
 const RESOURCES_PER_PROJECT: i64 = 4;
 
-impl From<Connection> for ConnectionView {
-    fn from(c: Connection) -> Self {
+impl ConnectionView {
+    fn new(c: Connection, health: Health) -> Self {
         Self {
             id: c.id,
             status: c.status,
@@ -134,8 +169,25 @@ impl From<Connection> for ConnectionView {
             hook_mode: c.hook_mode,
             project_count: c.resolved_project_ids.as_ref().map(Vec::len),
             last_synced_at: c.last_synced_at,
+            health: health.into(),
         }
     }
+}
+
+/// The connections as shown, each with its health as of now.
+async fn views(tx: &mut TenantTx, connections: Vec<Connection>) -> connector_store::Result<Vec<ConnectionView>> {
+    let mut health = health::of(tx, &connections, Utc::now()).await?;
+    Ok(connections
+        .into_iter()
+        .map(|c| {
+            let h = health.remove(&c.id).unwrap_or(Health { state: HealthState::Healthy, reasons: Vec::new() });
+            ConnectionView::new(c, h)
+        })
+        .collect())
+}
+
+async fn view(tx: &mut TenantTx, connection: Connection) -> connector_store::Result<ConnectionView> {
+    Ok(views(tx, vec![connection]).await?.remove(0))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -181,9 +233,11 @@ pub async fn create(
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
+    let id = connection.id;
+    let shown = view(&mut tx, connection).await?;
     tx.commit().await?;
-    tracing::info!(tenant = %tenant, connection = %connection.id, "connection created");
-    Ok((StatusCode::CREATED, Json(ConnectionView::from(connection))))
+    tracing::info!(tenant = %tenant, connection = %id, "connection created");
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 /// How long creation waits for DNS before leaving the decision to the worker.
@@ -246,12 +300,13 @@ pub async fn list(
     let mut tx = state.store.tenant_tx(&tenant).await?;
     // One more than asked tells whether another page follows.
     let mut page = connections::list(&mut tx, after, limit + 1).await?;
-    tx.commit().await?;
     let next_cursor = (page.len() as i64 > limit).then(|| {
         page.truncate(limit as usize);
         page.last().map(|c| c.id.to_string()).unwrap_or_default()
     });
-    Ok(Json(ConnectionList { items: page.into_iter().map(Into::into).collect(), next_cursor }))
+    let items = views(&mut tx, page).await?;
+    tx.commit().await?;
+    Ok(Json(ConnectionList { items, next_cursor }))
 }
 
 #[utoipa::path(
@@ -271,10 +326,12 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
     let hooks = hooks::for_connection(&mut tx, id).await?;
     let skipped = sync::skipped(&mut tx, id).await?;
     let failed = dead_letters::for_connection(&mut tx, id, 20).await?;
-    tx.commit().await?;
+    let status = connection.status;
     let projects_total = connection.resolved_project_ids.as_ref().map_or(0, Vec::len);
+    let connection = view(&mut tx, connection).await?;
+    tx.commit().await?;
     let streams_total = projects_total * RESOURCES_PER_PROJECT as usize;
-    let estimated_seconds_left = (connection.status == Status::Backfilling && progress.streams_done > 0)
+    let estimated_seconds_left = (status == Status::Backfilling && progress.streams_done > 0)
         .then(|| progress.started_at)
         .flatten()
         .map(|started| {
@@ -283,7 +340,7 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
             elapsed * left.max(0) / progress.streams_done
         });
     Ok(Json(ConnectionDetail {
-        connection: connection.into(),
+        connection,
         progress: ProgressView {
             projects_total,
             projects_done: progress.projects_done,
@@ -345,9 +402,10 @@ pub async fn update(
     }
     let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+    let shown = view(&mut tx, connection).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection updated");
-    Ok(Json(connection.into()))
+    Ok(Json(shown))
 }
 
 #[utoipa::path(
@@ -366,7 +424,34 @@ pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     connections::set_status(&mut tx, id, Status::Deleting, None).await?;
     jobs::enqueue(&mut tx, Job::Disconnect { connection: id }, Duration::ZERO).await?;
     let connection = connections::get(&mut tx, id).await?;
+    let shown = view(&mut tx, connection).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection disconnecting");
-    Ok((StatusCode::ACCEPTED, Json(ConnectionView::from(connection))))
+    Ok((StatusCode::ACCEPTED, Json(shown)))
+}
+
+#[utoipa::path(
+    post, path = "/v1/connections/{id}/resync", tag = "connections", operation_id = "resync_connection",
+    params(("id" = Uuid, Path, description = "The connection id")),
+    responses(
+        (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood; what is already stored is kept. What a `failed` connection's message asks for once its cause is fixed. Repeating it while validation waits to start changes nothing"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 409, body = ErrorBody, description = "The connection is being deleted"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    if connections::get(&mut tx, id).await?.status == Status::Deleting {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the connection is being deleted"));
+    }
+    connections::set_status(&mut tx, id, Status::Pending, None).await?;
+    dead_letters::settle(&mut tx, id).await?;
+    jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
+    let connection = connections::get(&mut tx, id).await?;
+    let shown = view(&mut tx, connection).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, connection = %id, "connection resync asked for");
+    Ok((StatusCode::ACCEPTED, Json(shown)))
 }

@@ -239,3 +239,95 @@ async fn readyz_fails_when_the_database_is_not_migrated(owner: PgPool) {
     let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, 200, "liveness does not depend on the database");
 }
+
+/// A live connection that is not keeping up says so, with each reason and since when: a hook
+/// GitLab disabled, catch-ups failing, a catch-up long past due. A token about to expire is a
+/// warning, shown ahead of time. A failed connection is resynced by one call, which a double
+/// click does not repeat.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_over(owner: PgPool) {
+    use connector_store::connections::{self, HookTarget, Status, Validated};
+    use connector_store::jobs::{Envelope, Job};
+    use connector_store::{TenantId, dead_letters, hooks};
+
+    let app = TestApp::spawn(owner).await;
+    let (_, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    assert_eq!(created["health"], json!({"state": "healthy", "reasons": []}));
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/v1/connections/{id}");
+    let expires = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive();
+
+    let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let validated = Validated {
+        gitlab_user_id: 7,
+        gitlab_username: "bot".into(),
+        token_expires_at: Some(expires),
+        hook_mode: "group".into(),
+        hook_targets: vec![HookTarget { scope: "group".into(), id: 123 }],
+        resolved_project_ids: vec![1],
+        notice: None,
+    };
+    connections::record_validation(&mut tx, id, &validated).await.unwrap();
+    let (hook, _) = hooks::ensure(&mut tx, app.store.keys(), id, "group", 123).await.unwrap();
+    hooks::set_installed(&mut tx, hook.id, 900, true).await.unwrap();
+    connections::mark_live(&mut tx, id, chrono::Duration::minutes(15)).await.unwrap();
+    tx.commit().await.unwrap();
+    let (_, live) = app.call(Method::GET, &path, Some("acme"), None).await;
+    assert_eq!(live["status"], "live");
+    assert_eq!(live["health"]["state"], "warning", "{live}");
+    assert_eq!(live["health"]["reasons"][0]["code"], "token_expiring");
+    assert!(live["health"]["reasons"][0]["message"].as_str().unwrap().contains(&expires.to_string()));
+
+    let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
+    hooks::set_status(&mut tx, hook.id, "disabled", Some("GitLab disabled this hook")).await.unwrap();
+    connections::record_sync_failure(&mut tx, id, "GitLab answered 503").await.unwrap();
+    dead_letters::insert(&mut tx, &Envelope::new("acme".into(), Job::CatchUp { connection: id }), "GitLab answered 503").await.unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE gitlab_connections SET next_catch_up_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&app.owner)
+        .await
+        .unwrap();
+    // Checked again later: the hook's "since" is when it became disabled, not when last checked.
+    let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let disabled_since: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT status_since FROM webhook_hooks WHERE id = $1").bind(hook.id).fetch_one(&app.owner).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    hooks::set_status(&mut tx, hook.id, "disabled", Some("GitLab disabled this hook")).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let (_, behind) = app.call(Method::GET, &path, Some("acme"), None).await;
+    assert_eq!(behind["status"], "live");
+    assert_eq!(behind["health"]["state"], "degraded", "{behind}");
+    let reasons = behind["health"]["reasons"].as_array().unwrap();
+    let codes: Vec<&str> = reasons.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["token_expiring", "sync_behind", "hook_disabled", "sync_failing"], "oldest first: {behind}");
+    let hook_reason = &reasons[2];
+    assert_eq!(hook_reason["since"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap(), disabled_since);
+    assert!(hook_reason["message"].as_str().unwrap().contains("group 123"), "{hook_reason}");
+    assert!(reasons[3]["message"].as_str().unwrap().contains("GitLab answered 503"));
+    let (_, list) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
+    assert_eq!(list["items"][0]["health"], behind["health"], "the list shows the same health");
+
+    // A step gave up: the connection is failed and says to resync; one resync starts over.
+    let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
+    connections::set_status(&mut tx, id, Status::Failed, Some("the backfill stopped after 8 attempts")).await.unwrap();
+    tx.commit().await.unwrap();
+    // The validation queued at creation has run.
+    sqlx::query("DELETE FROM apalis.jobs").execute(&app.owner).await.unwrap();
+    for _ in 0..2 {
+        let (status, resynced) = app.call(Method::POST, &format!("{path}/resync"), Some("acme"), None).await;
+        assert_eq!(status, 202, "{resynced}");
+        assert_eq!(resynced["status"], "pending");
+        assert_eq!(resynced["status_message"], Value::Null);
+    }
+    assert_eq!(queued_jobs(&app, "validate").await, 1, "a double click queues one validation");
+    let (_, detail) = app.call(Method::GET, &path, Some("acme"), None).await;
+    assert_eq!(detail["failed_jobs"], json!([]), "what the resync runs again is no longer shown as failed");
+
+    let (status, _) = app.call(Method::DELETE, &path, Some("acme"), None).await;
+    assert_eq!(status, 202);
+    let (status, body) = app.call(Method::POST, &format!("{path}/resync"), Some("acme"), None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_error(&body, "conflict");
+}

@@ -58,6 +58,7 @@ const OPERATIONS: &[(&str, &str, &str, Call)] = &[
     ("get_connection", "get", "/v1/connections/{id}", Call::ById { body: None, mutates: false }),
     ("update_connection", "patch", "/v1/connections/{id}", Call::ById { body: Some(patch_body), mutates: true }),
     ("delete_connection", "delete", "/v1/connections/{id}", Call::ById { body: None, mutates: true }),
+    ("resync_connection", "post", "/v1/connections/{id}/resync", Call::ById { body: None, mutates: true }),
     ("list_projects", "get", "/v1/connections/{id}/projects", Call::ById { body: None, mutates: false }),
     ("list_commits", "get", "/v1/connections/{id}/commits", Call::ById { body: None, mutates: false }),
     ("list_merge_requests", "get", "/v1/connections/{id}/merge_requests", Call::ById { body: None, mutates: false }),
