@@ -192,6 +192,10 @@ impl Dataset {
 
     /// Whether group hooks can fire for projects and events under this group.
     pub fn group_hooks_licensed(&self, group_id: u64) -> bool {
+        if self.instance.self_managed {
+            return self.instance.edition == Edition::Ee
+                && self.instance.license.is_some_and(Plan::has_group_webhooks);
+        }
         self.instance.edition == Edition::Ee
             && self
                 .root_of(group_id)

@@ -149,6 +149,8 @@ impl Generator {
                 edition: Edition::Ee,
                 version: "19.1.0-ee".into(),
                 revision: format!("{:011x}", seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20),
+                self_managed: false,
+                license: None,
             },
             users: Vec::new(),
             groups: Vec::new(),

@@ -19,6 +19,16 @@ pub struct Instance {
     pub edition: Edition,
     pub version: String,
     pub revision: String,
+    /// A self-managed instance rather than GitLab.com. Its namespaces' `plan` reads `default`
+    /// (`EE::Plan`; `GET /namespaces/:id`, doc/api/namespaces.md), whatever the license, so the
+    /// API does not tell a non-admin whether group webhooks are available (only the admin-only
+    /// `GET /license` does).
+    #[serde(default)]
+    pub self_managed: bool,
+    /// A self-managed EE instance's license tier; `None` for no license, which has no group
+    /// webhooks (doc/api/group_webhooks.md: Premium, Ultimate).
+    #[serde(default)]
+    pub license: Option<Plan>,
 }
 
 impl Instance {

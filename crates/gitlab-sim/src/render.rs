@@ -100,7 +100,7 @@ pub fn namespace(ds: &Dataset, g: &Group, base: &str, owner: bool) -> Value {
             &mut v,
             json!({
                 "members_count_with_descendants": members, "billable_members_count": members,
-                "plan": plan.as_str(), "trial_ends_on": null, "trial": false,
+                "plan": if ds.instance.self_managed { "default" } else { plan.as_str() }, "trial_ends_on": null, "trial": false,
                 "root_repository_size": 0, "projects_count": ds.projects.iter().filter(|p| p.namespace_id == g.id).count(),
             }),
         );

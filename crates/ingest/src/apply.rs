@@ -3,7 +3,8 @@
 //! applying it twice changes nothing, and an older event never overwrites newer state.
 
 use connector_store::connections::Connection;
-use connector_store::sync::{self, NoteParent};
+use connector_store::jobs::ObjectRef;
+use connector_store::sync::{self, NoteParent, VersionOrder, Versioned};
 use connector_store::{TenantTx, connections};
 use serde_json::{Value, json};
 
@@ -11,13 +12,24 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
-    /// Applied, and what the payload lacks must be fetched through the API (a push of more
-    /// commits than the payload carries, a merge or close without its time); the reason says.
-    AppliedNeedsFetch(&'static str),
+    /// Applied, and what the payload lacks must be fetched through the API; the reason says.
+    AppliedNeedsFetch(Fetch),
+    /// Not applied: the stored version is from the same second as the payload's (webhooks give
+    /// whole seconds), so which is the later cannot be told; the object is read back instead.
+    ReadBack(ObjectRef),
     /// About a project outside the connection's `projects_list` (a group hook sees them all).
     OutOfScope(String),
     /// Valid but not something we store, or not applicable; kept with the reason.
     KeptAside(String),
+}
+
+/// What to fetch for a delivery whose payload lacks what Coworker needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub reason: &'static str,
+    /// The one object to read back (a merge request's merge time, its commits after a push);
+    /// `None` for a catch-up (a push of more commits than the payload carries).
+    pub object: Option<ObjectRef>,
 }
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -174,6 +186,11 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
             let fetch = match str_at(attrs, "/action") {
                 Some("merge") if row.get("merged_at").is_none() => Some("the hook has no merged_at; reading the merge request back"),
                 Some("close") if row.get("closed_at").is_none() => Some("the hook has no closed_at; reading the merge request back"),
+                // `oldrev` is there when the update pushed commits (webhook_events.md, "Merge
+                // request events"); the hook does not list them.
+                Some("update") if attrs.get("oldrev").is_some_and(|v| !v.is_null()) => {
+                    Some("new commits were pushed; reading the merge request's commits back")
+                }
                 _ => None,
             };
             Route::MergeRequest { project: p, row, fetch }
@@ -291,22 +308,51 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
                 sync::upsert_event(tx, id, "branch", &key, Some(project), Some("delete"), payload).await?;
             }
             if needs_fetch {
-                return Ok(Outcome::AppliedNeedsFetch("more commits than the payload carries; fetching the rest"));
+                let reason = "more commits than the payload carries; fetching the rest";
+                return Ok(Outcome::AppliedNeedsFetch(Fetch { reason, object: None }));
             }
         }
         Route::MergeRequest { project, row, fetch } => {
+            let iid = key(&row, "iid");
+            let object = ObjectRef::MergeRequest { project, iid };
+            if order(tx, Versioned::MergeRequests, id, project, iid, &row).await? == VersionOrder::SameSecond {
+                return Ok(Outcome::ReadBack(object));
+            }
             sync::upsert_merge_requests(tx, id, project, &json!([row])).await?;
             if let Some(reason) = fetch {
-                return Ok(Outcome::AppliedNeedsFetch(reason));
+                return Ok(Outcome::AppliedNeedsFetch(Fetch { reason, object: Some(object) }));
             }
         }
         Route::Issue { project, row } => {
+            let iid = key(&row, "iid");
+            if order(tx, Versioned::Issues, id, project, iid, &row).await? == VersionOrder::SameSecond {
+                return Ok(Outcome::ReadBack(ObjectRef::Issue { project, iid }));
+            }
             sync::upsert_issues(tx, id, project, &json!([row])).await?;
         }
         Route::Note { project, noteable, parent, row } => {
+            // A note is read back with its parent's whole list; a comment on a commit has no
+            // list of its own to read, and is applied as it comes.
+            let parent_ref = match (noteable, parent) {
+                ("MergeRequest", NoteParent::Iid(iid)) => Some(ObjectRef::MergeRequest { project, iid }),
+                ("Issue", NoteParent::Iid(iid)) => Some(ObjectRef::Issue { project, iid }),
+                _ => None,
+            };
+            if let Some(parent_ref) = parent_ref
+                && order(tx, Versioned::Notes, id, project, key(&row, "id"), &row).await? == VersionOrder::SameSecond
+            {
+                return Ok(Outcome::ReadBack(parent_ref));
+            }
             sync::upsert_notes(tx, id, project, noteable, parent, &json!([row])).await?;
         }
         Route::Pipeline { project, row } => {
+            let pipeline = key(&row, "id");
+            // A pipeline hook has no updated_at, only the moments it describes (created, and
+            // finished once it is): a status change while it runs shows no later moment, so only a
+            // later moment orders it, and anything else is read back.
+            if !matches!(order(tx, Versioned::Pipelines, id, project, pipeline, &row).await?, VersionOrder::New | VersionOrder::Newer) {
+                return Ok(Outcome::ReadBack(ObjectRef::Pipeline { project, id: pipeline }));
+            }
             sync::upsert_pipelines(tx, id, project, &json!([row])).await?;
         }
         Route::Event { kind, key, project, action } => sync::upsert_event(tx, id, kind, &key, project, action, payload).await?,
@@ -323,4 +369,15 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
         Route::KeptAside(reason) => return Ok(Outcome::KeptAside(reason)),
     }
     Ok(Outcome::Applied)
+}
+
+/// A row's id or iid; the route made sure it is there.
+fn key(row: &Value, name: &str) -> i64 {
+    row.get(name).and_then(Value::as_i64).unwrap_or_default()
+}
+
+/// How the row's version stands against the stored one, at the second precision hooks give.
+async fn order(tx: &mut TenantTx, table: Versioned, connection: uuid::Uuid, project: i64, key: i64, row: &Value) -> connector_store::Result<VersionOrder> {
+    let updated_at = row.get("updated_at").and_then(Value::as_str).unwrap_or_default();
+    sync::version_order(tx, table, connection, project, key, updated_at).await
 }

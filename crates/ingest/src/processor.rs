@@ -94,11 +94,23 @@ async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: Processo
         Ok(outcome) => {
             let (status, reason, result) = match &outcome {
                 Outcome::Applied => ("applied", None, Delivery::Applied),
-                Outcome::AppliedNeedsFetch(reason) => {
-                    // The payload lacks what the object needs (a push carries at most 20 commits,
-                    // a merge request hook no merge or close time): the catch-up reads it back.
-                    jobs::enqueue_now_once(&mut tx, Job::CatchUp { connection: pending.connection_id }).await?;
-                    ("applied", Some(*reason), Delivery::Applied)
+                Outcome::AppliedNeedsFetch(fetch) => {
+                    // The payload lacks what Coworker needs: the one object is read back (a merge
+                    // request hook has no merge or close time, nor the commits a push added), or
+                    // a catch-up reads a push's commits beyond the 20 its payload carries. One
+                    // waiting job per object or connection, however many deliveries ask.
+                    let job = match &fetch.object {
+                        Some(object) => Job::Refresh { connection: pending.connection_id, object: object.clone() },
+                        None => Job::CatchUp { connection: pending.connection_id },
+                    };
+                    jobs::enqueue_now_once(&mut tx, job).await?;
+                    ("applied", Some(fetch.reason), Delivery::Applied)
+                }
+                Outcome::ReadBack(object) => {
+                    let job = Job::Refresh { connection: pending.connection_id, object: object.clone() };
+                    jobs::enqueue_now_once(&mut tx, job).await?;
+                    let reason = "the stored version is from the same second as this one; reading the object back from GitLab";
+                    ("applied", Some(reason), Delivery::Applied)
                 }
                 Outcome::OutOfScope(reason) => ("out_of_scope", Some(reason.as_str()), Delivery::OutOfScope),
                 Outcome::KeptAside(reason) => ("kept_aside", Some(reason.as_str()), Delivery::KeptAside),

@@ -654,11 +654,11 @@ async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
     assert_eq!(status, "applied");
     assert!(reason.as_deref().unwrap_or_default().contains("merge"), "{reason:?}");
     assert_eq!(times().await.0, "merged");
-    let fetches: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'catch_up'")
-        .fetch_one(&owner)
-        .await
-        .unwrap();
-    assert_eq!(fetches, 1, "the merge time is fetched");
+    assert_eq!(
+        queued(&owner).await,
+        vec![serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})],
+        "the merge request, and only it, is read back for its merge time"
+    );
 
     // A push's commit, then REST's read of it: REST's author date, author and message win.
     let push: Value = serde_json::from_slice(&fixture("webhook-push.json")).unwrap();
@@ -726,4 +726,107 @@ async fn refused_deliveries_show_in_the_connections_health_until_one_passes(owne
     let right = vec![("x-gitlab-token", e.secrets.token.expose_secret().to_owned()), ("x-gitlab-event", "Issue Hook".to_owned())];
     assert_eq!(ingest.deliver(e.hook, &right, body).await.0, 200);
     assert_eq!(health_now().await.state, HealthState::Healthy, "a delivery that passes clears it");
+}
+
+/// The jobs waiting in the queue, oldest first.
+async fn queued(owner: &PgPool) -> Vec<Value> {
+    sqlx::query_scalar("SELECT convert_from(job, 'UTF8')::jsonb -> 'job' FROM apalis.jobs WHERE status = 'Pending' ORDER BY run_at, id")
+        .fetch_all(owner)
+        .await
+        .unwrap()
+}
+
+/// Hooks give whole seconds, REST milliseconds: two versions from one second cannot be ordered
+/// by their timestamps, and arrival order says nothing. Such a delivery changes nothing and the
+/// object is read back from GitLab, once however many such deliveries arrive; a later second is
+/// applied as it comes.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn versions_from_the_same_second_are_read_back_not_ordered_by_arrival(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let _processor = ingest.start_processor();
+    let base: Value = serde_json::from_slice(&fixture("webhook-issue.json")).unwrap();
+    let project = base["project"]["id"].as_i64().unwrap();
+    let version = |iid: i64, state: &str, at: &str| {
+        let mut v = base.clone();
+        v["object_attributes"]["iid"] = iid.into();
+        v["object_attributes"]["id"] = (9000 + iid).into();
+        v["object_attributes"]["state"] = state.into();
+        v["object_attributes"]["action"] = if state == "closed" { "close" } else { "reopen" }.into();
+        v["object_attributes"]["updated_at"] = at.into();
+        v
+    };
+    let refresh = |iid: i64| serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "issue", "project": project, "iid": iid}});
+
+    // Closed, then reopened in the same second, delivered in that order and in the other.
+    let (first, second) = (1, 2);
+    assert_eq!(deliver_as(&ingest, &e, version(first, "closed", "2025-03-05 09:00:00 UTC")).await.0, "applied");
+    let (status, reason) = deliver_as(&ingest, &e, version(first, "opened", "2025-03-05 09:00:00 UTC")).await;
+    assert_eq!(status, "applied");
+    assert!(reason.unwrap_or_default().contains("same second"));
+    assert_eq!(issue_state(&ingest, &e, first).await, "closed", "not decided by arrival");
+    assert_eq!(deliver_as(&ingest, &e, version(second, "opened", "2025-03-05 09:00:00 UTC")).await.0, "applied");
+    deliver_as(&ingest, &e, version(second, "closed", "2025-03-05 09:00:00 UTC")).await;
+    assert_eq!(issue_state(&ingest, &e, second).await, "opened", "not decided by arrival");
+    // Asked again while the first read-back waits: still one per object.
+    deliver_as(&ingest, &e, version(second, "closed", "2025-03-05 09:00:00 UTC")).await;
+    assert_eq!(queued(&owner).await, vec![refresh(first), refresh(second)]);
+
+    // REST stored a version from within that second, with its milliseconds: a hook from the same
+    // second may be older or newer, so it too is read back rather than dropped or applied.
+    let third = 3;
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    let rest = serde_json::json!([{"id": 9003, "iid": third, "title": "t", "state": "opened",
+        "created_at": "2025-03-01T08:00:00.000Z", "updated_at": "2025-03-05T09:00:00.700Z"}]);
+    connector_store::sync::upsert_issues(&mut tx, e.connection, project, &rest).await.unwrap();
+    tx.commit().await.unwrap();
+    deliver_as(&ingest, &e, version(third, "closed", "2025-03-05 09:00:00 UTC")).await;
+    assert_eq!(issue_state(&ingest, &e, third).await, "opened");
+    assert_eq!(queued(&owner).await.last(), Some(&refresh(third)));
+    // A later second is simply newer.
+    deliver_as(&ingest, &e, version(third, "closed", "2025-03-05 09:00:01 UTC")).await;
+    assert_eq!(issue_state(&ingest, &e, third).await, "closed");
+}
+
+/// A push to a merge request's branch changes its commits, which the merge request hook does
+/// not list (it says `oldrev` when an update pushed commits): the merge request is read back.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_merge_request_update_that_pushed_commits_reads_its_commits_back(owner: PgPool) {
+    let ingest = ingest(&owner).await;
+    let e = ingest.endpoint("acme", vec![], false).await;
+    let _processor = ingest.start_processor();
+    let mut update: Value = serde_json::from_slice(&fixture("webhook-merge_request.json")).unwrap();
+    let (project, iid) = (update["project"]["id"].as_i64().unwrap(), update["object_attributes"]["iid"].as_i64().unwrap());
+    update["object_attributes"]["action"] = "update".into();
+    update["object_attributes"]["oldrev"] = "0123456789abcdef0123456789abcdef01234567".into();
+    let headers = vec![("x-gitlab-token", e.secrets.token.expose_secret().to_owned()), ("x-gitlab-event", "Merge Request Hook".to_owned())];
+    ingest.deliver(e.hook, &headers, serde_json::to_vec(&update).unwrap()).await;
+    let (status, reason) = ingest.settled(&e).await.pop().unwrap();
+    assert_eq!(status, "applied");
+    assert!(reason.unwrap_or_default().contains("commits"));
+    assert_eq!(
+        queued(&owner).await,
+        vec![serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})]
+    );
+}
+
+async fn deliver_as(ingest: &Ingest, e: &Endpoint, payload: Value) -> (String, Option<String>) {
+    let body = serde_json::to_vec(&payload).unwrap();
+    let headers = vec![
+        ("x-gitlab-token", e.secrets.token.expose_secret().to_owned()),
+        ("x-gitlab-event", "Issue Hook".to_owned()),
+        ("idempotency-key", Uuid::new_v4().to_string()),
+    ];
+    ingest.deliver(e.hook, &headers, body).await;
+    ingest.settled(e).await.pop().unwrap()
+}
+
+async fn issue_state(ingest: &Ingest, e: &Endpoint, iid: i64) -> String {
+    let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
+    sqlx::query_scalar("SELECT state FROM issues WHERE connection_id = $1 AND iid = $2")
+        .bind(e.connection)
+        .bind(iid)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
 }

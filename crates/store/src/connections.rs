@@ -375,6 +375,43 @@ pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duratio
     Ok(())
 }
 
+/// `group`, `project` or `mixed`: where hooks on these targets are.
+pub fn hook_mode(targets: &[HookTarget]) -> &'static str {
+    let groups = targets.iter().filter(|t| t.scope == "group").count();
+    match (groups, targets.len() - groups) {
+        (_, 0) => "group",
+        (0, _) => "project",
+        _ => "mixed",
+    }
+}
+
+/// GitLab refused a group hook on `group` to its Owner (a self-managed instance without a license
+/// for group webhooks does, while its plan reads `default`): the group's `projects` get project
+/// hooks instead, the hook mode follows, and the connection's message says so.
+pub async fn fall_back_to_project_hooks(tx: &mut TenantTx, id: Uuid, group: i64, projects: &[i64], notice: &str) -> Result<()> {
+    let mut targets = hook_targets(tx, id).await?;
+    targets.retain(|t| !(t.scope == "group" && t.id == group));
+    for &project in projects {
+        if !targets.iter().any(|t| t.scope == "project" && t.id == project) {
+            targets.push(HookTarget { scope: "project".into(), id: project });
+        }
+    }
+    let mode = hook_mode(&targets);
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET hook_targets = $3, hook_mode = $4, status_message = $5, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(serde_json::to_value(&targets).expect("hook targets serialize"))
+    .bind(mode)
+    .bind(notice)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Saves the connection's current project list, adding a project hook target for each of
 /// `hook_projects` (new projects where hooks are per project).
 pub async fn add_projects(tx: &mut TenantTx, id: Uuid, all: &[i64], hook_projects: &[i64]) -> Result<()> {
@@ -467,7 +504,7 @@ pub async fn give_up(tx: &mut TenantTx, job: &Job, attempts: u32, reason: &str) 
         Job::InstallHooks { .. } => "installing the webhooks".to_owned(),
         Job::Backfill { .. } => "the backfill".to_owned(),
         Job::Disconnect { .. } => "removing our webhooks from GitLab".to_owned(),
-        Job::CatchUp { .. } | Job::TokenHealth { .. } => return Ok(()),
+        Job::CatchUp { .. } | Job::TokenHealth { .. } | Job::Refresh { .. } => return Ok(()),
     };
     let what_now = match job {
         Job::Disconnect { .. } => "once that is fixed, delete the connection again".to_owned(),

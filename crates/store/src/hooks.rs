@@ -125,6 +125,13 @@ pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: &str, message: Opti
     Ok(())
 }
 
+/// Forgets a hook row (one GitLab never accepted), with its secrets.
+pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query("DELETE FROM webhook_hooks WHERE tenant_id = $1 AND id = $2").bind(tenant.as_str()).bind(id).execute(conn).await?;
+    Ok(())
+}
+
 /// A delivery to this hook failed verification. Kept until one passes (`deliveries::insert`),
 /// so the connection's health shows since when GitLab's events are being refused; written at
 /// most once a second per hook, however many arrive.

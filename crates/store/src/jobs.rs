@@ -42,6 +42,20 @@ pub enum Job {
     CatchUp { connection: Uuid },
     TokenHealth { connection: Uuid },
     Disconnect { connection: Uuid },
+    /// Read one object back from GitLab: what a webhook could not tell (a merge's time, a merge
+    /// request's commits after a push, which of two same-second versions is the later).
+    Refresh { connection: Uuid, object: ObjectRef },
+}
+
+/// One object a read-back is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ObjectRef {
+    /// With its notes and commits.
+    MergeRequest { project: i64, iid: i64 },
+    /// With its notes.
+    Issue { project: i64, iid: i64 },
+    Pipeline { project: i64, id: i64 },
 }
 
 impl Job {
@@ -51,7 +65,7 @@ impl Job {
                 Queue::Connections
             }
             Job::Backfill { .. } => Queue::Backfill,
-            Job::CatchUp { .. } => Queue::Sync,
+            Job::CatchUp { .. } | Job::Refresh { .. } => Queue::Sync,
         }
     }
 
@@ -62,7 +76,8 @@ impl Job {
             | Job::Backfill { connection }
             | Job::CatchUp { connection }
             | Job::TokenHealth { connection }
-            | Job::Disconnect { connection } => *connection,
+            | Job::Disconnect { connection }
+            | Job::Refresh { connection, .. } => *connection,
         }
     }
 
@@ -74,6 +89,7 @@ impl Job {
             Job::CatchUp { .. } => "catch_up",
             Job::TokenHealth { .. } => "token_health",
             Job::Disconnect { .. } => "disconnect",
+            Job::Refresh { .. } => "refresh",
         }
     }
 }

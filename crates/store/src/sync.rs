@@ -514,3 +514,74 @@ pub async fn skipped(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<Skipped>
         .map(|(project_id, resource, reason, recorded_at)| Skipped { project_id, resource, reason, recorded_at })
         .collect())
 }
+
+/// When any of the connection's streams last moved on (a page stored with its checkpoint): a job
+/// that fails after this moved got somewhere.
+pub async fn last_progress(tx: &mut TenantTx, connection: Uuid) -> Result<Option<DateTime<Utc>>> {
+    let (tenant, conn) = tx.parts();
+    Ok(sqlx::query_scalar("SELECT max(updated_at) FROM sync_checkpoints WHERE tenant_id = $1 AND connection_id = $2")
+        .bind(tenant.as_str())
+        .bind(connection)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// A stored table whose rows a webhook may update, with the key a delivery names its row by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versioned {
+    MergeRequests,
+    Issues,
+    /// By GitLab id.
+    Notes,
+    Pipelines,
+}
+
+/// How a delivery's version of an object stands against the stored one. Webhooks give whole
+/// seconds, REST gives milliseconds: within one second the order cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionOrder {
+    /// Nothing stored yet.
+    New,
+    /// From a later second than the stored version.
+    Newer,
+    /// From an earlier second.
+    Older,
+    /// From the stored version's second: either may be the later one.
+    SameSecond,
+}
+
+/// Compares `updated_at` (as the delivery gives it) with the stored row's, at second precision.
+pub async fn version_order(
+    tx: &mut TenantTx,
+    table: Versioned,
+    connection: Uuid,
+    project_id: i64,
+    key: i64,
+    updated_at: &str,
+) -> Result<VersionOrder> {
+    let (table, key_column) = match table {
+        Versioned::MergeRequests => ("merge_requests", "iid"),
+        Versioned::Issues => ("issues", "iid"),
+        Versioned::Notes => ("notes", "gitlab_id"),
+        Versioned::Pipelines => ("pipelines", "gitlab_id"),
+    };
+    let (tenant, conn) = tx.parts();
+    let order: Option<Option<i32>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT sign(extract(epoch FROM date_trunc('second', $5::timestamptz) - date_trunc('second', gitlab_updated_at)))::int
+         FROM {table} WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND {key_column} = $4"
+    )))
+    .bind(tenant.as_str())
+    .bind(connection)
+    .bind(project_id)
+    .bind(key)
+    .bind(updated_at)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match order {
+        None => VersionOrder::New,
+        // A stored row without a version loses to any.
+        Some(None) | Some(Some(1)) => VersionOrder::Newer,
+        Some(Some(-1)) => VersionOrder::Older,
+        Some(Some(_)) => VersionOrder::SameSecond,
+    })
+}

@@ -17,6 +17,11 @@ pub enum JobError {
     /// Worth retrying: after `after` when GitLab said so (Retry-After), else with backoff.
     #[error("{reason}")]
     Retry { reason: String, after: Option<Duration> },
+    /// Failed after storing part of its work (a backfill through a flaky GitLab): worth
+    /// retrying with backoff, and, since the job is moving on, without using up an attempt, so a
+    /// long job is never given up while each run gets somewhere.
+    #[error("{reason}")]
+    Interrupted { reason: String },
     /// Retrying cannot help; the reason is for the user or operator.
     #[error("{0}")]
     Permanent(String),
@@ -147,6 +152,9 @@ async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shar
     };
     let delay = match &error {
         JobError::Retry { after, .. } => shared.retry.next_delay(envelope.attempt, *after),
+        // The backoff keeps the level it reached: a run that moves on is not a reason to ask
+        // a failing GitLab more often.
+        JobError::Interrupted { .. } => Some(shared.retry.backoff(envelope.attempt, crate::retry::random_u64())),
         JobError::Permanent(_) => None,
     };
     match delay {
@@ -156,7 +164,7 @@ async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shar
             // no attempt, so a long spell of 429s (another client spending the same user's
             // budget) delays the job but never dead-letters it.
             let attempt = match &error {
-                JobError::Retry { after: Some(_), .. } => envelope.attempt,
+                JobError::Retry { after: Some(_), .. } | JobError::Interrupted { .. } => envelope.attempt,
                 _ => envelope.attempt + 1,
             };
             // Keeps the traceparent: every attempt links to what first queued the job.

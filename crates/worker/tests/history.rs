@@ -323,3 +323,52 @@ async fn backfilled_pipelines_have_their_timings(owner: PgPool) {
         rows.into_iter().map(|(p, i, s, f, d)| (p, i, s.map(|t| t.timestamp_millis()), f.map(|t| t.timestamp_millis()), d.map(|d| d as i64))).collect();
     assert_eq!(got, want);
 }
+
+/// What a merge request's hook cannot carry, a read-back of that one object brings: the merge
+/// time after a merge, the commit list after a push to its branch, with its notes.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_read_back_brings_what_the_hook_lacks(owner: PgPool) {
+    let mut spec = Size::Small.spec();
+    spec.merge_requests_per_project = 30;
+    let env = env(&owner, Dataset::generate(5, Size::Custom(spec))).await;
+    let (id, jobs) = live(&env, "acme", PREMIUM_GROUP).await;
+    let dataset = env.sim.sim.dataset();
+    let projects = group_projects(&dataset, PREMIUM_GROUP);
+    let (project, merged, pushed) = projects
+        .iter()
+        .filter_map(|&p| dataset.project(p))
+        .find_map(|p| {
+            let mut open = p.merge_requests.iter().filter(|m| m.state.as_str() == "opened" && m.updated_at >= env.start);
+            Some((p.id, open.next()?.iid, open.next()?.iid))
+        })
+        .expect("a project with two open merge requests");
+    control(&env, reqwest::Method::POST, &format!("projects/{project}/merge_requests/{merged}/merge"), json!({})).await;
+    control(&env, reqwest::Method::POST, &format!("projects/{project}/merge_requests/{pushed}/commits"), json!({"count": 2})).await;
+    let tenant = TenantId::parse("acme").unwrap();
+    for iid in [merged, pushed] {
+        let object = connector_store::jobs::ObjectRef::MergeRequest { project: project as i64, iid: iid as i64 };
+        jobs.run(&tenant, &Job::Refresh { connection: id, object }).await.unwrap();
+    }
+    let dataset = env.sim.sim.dataset();
+    let truth = dataset.project(project).unwrap().merge_request(merged).unwrap().clone();
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    let (state, merged_at): (String, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT state, merged_at FROM merge_requests WHERE connection_id = $1 AND project_id = $2 AND iid = $3")
+            .bind(id)
+            .bind(project as i64)
+            .bind(merged as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    drop(tx);
+    assert_eq!(state, "merged");
+    assert_eq!(merged_at.map(|t| t.timestamp_millis()), truth.merged_at.map(|t| t.timestamp_millis()));
+    let want = expected(&dataset, &projects, env.start);
+    let got = stored(&env.store, "acme", id).await;
+    let of = |r: &std::collections::BTreeSet<(i64, i64, String)>| -> BTreeSet<String> {
+        r.iter().filter(|(p, i, _)| *p == project as i64 && *i == pushed as i64).map(|(_, _, sha)| sha.clone()).collect()
+    };
+    assert_eq!(of(&got.merge_request_commits), of(&want.merge_request_commits), "the pushed merge request's commits");
+    assert_eq!(of(&want.merge_request_commits).len(), dataset.project(project).unwrap().merge_request(pushed).unwrap().commit_shas.len());
+    assert_eq!(got.merge_requests.get(&(project as i64, merged as i64)), want.merge_requests.get(&(project as i64, merged as i64)));
+}

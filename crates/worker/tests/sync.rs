@@ -479,3 +479,39 @@ async fn failing_catch_ups_show_in_health_until_one_succeeds(owner: PgPool) {
     jobs.run(&tenant, &Job::CatchUp { connection: id }).await.unwrap();
     assert_eq!(health_now().await.state, HealthState::Healthy);
 }
+
+/// A self-managed EE instance reads `default` for every group's plan, so validation chooses group
+/// hooks; one without a license for them refuses the group hook to its Owner. The connection then
+/// falls back to a project hook per project, says so in its status, and syncs as any other.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn refused_group_hooks_on_self_managed_fall_back_to_project_hooks(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    env.sim.sim.with_dataset_mut(|d| {
+        d.instance.self_managed = true;
+        d.instance.license = None;
+    });
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    let live = env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(live.hook_mode.as_deref(), Some("project"));
+    let message = live.status_message.unwrap_or_default();
+    assert!(message.contains("refused a group webhook on group 1"), "{message}");
+    assert!(message.contains("project webhooks"), "{message}");
+
+    let dataset = env.sim.sim.dataset();
+    let projects = group_projects(&dataset, PREMIUM_GROUP);
+    let hooks = env.sim.sim.with_dataset(|d| d.hooks.clone());
+    assert!(hooks.iter().all(|h| !matches!(h.owner, HookOwner::Group(_))), "no group hook left");
+    let mut hooked: Vec<u64> = hooks.iter().filter_map(|h| match h.owner { HookOwner::Project(p) => Some(p), _ => None }).collect();
+    hooked.sort();
+    assert_eq!(hooked, projects, "one project hook per project");
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    let ours = connector_store::hooks::for_connection(&mut tx, id).await.unwrap();
+    assert!(ours.iter().all(|h| h.scope == "project" && h.status == "active"), "{ours:?}");
+    assert_eq!(ours.len(), projects.len());
+    drop(tx);
+    assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &projects, env.start), "self-managed");
+}

@@ -69,6 +69,12 @@ fn owner(ds: &Dataset, ctx: &Ctx, id: &str, group: bool) -> Result<HookOwner, Si
     let user = ctx.caller.user_id;
     if group {
         let g = ds.visible_group(user, id)?;
+        // A self-managed EE instance whose license lacks group webhooks refuses them to Owners
+        // too (`authorize! :admin_web_hook` in GitLab's group hooks API answers 403), while its
+        // namespaces' plan reads `default` and so cannot warn a client beforehand.
+        if ds.instance.self_managed && !ds.group_hooks_licensed(g.id) {
+            return Err(SimError::Forbidden);
+        }
         if ds.group_access(user, g.id).is_some_and(|l| l >= OWNER) {
             return Ok(HookOwner::Group(g.id));
         }

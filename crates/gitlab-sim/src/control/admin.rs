@@ -69,6 +69,15 @@ pub async fn set_delivery(
 pub struct InstanceBody {
     edition: Option<Edition>,
     version: Option<String>,
+    self_managed: Option<bool>,
+    /// `null` for no license; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    license: Option<Option<Plan>>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Plan>>, D::Error> {
+    Option::<Plan>::deserialize(d).map(Some)
 }
 
 pub async fn set_instance(
@@ -81,6 +90,12 @@ pub async fn set_instance(
     }
     if let Some(v) = b.version {
         ds.instance.version = v;
+    }
+    if let Some(m) = b.self_managed {
+        ds.instance.self_managed = m;
+    }
+    if let Some(l) = b.license {
+        ds.instance.license = l;
     }
     ok(serde_json::to_value(&ds.instance)?)
 }

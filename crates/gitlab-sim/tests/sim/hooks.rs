@@ -237,6 +237,34 @@ async fn group_hooks_follow_plan_and_edition() {
     assert!(premium.events().is_empty(), "CE never runs group hooks");
 }
 
+/// Self-managed: every namespace's plan reads `default`, whatever the license, so a client
+/// cannot tell beforehand; an EE instance without a license for group webhooks refuses them to an
+/// Owner, and with a Premium license they are accepted and fire.
+#[tokio::test]
+async fn self_managed_plans_read_default_and_the_license_decides_group_hooks() {
+    let sim = start(SimConfig::default()).await;
+    let receiver = Receiver::start().await;
+    let r = sim
+        .control(Method::PUT, "/instance", json!({"self_managed": true, "license": null}))
+        .await;
+    assert_eq!(r.body["self_managed"], true, "{:?}", r.body);
+    assert_eq!(sim.get(TOKEN_OWNER, "/api/v4/namespaces/1").await.body["plan"], "default");
+    let hook = json!({"url": receiver.url, "push_events": true});
+    let r = sim.send(Method::POST, TOKEN_OWNER, "/api/v4/groups/1/hooks", hook.clone()).await;
+    assert_eq!((r.status, r.body.clone()), (403, json!({"message": "403 Forbidden"})));
+    // Project hooks are on every tier.
+    let r = sim.send(Method::POST, TOKEN_OWNER, "/api/v4/projects/1/hooks", hook.clone()).await;
+    assert_eq!(r.status, 201);
+
+    sim.control(Method::PUT, "/instance", json!({"license": "premium"})).await;
+    assert_eq!(sim.get(TOKEN_OWNER, "/api/v4/namespaces/1").await.body["plan"], "default");
+    let r = sim.send(Method::POST, TOKEN_OWNER, "/api/v4/groups/1/hooks", hook).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    sim.control(Method::POST, "/projects/1/push", json!({"branch": "main-sim", "commits": 1})).await;
+    let kinds: Vec<String> = receiver.events().into_iter().map(|e| e.0).collect();
+    assert_eq!(kinds, ["Push Hook", "Push Hook"], "the project hook and the licensed group hook");
+}
+
 #[tokio::test]
 async fn deliveries_are_listed_and_resent_with_the_same_idempotency_key() {
     let sim = start(SimConfig::default()).await;

@@ -1,11 +1,12 @@
 //! Install our webhooks: a group hook where the plan allows it, else a project hook per project.
 //! Idempotent: a hook already pointing at our endpoint is updated, never duplicated.
 
-use connector_store::connections::{self, Connection, Status};
+use connector_store::connections::{self, Connection, HookTarget, Status};
 use connector_store::jobs::{self, Job};
 use connector_store::{TenantId, hooks};
 use gitlab_client::api::hooks::{Hook, HookOwner, HookSpec};
-use gitlab_client::{Error as GitLab, GitLabClient};
+use gitlab_client::api::projects::Project;
+use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -24,7 +25,10 @@ impl GitLabJobs {
             return Ok(());
         }
         let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-        connections::set_status(&mut tx, id, Status::Backfilling, None).await.map_err(retry)?;
+        // What validation or the hooks had to say (a token expiring soon, project hooks in place
+        // of a refused group hook) stays shown.
+        let notice = connections::get(&mut tx, id).await.map_err(retry)?.status_message;
+        connections::set_status(&mut tx, id, Status::Backfilling, notice.as_deref()).await.map_err(retry)?;
         jobs::enqueue(&mut tx, Job::Backfill { connection: id }, std::time::Duration::ZERO).await.map_err(retry)?;
         tx.commit().await.map_err(retry)?;
         tracing::info!(connection = %id, "hooks installed");
@@ -34,43 +38,94 @@ impl GitLabJobs {
     /// Installs or updates a hook on every target validation chose. `Ok(false)` when GitLab
     /// refused for a reason the user must fix; the connection's status then says which.
     pub(super) async fn put_hooks(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<bool, JobError> {
-        let id = connection.id;
-        let targets = {
-            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-            connections::hook_targets(&mut tx, id).await.map_err(retry)?
-        };
-        for target in targets {
-            let (record, secrets) = {
+        // Targets change when a group refuses its hook; the loop then starts over on the new ones
+        // (hooks already installed are updated in place, not duplicated).
+        'targets: loop {
+            let targets = {
                 let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-                let ensured = hooks::ensure(&mut tx, self.store.keys(), id, &target.scope, target.id).await.map_err(retry)?;
-                tx.commit().await.map_err(retry)?;
-                ensured
+                connections::hook_targets(&mut tx, connection.id).await.map_err(retry)?
             };
-            let owner = owner_of(&record);
-            let url = self.endpoint_url(record.id);
-            let spec = hook_spec(&owner, &url, secrets.token, secrets.signing_token);
-            let installed = match put_hook(client, &owner, &url, record.gitlab_hook_id, &spec).await {
-                Ok(hook) => hook,
-                Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) => {
-                    let role = if target.scope == "group" { "Owner" } else { "Maintainer" };
-                    let message = format!(
-                        "GitLab refused to install a webhook on {} {}: the token's user needs the {role} role there",
-                        target.scope, target.id
-                    );
-                    self.user_problem(tenant, id, Status::Invalid, &message).await?;
-                    return Ok(false);
+            for target in &targets {
+                match self.put_target_hook(tenant, connection, client, target).await? {
+                    Put::Installed => {}
+                    Put::Stopped => return Ok(false),
+                    Put::TargetsChanged => continue 'targets,
                 }
-                Err(error) => {
-                    self.gitlab_failure(tenant, id, error).await?;
-                    return Ok(false);
-                }
-            };
-            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-            let signing = installed.signing_token_present.unwrap_or(false);
-            hooks::set_installed(&mut tx, record.id, installed.id as i64, signing).await.map_err(retry)?;
-            tx.commit().await.map_err(retry)?;
+            }
+            return Ok(true);
         }
-        Ok(true)
+    }
+
+    async fn put_target_hook(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        target: &HookTarget,
+    ) -> Result<Put, JobError> {
+        let id = connection.id;
+        let (record, secrets) = {
+            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+            let ensured = hooks::ensure(&mut tx, self.store.keys(), id, &target.scope, target.id).await.map_err(retry)?;
+            tx.commit().await.map_err(retry)?;
+            ensured
+        };
+        let owner = owner_of(&record);
+        let url = self.endpoint_url(record.id);
+        let spec = hook_spec(&owner, &url, secrets.token, secrets.signing_token);
+        let installed = match put_hook(client, &owner, &url, record.gitlab_hook_id, &spec).await {
+            Ok(hook) => hook,
+            // Validation chose a group hook only for a group the user owned: a refusal is most
+            // likely the instance's (no license for group webhooks); project hooks work on every
+            // tier, and one refused in turn says which role is missing.
+            Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) if target.scope == "group" => {
+                return self.fall_back_to_project_hooks(tenant, connection, client, record.id, target.id).await;
+            }
+            Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) => {
+                let message = format!(
+                    "GitLab refused to install a webhook on {} {}: the token's user needs the Maintainer role there",
+                    target.scope, target.id
+                );
+                self.user_problem(tenant, id, Status::Invalid, &message).await?;
+                return Ok(Put::Stopped);
+            }
+            Err(error) => {
+                self.gitlab_failure(tenant, id, error).await?;
+                return Ok(Put::Stopped);
+            }
+        };
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        let signing = installed.signing_token_present.unwrap_or(false);
+        hooks::set_installed(&mut tx, record.id, installed.id as i64, signing).await.map_err(retry)?;
+        tx.commit().await.map_err(retry)?;
+        Ok(Put::Installed)
+    }
+
+    /// GitLab refused a group hook to the group's Owner: a self-managed EE instance without a
+    /// license for group webhooks does so, and its plan (`default`) could not tell beforehand.
+    /// The group's synced projects get project hooks instead, and the connection says so.
+    async fn fall_back_to_project_hooks(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        refused: Uuid,
+        group: i64,
+    ) -> Result<Put, JobError> {
+        let in_group: Vec<Project> = client.collect_all(PageRequest::group_projects(group as u64)).await.map_err(gitlab_retry)?;
+        let synced = connection.resolved_project_ids.clone().unwrap_or_default();
+        let projects: Vec<i64> = in_group.iter().map(|p| p.id as i64).filter(|p| synced.contains(p)).collect();
+        let notice = format!(
+            "GitLab refused a group webhook on group {group} (a self-managed GitLab without a license for group webhooks \
+             refuses them even to the group's Owner): project webhooks are installed on its {} synced projects instead",
+            projects.len()
+        );
+        tracing::info!(connection = %connection.id, group, projects = projects.len(), "group hook refused; falling back to project hooks");
+        let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+        connections::fall_back_to_project_hooks(&mut tx, connection.id, group, &projects, &notice).await.map_err(retry)?;
+        hooks::delete(&mut tx, refused).await.map_err(retry)?;
+        tx.commit().await.map_err(retry)?;
+        Ok(Put::TargetsChanged)
     }
 
     /// `PUBLIC_URL/webhooks/gitlab/{endpoint}`.
@@ -85,6 +140,15 @@ impl GitLabJobs {
             None => Err(gitlab_retry(error)),
         }
     }
+}
+
+/// What became of one target's hook.
+enum Put {
+    Installed,
+    /// GitLab refused for a reason the user must fix, or failed; the connection says which.
+    Stopped,
+    /// The connection's targets changed (a group hook gave way to project hooks).
+    TargetsChanged,
 }
 
 /// Updates the hook we installed before (by id, else by URL), or creates it.

@@ -8,10 +8,12 @@ mod disconnect;
 mod history;
 mod hooks;
 mod reconcile;
+mod refresh;
 mod streams;
 mod token_health;
 mod validate;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,10 +101,11 @@ impl Jobs for GitLabJobs {
         let outcome = match job {
             Job::Validate { connection } => self.validate(tenant, *connection).await,
             Job::InstallHooks { connection } => self.install_hooks(tenant, *connection).await,
-            Job::Backfill { connection } => self.backfill(tenant, *connection).await,
+            Job::Backfill { connection } => self.moving_on(tenant, *connection, self.backfill(tenant, *connection)).await,
             Job::TokenHealth { connection } => self.token_health(tenant, *connection).await,
             Job::Disconnect { connection } => self.disconnect(tenant, *connection).await,
-            Job::CatchUp { connection } => self.catch_up(tenant, *connection).await,
+            Job::CatchUp { connection } => self.moving_on(tenant, *connection, self.catch_up(tenant, *connection)).await,
+            Job::Refresh { connection, object } => self.refresh(tenant, *connection, object).await,
         };
         if matches!(job, Job::Backfill { .. } | Job::CatchUp { .. }) {
             self.note_sync_outcome(tenant, job.connection(), &outcome).await;
@@ -112,6 +115,23 @@ impl Jobs for GitLabJobs {
 }
 
 impl GitLabJobs {
+    /// Runs a paged job; a failure after it stored a page is `Interrupted` (no attempt used up):
+    /// a backfill through a GitLab that fails every few pages moves on with each run, and
+    /// giving it up after a count of such runs would stop a sync that was getting there.
+    async fn moving_on(&self, tenant: &TenantId, id: Uuid, job: impl Future<Output = Result<(), JobError>>) -> Result<(), JobError> {
+        let progress = || async {
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            connector_store::sync::last_progress(&mut tx, id).await
+        };
+        let Ok(before) = progress().await else { return job.await };
+        match job.await {
+            Err(JobError::Retry { reason, after: None }) if progress().await.is_ok_and(|after| after > before) => {
+                Err(JobError::Interrupted { reason })
+            }
+            other => other,
+        }
+    }
+
     /// Keeps the connection's health true about its syncing: failing from the first failed
     /// attempt (the job's own retries may take many minutes to run out), fine again once one
     /// succeeds. Waiting out GitLab's rate limit is pacing, not failing. Best effort: the job's

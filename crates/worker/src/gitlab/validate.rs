@@ -165,12 +165,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
         }
         targets.push(HookTarget { scope: "project".into(), id: project.id as i64 });
     }
-    let group_hook_count = targets.iter().filter(|t| t.scope == "group").count();
-    let hook_mode = match (group_hook_count, targets.len() - group_hook_count) {
-        (_, 0) => "group",
-        (0, _) => "project",
-        _ => "mixed",
-    };
+    let hook_mode = connections::hook_mode(&targets);
     let raw = projects
         .iter()
         .map(|(p, _)| serde_json::to_value(p).expect("a project serializes"))
