@@ -110,7 +110,8 @@ pub enum Route<'a> {
     /// `fetch`: why the merge request must be read back from GitLab, when it must.
     MergeRequest { project: i64, row: Value, fetch: Option<&'static str> },
     Issue { project: i64, row: Value },
-    Note { project: i64, noteable: &'a str, parent: NoteParent<'a>, row: Value },
+    /// `noteable_row`: the merge request or issue as the hook shows it, when it does.
+    Note { project: i64, noteable: &'a str, parent: NoteParent<'a>, row: Value, noteable_row: Option<Value> },
     Pipeline { project: i64, row: Value },
     /// Kept as the latest payload per object: tags, jobs, releases, deployments, members, subgroups.
     Event { kind: &'static str, key: String, project: Option<i64>, action: Option<&'a str> },
@@ -171,21 +172,13 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
             if let Some(out) = out_of_scope(scope, p) {
                 return out;
             }
-            let mut row = json!({
-                "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
-                "state": attrs["state"], "author": {"id": attrs["author_id"]},
-                "source_branch": attrs["source_branch"], "target_branch": attrs["target_branch"],
-                "sha": attrs.pointer("/last_commit/id").cloned().unwrap_or(Value::Null),
-                "merge_commit_sha": attrs.get("merge_commit_sha").cloned().unwrap_or(Value::Null),
-                "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
-            });
-            // GitLab's hook carries neither time (doc/user/project/integrations/webhook_events.md,
-            // "Merge request events"); a key left out keeps the stored value.
-            carry(&mut row, attrs, &["merged_at", "closed_at"]);
+            let row = merge_request_row(attrs);
             // A merge or close without its time: the merge request is read back from GitLab.
             let fetch = match str_at(attrs, "/action") {
                 Some("merge") if row.get("merged_at").is_none() => Some("the hook has no merged_at; reading the merge request back"),
                 Some("close") if row.get("closed_at").is_none() => Some("the hook has no closed_at; reading the merge request back"),
+                // GitLab clears the close time on reopening; the hook does not say so.
+                Some("reopen") if row.get("closed_at").is_none() => Some("the hook has no closed_at; reading the merge request back"),
                 // `oldrev` is there when the update pushed commits (webhook_events.md, "Merge
                 // request events"); the hook does not list them.
                 Some("update") if attrs.get("oldrev").is_some_and(|v| !v.is_null()) => {
@@ -197,22 +190,8 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
         }
         "issue" | "work_item" => {
             let Some(p) = project else { return Route::KeptAside("issue event without a project id".into()) };
-            let labels: Vec<Value> = payload
-                .get("labels")
-                .or_else(|| attrs.get("labels"))
-                .and_then(Value::as_array)
-                .map(|ls| ls.iter().filter_map(|l| l.get("title").cloned()).collect())
-                .unwrap_or_default();
-            let row = json!({
-                "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
-                "state": attrs["state"], "author": {"id": attrs["author_id"]}, "labels": labels,
-                "confidential": attrs.get("confidential").cloned().unwrap_or(Value::Bool(false)),
-                "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
-                "issue_type": attrs.get("type").and_then(Value::as_str).unwrap_or(if kind == "work_item" { "task" } else { "issue" }),
-            });
-            let mut row = row;
-            carry(&mut row, attrs, &["closed_at"]);
-            Route::Issue { project: p, row }
+            let labels = payload.get("labels").or_else(|| attrs.get("labels"));
+            Route::Issue { project: p, row: issue_row(attrs, labels, kind) }
         }
         "note" => {
             let Some(p) = project else { return Route::KeptAside("note event without a project id".into()) };
@@ -238,7 +217,14 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
                 "author": {"id": attrs["author_id"], "username": author_username},
                 "created_at": attrs["created_at"], "updated_at": attrs.get("updated_at").cloned().unwrap_or(attrs["created_at"].clone()),
             });
-            Route::Note { project: p, noteable, parent, row }
+            // A note touches its noteable (its updated_at moves), and the hook carries the
+            // noteable as it is then: a version of it like any other.
+            let noteable_row = match noteable {
+                "MergeRequest" => payload.get("merge_request").filter(|m| has_version(m)).map(merge_request_row),
+                "Issue" => payload.get("issue").filter(|i| has_version(i)).map(|i| issue_row(i, i.get("labels"), "issue")),
+                _ => None,
+            };
+            Route::Note { project: p, noteable, parent, row, noteable_row }
         }
         "pipeline" => {
             let Some(p) = project else { return Route::KeptAside("pipeline event without a project id".into()) };
@@ -330,7 +316,7 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
             }
             sync::upsert_issues(tx, id, project, &json!([row])).await?;
         }
-        Route::Note { project, noteable, parent, row } => {
+        Route::Note { project, noteable, parent, row, noteable_row } => {
             // A note is read back with its parent's whole list; a comment on a commit has no
             // list of its own to read, and is applied as it comes.
             let parent_ref = match (noteable, parent) {
@@ -344,6 +330,23 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
                 return Ok(Outcome::ReadBack(parent_ref));
             }
             sync::upsert_notes(tx, id, project, noteable, parent, &json!([row])).await?;
+            if let (Some(parent_ref), Some(parent_row)) = (parent_ref, noteable_row) {
+                let (table, iid) = match parent_ref {
+                    ObjectRef::MergeRequest { iid, .. } => (Versioned::MergeRequests, iid),
+                    ObjectRef::Issue { iid, .. } => (Versioned::Issues, iid),
+                    ObjectRef::Pipeline { .. } => return Ok(Outcome::Applied),
+                };
+                match order(tx, table, id, project, iid, &parent_row).await? {
+                    VersionOrder::SameSecond => return Ok(Outcome::ReadBack(parent_ref)),
+                    VersionOrder::Older => {}
+                    VersionOrder::New | VersionOrder::Newer if table == Versioned::MergeRequests => {
+                        sync::upsert_merge_requests(tx, id, project, &json!([parent_row])).await?;
+                    }
+                    VersionOrder::New | VersionOrder::Newer => {
+                        sync::upsert_issues(tx, id, project, &json!([parent_row])).await?;
+                    }
+                }
+            }
         }
         Route::Pipeline { project, row } => {
             let pipeline = key(&row, "id");
@@ -369,6 +372,42 @@ pub async fn apply(tx: &mut TenantTx, connection: &Connection, kind: &str, paylo
         Route::KeptAside(reason) => return Ok(Outcome::KeptAside(reason)),
     }
     Ok(Outcome::Applied)
+}
+
+/// A merge request as a hook shows it, in the shape REST gives, without what the hook lacks.
+fn merge_request_row(attrs: &Value) -> Value {
+    let mut row = json!({
+        "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
+        "state": attrs["state"], "author": {"id": attrs["author_id"]},
+        "source_branch": attrs["source_branch"], "target_branch": attrs["target_branch"],
+        "sha": attrs.pointer("/last_commit/id").cloned().unwrap_or(Value::Null),
+        "merge_commit_sha": attrs.get("merge_commit_sha").cloned().unwrap_or(Value::Null),
+        "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
+    });
+    // GitLab's hook carries neither time (doc/user/project/integrations/webhook_events.md,
+    // "Merge request events"); a key left out keeps the stored value.
+    carry(&mut row, attrs, &["merged_at", "closed_at"]);
+    row
+}
+
+/// An issue as a hook shows it; `labels` are GitLab's label objects.
+fn issue_row(attrs: &Value, labels: Option<&Value>, kind: &str) -> Value {
+    let labels: Vec<Value> =
+        labels.and_then(Value::as_array).map(|ls| ls.iter().filter_map(|l| l.get("title").cloned()).collect()).unwrap_or_default();
+    let mut row = json!({
+        "id": attrs["id"], "iid": attrs["iid"], "title": attrs["title"], "description": attrs["description"],
+        "state": attrs["state"], "author": {"id": attrs["author_id"]}, "labels": labels,
+        "confidential": attrs.get("confidential").cloned().unwrap_or(Value::Bool(false)),
+        "web_url": attrs["url"], "created_at": attrs["created_at"], "updated_at": attrs["updated_at"],
+        "issue_type": attrs.get("type").and_then(Value::as_str).unwrap_or(if kind == "work_item" { "task" } else { "issue" }),
+    });
+    carry(&mut row, attrs, &["closed_at"]);
+    row
+}
+
+/// Whether an embedded object names itself and its version, as a row needs.
+fn has_version(object: &Value) -> bool {
+    ["id", "iid", "updated_at"].iter().all(|k| object.get(k).is_some_and(|v| !v.is_null()))
 }
 
 /// A row's id or iid; the route made sure it is there.

@@ -100,14 +100,14 @@ async fn process_one(store: &Store, tenant: &TenantId, id: i64, config: Processo
                     // a catch-up reads a push's commits beyond the 20 its payload carries. One
                     // waiting job per object or connection, however many deliveries ask.
                     let job = match &fetch.object {
-                        Some(object) => Job::Refresh { connection: pending.connection_id, object: object.clone() },
+                        Some(object) => Job::Refresh { connection: pending.connection_id, object: *object },
                         None => Job::CatchUp { connection: pending.connection_id },
                     };
                     jobs::enqueue_now_once(&mut tx, job).await?;
                     ("applied", Some(fetch.reason), Delivery::Applied)
                 }
                 Outcome::ReadBack(object) => {
-                    let job = Job::Refresh { connection: pending.connection_id, object: object.clone() };
+                    let job = Job::Refresh { connection: pending.connection_id, object: *object };
                     jobs::enqueue_now_once(&mut tx, job).await?;
                     let reason = "the stored version is from the same second as this one; reading the object back from GitLab";
                     ("applied", Some(reason), Delivery::Applied)

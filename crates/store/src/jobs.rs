@@ -48,7 +48,7 @@ pub enum Job {
 }
 
 /// One object a read-back is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ObjectRef {
     /// With its notes and commits.

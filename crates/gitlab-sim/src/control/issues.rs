@@ -69,6 +69,7 @@ pub async fn open_issue(
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, b.user_id)?;
         let issue_id = Ids::next(&mut ds.ids.issue);
+        super::ensure_labels(&mut ds, id, b.labels.as_ref(), now);
         let p = project_mut(&mut ds, id)?;
         issues_enabled(p)?;
         let iid = p.issues.iter().map(|i| i.iid).max().unwrap_or(0) + 1;
@@ -125,6 +126,7 @@ pub(super) fn apply_update(
     now: Ts,
     base: &str,
 ) -> Result<Event, SimError> {
+    super::ensure_labels(ds, id, b.labels.as_ref(), now);
     let p = project_mut(ds, id)?;
     issues_enabled(p)?;
     let issue = p

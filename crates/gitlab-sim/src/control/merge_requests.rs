@@ -115,6 +115,7 @@ pub async fn open_mr(
                 &base,
             ));
         }
+        super::ensure_labels(&mut ds, id, b.labels.as_ref(), now);
         let p = project_mut(&mut ds, id)?;
         let head = p
             .repository
@@ -181,6 +182,7 @@ pub(super) fn apply_update(
     now: Ts,
     base: &str,
 ) -> Result<Event, SimError> {
+    super::ensure_labels(ds, id, b.labels.as_ref(), now);
     let p = project_mut(ds, id)?;
     let mr = p
         .merge_requests

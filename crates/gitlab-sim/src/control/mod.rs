@@ -129,6 +129,23 @@ pub(crate) async fn respond(
     Ok(axum::Json(body).into_response())
 }
 
+/// Labels named on an issue or merge request that the project lacks are created, as GitLab's
+/// issues and merge requests APIs do ("labels: ... If a label does not already exist, this
+/// creates a new project label", doc/api/issues.md); hooks and REST then both show them.
+pub(crate) fn ensure_labels(ds: &mut crate::dataset::Dataset, project: u64, names: Option<&Vec<String>>, now: crate::time::Ts) {
+    let Some(names) = names else { return };
+    for name in names {
+        let exists = ds.project(project).is_none_or(|p| p.labels.iter().any(|l| &l.title == name));
+        if exists {
+            continue;
+        }
+        let id = crate::dataset::Ids::next(&mut ds.ids.label);
+        if let Some(p) = ds.projects.iter_mut().find(|p| p.id == project) {
+            p.labels.push(crate::model::Label { id, title: name.clone(), color: "#6699cc".into(), description: String::new(), created_at: now });
+        }
+    }
+}
+
 fn control_error(msg: impl Into<String>) -> SimError {
     SimError::Control(msg.into())
 }

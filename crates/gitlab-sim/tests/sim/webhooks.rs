@@ -621,3 +621,22 @@ fn the_simulators_fixtures_and_the_ingest_fixtures_agree_key_by_key() {
     }
     assert!(compared >= 15, "only {compared} fixtures in both sets");
 }
+
+/// Labels the project lacks are created when an issue or merge request is given them, as
+/// GitLab's APIs do: the hook and REST then show the same labels.
+#[tokio::test]
+async fn new_label_names_are_created_and_shown_by_hook_and_rest() {
+    let sim = start(SimConfig::default()).await;
+    let rx = Receiver::start().await;
+    sim.send(Method::POST, TOKEN_OWNER, "/api/v4/projects/1/hooks", all_events(&rx.url)).await;
+    let issue = sim.control(Method::POST, "/projects/1/issues", json!({"title": "Labelled", "labels": ["brand-new"]})).await.body;
+    let iid = issue["iid"].as_u64().unwrap();
+    sim.control(Method::PUT, &format!("/projects/1/issues/{iid}"), json!({"labels": ["brand-new", "another-new"]})).await;
+    let rest = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/issues/{iid}")).await.body;
+    assert_eq!(rest["labels"], json!(["brand-new", "another-new"]));
+    let hooks: Vec<Value> = rx.events().into_iter().filter(|e| e.0 == "Issue Hook").map(|e| e.1).collect();
+    let titles = |h: &Value| -> Vec<String> { h["labels"].as_array().unwrap().iter().map(|l| l["title"].as_str().unwrap().to_owned()).collect() };
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(titles(&hooks[0]), ["brand-new"]);
+    assert_eq!(titles(&hooks[1]), ["brand-new", "another-new"]);
+}
