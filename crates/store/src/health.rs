@@ -170,7 +170,10 @@ fn health<'a>(
         if let Some((since, n)) = backlog {
             reasons.push(Reason {
                 code: ReasonCode::DeliveriesBacklog,
-                message: format!("{n} received webhook deliveries wait to be applied, the oldest since {since}"),
+                message: format!(
+                    "{n} received webhook {} to be applied, the oldest since {since}",
+                    if n == 1 { "delivery waits" } else { "deliveries wait" }
+                ),
                 since,
             });
         }

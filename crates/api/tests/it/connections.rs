@@ -283,7 +283,25 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
     connections::record_sync_failure(&mut tx, id, "GitLab answered 503").await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new("acme".into(), Job::CatchUp { connection: id }), "GitLab answered 503").await.unwrap();
     tx.commit().await.unwrap();
+    let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let delivery = connector_store::deliveries::NewDelivery {
+        connection_id: id,
+        hook_id: hook.id,
+        dedup_key: "waiting",
+        event: Some("Issue Hook"),
+        headers: json!({}),
+        body: b"{}",
+        kept_aside: None,
+        traceparent: None,
+    };
+    connector_store::deliveries::insert(&mut tx, &delivery).await.unwrap();
+    tx.commit().await.unwrap();
     sqlx::query("UPDATE gitlab_connections SET next_catch_up_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&app.owner)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE webhook_deliveries SET received_at = now() - interval '30 minutes' WHERE connection_id = $1")
         .bind(id)
         .execute(&app.owner)
         .await
@@ -301,11 +319,12 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
     assert_eq!(behind["health"]["state"], "degraded", "{behind}");
     let reasons = behind["health"]["reasons"].as_array().unwrap();
     let codes: Vec<&str> = reasons.iter().map(|r| r["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["token_expiring", "sync_behind", "hook_disabled", "sync_failing"], "oldest first: {behind}");
-    let hook_reason = &reasons[2];
+    assert_eq!(codes, ["token_expiring", "sync_behind", "deliveries_backlog", "hook_disabled", "sync_failing"], "oldest first: {behind}");
+    assert!(reasons[2]["message"].as_str().unwrap().starts_with("1 received webhook delivery waits"), "{}", reasons[2]);
+    let hook_reason = &reasons[3];
     assert_eq!(hook_reason["since"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap(), disabled_since);
     assert!(hook_reason["message"].as_str().unwrap().contains("group 123"), "{hook_reason}");
-    assert!(reasons[3]["message"].as_str().unwrap().contains("GitLab answered 503"));
+    assert!(reasons[4]["message"].as_str().unwrap().contains("GitLab answered 503"));
     let (_, list) = app.call(Method::GET, "/v1/connections", Some("acme"), None).await;
     assert_eq!(list["items"][0]["health"], behind["health"], "the list shows the same health");
 
