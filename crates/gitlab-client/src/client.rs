@@ -37,7 +37,17 @@ pub struct ClientOptions {
     pub rate_budget: Arc<dyn RateBudget>,
     /// Told about every attempt and rate-limit wait (the process's metrics); none by default.
     pub observer: Option<Arc<dyn Observer>>,
+    /// The most of one response body that is read; a larger answer fails its request with
+    /// [`Error::TooLarge`] and is never buffered past this.
+    pub max_response_bytes: usize,
 }
+
+/// GitLab's largest answers are pages of 100 merge requests or issues, whose descriptions GitLab
+/// caps at 1,048,576 characters each (`Issuable::DESCRIPTION_LENGTH_MAX`) but which run to a few
+/// kilobytes in practice: a page of 100 is well under 1 MiB. 16 MiB leaves room for pages of
+/// unusually long descriptions and commit messages while bounding what a GitLab a tenant
+/// controls can make a worker hold (at most this per request in flight).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -49,6 +59,7 @@ impl Default for ClientOptions {
             default_retry_after: Duration::from_secs(60),
             rate_budget: Arc::new(LocalRateBudget::default()),
             observer: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -61,6 +72,7 @@ impl fmt::Debug for ClientOptions {
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
             .field("default_retry_after", &self.default_retry_after)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +94,7 @@ struct Inner {
     budget: Arc<dyn RateBudget>,
     stats: Stats,
     observer: Option<Arc<dyn Observer>>,
+    max_response_bytes: usize,
 }
 
 impl fmt::Debug for GitLabClient {
@@ -137,6 +150,7 @@ impl GitLabClient {
                 budget: options.rate_budget,
                 stats: Stats::default(),
                 observer: options.observer,
+                max_response_bytes: options.max_response_bytes,
             }),
         })
     }
@@ -310,7 +324,11 @@ impl GitLabClient {
                     }
                     return Err(Error::from_response(status, &reply.body));
                 }
-                Err(err) => {
+                // The same request gets the same answer: no retry.
+                Err(SendError::TooLarge) => {
+                    return Err(Error::TooLarge { path: url.path().to_owned(), limit_mib: inner.max_response_bytes >> 20 });
+                }
+                Err(SendError::Transport(err)) => {
                     if let Some(blocked) = policy_refusal(&err) {
                         return Err(blocked);
                     }
@@ -352,7 +370,7 @@ impl GitLabClient {
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Reply), reqwest::Error> {
+    ) -> Result<(StatusCode, Reply), SendError> {
         let mut token = HeaderValue::from_str(self.inner.token.expose_secret())
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         token.set_sensitive(true);
@@ -367,11 +385,35 @@ impl GitLabClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request.send().await?;
+        let mut response = request.send().await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?.to_vec();
+        let limit = self.inner.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(SendError::TooLarge);
+        }
+        // Read chunk by chunk: a body without a length, or lying about it, stops at the cap.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(SendError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok((status, Reply { headers, body }))
+    }
+}
+
+/// Why one attempt got no reply to use.
+enum SendError {
+    Transport(reqwest::Error),
+    /// The body was larger than `max_response_bytes`.
+    TooLarge,
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(error: reqwest::Error) -> Self {
+        SendError::Transport(error)
     }
 }
 

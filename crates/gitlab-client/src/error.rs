@@ -46,6 +46,9 @@ pub enum Error {
     /// Any other non-success status, with a short snippet of GitLab's message.
     #[error("GitLab returned {status}: {message}")]
     Other { status: u16, message: String },
+    /// The answer was larger than the client reads of one response (`max_response_bytes`).
+    #[error("GitLab's answer to {path} was larger than {limit_mib} MiB, the most read of one response")]
+    TooLarge { path: String, limit_mib: usize },
     /// The response body did not have the expected shape.
     #[error("could not decode GitLab response for {path}: {message}")]
     Decode { path: String, message: String },
@@ -70,6 +73,7 @@ pub enum ErrorKind {
     Transient,
     Blocked,
     Other,
+    TooLarge,
     Decode,
     Protocol,
     Config,
@@ -88,6 +92,7 @@ impl Error {
             Error::Transient { .. } => ErrorKind::Transient,
             Error::Blocked { .. } => ErrorKind::Blocked,
             Error::Other { .. } => ErrorKind::Other,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Decode { .. } => ErrorKind::Decode,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Config { .. } => ErrorKind::Config,

@@ -51,6 +51,8 @@ pub struct WorkerSettings {
     pub token_check_every: Duration,
     pub heartbeat: Duration,
     pub tenant_concurrency: usize,
+    /// The most of one GitLab response a worker reads.
+    pub gitlab_max_response_bytes: usize,
 }
 
 /// Defaults of the worker settings that decide how tenants share the workers.
@@ -218,6 +220,7 @@ impl Config {
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
                 tenant_concurrency: parse_var("TENANT_CONCURRENCY", DEFAULT_TENANT_CONCURRENCY)?,
+                gitlab_max_response_bytes: parse_var("GITLAB_MAX_RESPONSE_BYTES", gitlab_client::DEFAULT_MAX_RESPONSE_BYTES)?,
             },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,

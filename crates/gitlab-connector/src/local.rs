@@ -108,6 +108,7 @@ impl Connector {
                 token_check_every: Duration::from_secs(24 * 3600),
                 heartbeat: Duration::from_secs(5),
                 tenant_concurrency: 2,
+                gitlab_max_response_bytes: gitlab_client::DEFAULT_MAX_RESPONSE_BYTES,
             },
         };
         Ok((Self { base, http: reqwest::Client::new(), auth, secret, owner: owner.clone(), keys }, config))

@@ -301,7 +301,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
             tenant_concurrency: config.worker.tenant_concurrency,
         };
-        let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, gitlab_client::ClientOptions::default(), settings);
+        let client = gitlab_client::ClientOptions { max_response_bytes: config.worker.gitlab_max_response_bytes, ..Default::default() };
+        let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, client, settings);
         let name = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         let worker_config = connector_worker::WorkerConfig {
             name: name.clone(),

@@ -210,3 +210,31 @@ async fn an_echoed_token_is_redacted_from_every_error() {
         assert_no_token(err);
     }
 }
+
+/// An answer over the cap fails its request at once, whether it says its length or streams
+/// without one, and is not asked for again; one at the cap is read.
+#[tokio::test]
+async fn an_answer_over_the_cap_is_too_large_and_not_retried() {
+    use axum::body::{Body, Bytes};
+    use axum::response::Response;
+    let cap = 64 * 1024;
+    let options = || gitlab_client::ClientOptions { max_response_bytes: cap, ..crate::stub::fast_options() };
+    // A version answer of exactly `n` bytes.
+    let padded = |n: usize| format!("{{\"version\":\"19.1.0\",\"revision\":\"{}\"}}", "a".repeat(n - 34));
+    let exactly = stub(move |_, _| json(200, &serde_json::from_str(&padded(cap)).unwrap(), &[])).await;
+    let read = crate::stub::client_with(&exactly.base, options()).version().await;
+    assert!(read.is_ok(), "an answer of exactly the cap is read");
+
+    let declared = stub(move |_, _| json(200, &serde_json::from_str(&padded(cap + 1)).unwrap(), &[])).await;
+    let streamed = stub(move |_, _| {
+        let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 4096])));
+        Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+    })
+    .await;
+    for server in [&declared, &streamed] {
+        let Err(err) = crate::stub::client_with(&server.base, options()).version().await else { panic!("an answer over the cap was read") };
+        assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+        assert!(err.to_string().contains("/api/v4/version"), "{err}");
+        assert_eq!(server.count(), 1, "the same request would get the same answer");
+    }
+}

@@ -30,6 +30,11 @@ enum Stop {
 
 impl From<GitLab> for Stop {
     fn from(error: GitLab) -> Self {
+        // Validation is the first contact with the URL: an answer too large to be GitLab's is
+        // the tenant's to look at, not worth the job's retries.
+        if let GitLab::TooLarge { .. } = error {
+            return invalid(format!("{error}: check that gitlab_url is the base URL of a GitLab instance"));
+        }
         match token_problem(&error) {
             Some((status, message)) => Stop::User(status, message),
             None => Stop::Job(gitlab_retry(error)),
