@@ -264,7 +264,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     }
     if roles.contains(&Role::Ingest) {
         let wake = Arc::new(tokio::sync::Notify::new());
-        let ingest = connector_ingest::router(connector_ingest::IngestState { store: store.clone(), wake: wake.clone() });
+        let ingest = connector_ingest::router(connector_ingest::IngestState::new(store.clone(), wake.clone()));
         http = Some(match http {
             Some(api) => ingest.merge(api),
             None => ingest,

@@ -74,3 +74,86 @@ async fn a_gitlab_answering_hundreds_of_mebibytes_is_read_only_up_to_the_cap(own
         started.elapsed()
     );
 }
+
+/// Anyone on the internet can reach the webhook endpoint. Deliveries to unknown endpoints, and
+/// to real ones without the hook's secret, are refused from their headers, before a byte of
+/// their bodies is read; a body with the right secret is read only so fast and so long.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn webhook_bodies_are_read_only_after_the_headers_prove_the_hook(owner: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = gitlab_sim::Simulator::new(gitlab_sim::Dataset::generate(1, gitlab_sim::Size::Small), gitlab_sim::SimConfig::default())
+        .spawn(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let server = Running(serve.spawn().unwrap());
+    let pid = server.0.id();
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let id = api
+        .connect("acme", json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
+        .await;
+    api.wait_live("acme", &id).await;
+    let hook = sim.sim.with_dataset(|d| d.hooks[0].clone());
+    let before = peak_rss_mib(pid);
+
+    // 16 senders at once, each announcing and sending 24 MiB: to an unknown endpoint, and to
+    // the real one with no secret and with a wrong one.
+    let body = Bytes::from(vec![b' '; 24 << 20]);
+    let http = reqwest::Client::new();
+    let unknown = format!("{base}/webhooks/gitlab/{}", uuid::Uuid::new_v4());
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (http, body) = (http.clone(), body.clone());
+        let (url, token) = match i % 3 {
+            0 => (unknown.clone(), None),
+            1 => (hook.url.clone(), None),
+            _ => (hook.url.clone(), Some("not-the-secret")),
+        };
+        sent.spawn(async move {
+            let mut request = http.post(url).header("x-gitlab-event", "Push Hook").body(body);
+            if let Some(token) = token {
+                request = request.header("x-gitlab-token", token);
+            }
+            request.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+    }
+    let statuses: Vec<u16> = sent.join_all().await;
+    let peak = peak_rss_mib(pid);
+    assert!(statuses.iter().all(|s| [401, 404, 0].contains(s)), "{statuses:?}");
+    assert!(peak < before + 64, "peak RSS {peak} MiB from {before} MiB under 16 unauthenticated 24 MiB bodies");
+
+    // The right secret, then a body that trickles: cut off, not held.
+    let address = base.trim_start_matches("http://");
+    let path = hook.url.split_once("127.0.0.1").map(|(_, rest)| rest.split_once('/').map(|(_, p)| format!("/{p}")).unwrap()).unwrap();
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\nx-gitlab-event: Push Hook\r\nx-gitlab-token: {}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n",
+        hook.token.clone().unwrap()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let cut = loop {
+        if socket.write_all(b" ").await.is_err() {
+            break started.elapsed();
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "a trickling body was held for a minute");
+    };
+    println!(
+        "hostile: 16 unauthenticated 24 MiB deliveries answered {statuses:?}, peak RSS {peak} MiB from {before} MiB; \
+         a trickling body with the right secret cut off after {cut:.1?}: {}",
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or("(no answer)")
+    );
+    assert!(cut < Duration::from_secs(15), "{cut:?}");
+}

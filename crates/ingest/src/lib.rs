@@ -8,4 +8,6 @@ mod receive;
 pub mod verify;
 
 pub use processor::{ProcessorConfig, run_processor};
-pub use receive::{IngestState, MAX_BODY_BYTES, MAX_DEDUP_KEY_LEN, ParsedDelivery, parse_delivery, presented, router};
+pub use receive::{
+    BODY_READ_TIMEOUT, IngestState, MAX_BODY_BYTES, MAX_BODY_BYTES_IN_FLIGHT, MAX_DEDUP_KEY_LEN, ParsedDelivery, parse_delivery, presented, router,
+};

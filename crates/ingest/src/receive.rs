@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::middleware;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,8 @@ use connector_telemetry::metrics::{self, Delivery};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -39,17 +41,33 @@ const KEPT_HEADERS: &[&str] = &[
     "user-agent",
 ];
 
+/// How long a delivery's body may take to arrive. GitLab gives up on an answer after 10 s (and
+/// counts it as a failure), so a body still arriving after that is no delivery GitLab waits for.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most body bytes held at once across all deliveries being read, once their headers proved
+/// their hook: a burst of large deliveries waits its turn (up to `BODY_READ_TIMEOUT`) instead of
+/// growing the process by their sum.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct IngestState {
     pub store: Store,
     /// Wakes this process's delivery processor as soon as a delivery is stored.
     pub wake: Arc<Notify>,
+    /// Body bytes of deliveries being read, in KiB permits (`MAX_BODY_BYTES_IN_FLIGHT`).
+    body_budget: Arc<Semaphore>,
+}
+
+impl IngestState {
+    pub fn new(store: Store, wake: Arc<Notify>) -> Self {
+        Self { store, wake, body_budget: Arc::new(Semaphore::new(MAX_BODY_BYTES_IN_FLIGHT / 1024)) }
+    }
 }
 
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/webhooks/gitlab/{endpoint}", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(connector_telemetry::http::track))
         .with_state(state)
 }
@@ -60,12 +78,7 @@ fn answer(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Each delivery starts a trace of its own (GitLab sends no trace context); the span names the
 /// endpoint, then the tenant and connection once the endpoint is known.
-async fn receive(
-    State(state): State<IngestState>,
-    Path(endpoint): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn receive(State(state): State<IngestState>, Path(endpoint): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let span = tracing::info_span!(
         parent: None,
         "webhook",
@@ -82,18 +95,41 @@ async fn receive(
     response
 }
 
-async fn respond(state: &IngestState, endpoint: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> (Delivery, Response) {
-    let body = match body {
+/// The endpoint and the hook's secret are checked from the headers alone: a delivery that
+/// cannot be ours is answered before a byte of its body is read, so a stranger's large or slow
+/// bodies cost nothing. Only then is the body read, bounded in size, time and (across all
+/// deliveries) bytes held, and the whole delivery (signature included) verified.
+async fn respond(state: &IngestState, endpoint: &str, headers: &HeaderMap, body: Body) -> (Delivery, Response) {
+    let unknown = || (Delivery::UnknownEndpoint, answer(StatusCode::NOT_FOUND, "not_found", "no such webhook endpoint"));
+    let unverified = |endpoint: &Uuid, reason: verify::Rejection| {
+        tracing::warn!(%endpoint, %reason, "webhook delivery refused");
+        (Delivery::Unauthorized, answer(StatusCode::UNAUTHORIZED, "unauthorized", "the delivery could not be verified"))
+    };
+    let unavailable = |endpoint: &Uuid, error: connector_store::Error| {
+        // Not stored: a 5xx makes GitLab count a failure, which is right; the catch-up fills
+        // the gap if GitLab does not resend.
+        tracing::error!(%endpoint, %error, "webhook delivery could not be stored");
+        (Delivery::Unavailable, answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored; try again"))
+    };
+    let Ok(endpoint) = Uuid::parse_str(endpoint) else { return unknown() };
+    let hook = match lookup(&state.store, endpoint, headers).await {
+        Ok(hook) => hook,
+        Err(Refused::UnknownEndpoint) => return unknown(),
+        Err(Refused::Unverified(reason)) => return unverified(&endpoint, reason),
+        Err(Refused::Store(error)) => return unavailable(&endpoint, error),
+    };
+    let body = match read_body(&state.body_budget, headers, body).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(BodyError::TooLarge) => {
             let response = answer(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "deliveries are limited to 25 MB, as GitLab's");
             return (Delivery::TooLarge, response);
         }
-        Err(_) => return (Delivery::BadRequest, answer(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")),
+        Err(BodyError::Unreadable) => {
+            let response = answer(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the body did not arrive whole in time");
+            return (Delivery::BadRequest, response);
+        }
     };
-    let unknown = || (Delivery::UnknownEndpoint, answer(StatusCode::NOT_FOUND, "not_found", "no such webhook endpoint"));
-    let Ok(endpoint) = Uuid::parse_str(endpoint) else { return unknown() };
-    match store(&state.store, endpoint, headers, &body).await {
+    match store(&state.store, &hook, headers, &body).await {
         Ok(Stored::New { kept_aside }) => {
             state.wake.notify_one();
             let result = if kept_aside { Delivery::KeptAsideOnReceipt } else { Delivery::Accepted };
@@ -101,17 +137,45 @@ async fn respond(state: &IngestState, endpoint: &str, headers: &HeaderMap, body:
         }
         Ok(Stored::Duplicate) => (Delivery::Duplicate, (StatusCode::OK, axum::Json(json!({"status": "duplicate"}))).into_response()),
         Err(Refused::UnknownEndpoint) => unknown(),
-        Err(Refused::Unverified(reason)) => {
-            tracing::warn!(%endpoint, %reason, "webhook delivery refused");
-            (Delivery::Unauthorized, answer(StatusCode::UNAUTHORIZED, "unauthorized", "the delivery could not be verified"))
-        }
-        Err(Refused::Store(error)) => {
-            // Not stored: a 5xx makes GitLab count a failure, which is right; the catch-up fills
-            // the gap if GitLab does not resend.
-            tracing::error!(%endpoint, %error, "webhook delivery could not be stored");
-            (Delivery::Unavailable, answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored; try again"))
-        }
+        Err(Refused::Unverified(reason)) => unverified(&endpoint, reason),
+        Err(Refused::Store(error)) => unavailable(&endpoint, error),
     }
+}
+
+enum BodyError {
+    TooLarge,
+    /// Broken off, or slower than `BODY_READ_TIMEOUT`, or waiting that long for its turn.
+    Unreadable,
+}
+
+/// Reads the body within `BODY_READ_TIMEOUT`, holding budget for every byte it keeps.
+async fn read_body(budget: &Semaphore, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async {
+        let mut held = Vec::new();
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20));
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            let kib = (bytes.len() + chunk.len()).div_ceil(1024) - bytes.len().div_ceil(1024);
+            if kib > 0 {
+                held.push(budget.acquire_many(kib as u32).await.map_err(|_| BodyError::Unreadable)?);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    // The permits go with the read: the body is in the inbox or refused before the next one's.
+    tokio::time::timeout(BODY_READ_TIMEOUT, read).await.map_err(|_| BodyError::Unreadable)?
 }
 
 enum Stored {
@@ -139,19 +203,42 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) -> Result<Stored, Refused> {
+/// A hook whose secret the delivery's headers presented.
+struct KnownHook {
+    endpoint: Uuid,
+    tenant: connector_store::TenantId,
+    connection: Uuid,
+    secrets: hooks::HookSecrets,
+}
+
+/// The endpoint's hook, if the delivery's `X-Gitlab-Token` is its secret. The transaction ends
+/// here: none is held while a body arrives.
+async fn lookup(store: &Store, endpoint: Uuid, headers: &HeaderMap) -> Result<KnownHook, Refused> {
     let Some((tenant, connection)) = hooks::route(store, endpoint).await? else { return Err(Refused::UnknownEndpoint) };
     let span = tracing::Span::current();
     span.record("tenant", tracing::field::display(&tenant));
     span.record("connection", tracing::field::display(connection));
     let mut tx = store.tenant_tx(&tenant).await?;
     let (_, secrets) = hooks::secrets(&mut tx, store.keys(), endpoint).await?;
-    let expected = Expected {
-        token: secrets.token.expose_secret(),
-        signing_token: secrets.signing_token.expose_secret(),
-    };
-    if let Err(rejection) = verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()) {
+    let token = headers.get("x-gitlab-token").map(|v| v.as_bytes());
+    if let Err(rejection) = verify::verify_token(token, secrets.token.expose_secret()) {
         // The connection's health shows refused deliveries: GitLab does not resend them.
+        hooks::record_refusal(&mut tx, endpoint, &rejection.to_string()).await?;
+        tx.commit().await?;
+        return Err(Refused::Unverified(rejection));
+    }
+    tx.commit().await?;
+    Ok(KnownHook { endpoint, tenant, connection, secrets })
+}
+
+async fn store(store: &Store, hook: &KnownHook, headers: &HeaderMap, body: &[u8]) -> Result<Stored, Refused> {
+    let endpoint = hook.endpoint;
+    let expected = Expected {
+        token: hook.secrets.token.expose_secret(),
+        signing_token: hook.secrets.signing_token.expose_secret(),
+    };
+    let mut tx = store.tenant_tx(&hook.tenant).await?;
+    if let Err(rejection) = verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()) {
         hooks::record_refusal(&mut tx, endpoint, &rejection.to_string()).await?;
         tx.commit().await?;
         return Err(Refused::Unverified(rejection));
@@ -161,7 +248,7 @@ async fn store(store: &Store, endpoint: Uuid, headers: &HeaderMap, body: &[u8]) 
     let new = deliveries::insert(
         &mut tx,
         &NewDelivery {
-            connection_id: connection,
+            connection_id: hook.connection,
             hook_id: endpoint,
             dedup_key: &parsed.dedup_key,
             event: parsed.event,

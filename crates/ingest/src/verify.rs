@@ -39,11 +39,13 @@ pub struct Expected<'a> {
     pub signing_token: &'a str,
 }
 
+/// The hook's secret, from the headers alone: checked before a body is read.
+pub fn verify_token(presented: Option<&[u8]>, expected: &str) -> Result<(), Rejection> {
+    if presented.is_some_and(|t| bool::from(t.ct_eq(expected.as_bytes()))) { Ok(()) } else { Err(Rejection::Token) }
+}
+
 pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64) -> Result<(), Rejection> {
-    let token_ok = presented.token.is_some_and(|t| bool::from(t.ct_eq(expected.token.as_bytes())));
-    if !token_ok {
-        return Err(Rejection::Token);
-    }
+    verify_token(presented.token, expected.token)?;
     // The token alone is enough: GitLab stops signing when its signing feature is switched off
     // (and before GitLab 19 never signs), even for a hook installed with a signing token, and
     // a refused delivery is lost (GitLab does not retry it) and counts towards disabling the

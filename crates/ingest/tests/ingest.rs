@@ -42,7 +42,7 @@ async fn ingest(owner: &PgPool) -> Ingest {
     let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
     let store = Store::connect(app_connect_options(&owner.connect_options()), 8, keys).await.unwrap();
     let wake = Arc::new(Notify::new());
-    let app = router(IngestState { store: store.clone(), wake: wake.clone() });
+    let app = router(IngestState::new(store.clone(), wake.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -51,7 +51,7 @@ async fn processing_links_to_the_receiving_request(owner: PgPool) {
     tx.commit().await.unwrap();
 
     let wake = Arc::new(Notify::new());
-    let app = router(IngestState { store: store.clone(), wake: wake.clone() });
+    let app = router(IngestState::new(store.clone(), wake.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhooks/gitlab/{}", listener.local_addr().unwrap(), hook.id);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
