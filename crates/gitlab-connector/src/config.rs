@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub master_keys: MasterKeyRing,
     pub limits: ApiLimits,
+    pub server: crate::http::ServerLimits,
     /// Hosts and CIDR ranges a tenant's `gitlab_url` may point at although they are private
     /// (plain http allowed for them): the simulator, an internal GitLab.
     pub gitlab_url_allowlist: String,
@@ -62,6 +63,9 @@ pub(crate) const DEFAULT_BACKFILL_SLICE: Duration = Duration::from_secs(20);
 /// Deleted merge requests, issues, notes and pipelines leave our data within this plus
 /// CATCH_UP_INTERVAL: GitLab sends no webhook for those deletions.
 pub(crate) const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub(crate) const DEFAULT_SERVER_LIMITS: crate::http::ServerLimits =
+    crate::http::ServerLimits { max_connections: 1024, header_read_timeout: Duration::from_secs(10) };
 
 /// Reads one variable, treating an empty value as unset.
 pub(crate) fn var(name: &str) -> Option<String> {
@@ -225,6 +229,10 @@ impl Config {
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,
                 request_timeout: parse_duration("REQUEST_TIMEOUT", ApiLimits::default().request_timeout)?,
+            },
+            server: crate::http::ServerLimits {
+                max_connections: parse_var("MAX_CONNECTIONS", DEFAULT_SERVER_LIMITS.max_connections)?,
+                header_read_timeout: parse_duration("HEADER_READ_TIMEOUT", DEFAULT_SERVER_LIMITS.header_read_timeout)?,
             },
         })
     }

@@ -98,6 +98,7 @@ impl Connector {
             auth: auth.clone(),
             master_keys: keys.clone(),
             limits: ApiLimits::default(),
+            server: crate::config::DEFAULT_SERVER_LIMITS,
             gitlab_url_allowlist: "127.0.0.1/32".into(),
             worker: WorkerSettings {
                 concurrency: 4,

@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod http;
 mod local;
 // Stop, restart and url serve the tests that include this file; the demo only starts a cluster.
 #[allow(dead_code)]
@@ -285,7 +286,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         Ok(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "serving");
             let shutdown = until_stopped();
-            tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server") });
+            let limits = config.server;
+            tasks.spawn(async move { http::serve(listener, router, limits, shutdown).await.context("HTTP server") });
         }
         Err(error) if !serves_traffic => {
             tracing::error!(addr = %config.listen_addr, %error, "cannot listen: this worker serves no liveness or metrics (set LISTEN_ADDR)");

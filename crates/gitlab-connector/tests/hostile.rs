@@ -157,3 +157,66 @@ async fn webhook_bodies_are_read_only_after_the_headers_prove_the_hook(owner: Pg
     );
     assert!(cut < Duration::from_secs(15), "{cut:?}");
 }
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Slowloris: hundreds of sockets that send their headers a byte at a time. Each is closed once
+/// the header-read timeout passes, sockets past the connection cap are closed at once (so the
+/// process's open files stay bounded), and `/healthz` answers once the flood's sockets are gone.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn slow_headers_are_cut_off_and_connections_capped(owner: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SOCKETS: usize = 300;
+    const CAP: usize = 200;
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let mut serve = common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let server = Running(serve.env("MAX_CONNECTIONS", CAP.to_string()).env("HEADER_READ_TIMEOUT", "2s").spawn().unwrap());
+    let pid = server.0.id();
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let files_before = open_files(pid);
+
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..SOCKETS {
+        let address = address.clone();
+        flood.spawn(async move {
+            let Ok(mut socket) = tokio::net::TcpStream::connect(&address).await else { return Duration::ZERO };
+            let opened = Instant::now();
+            let _ = socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await;
+            loop {
+                // A header line, a byte at a time, never ending.
+                if socket.write_all(b"x").await.is_err() {
+                    return opened.elapsed();
+                }
+                let mut buf = [0u8; 256];
+                match tokio::time::timeout(Duration::from_millis(250), socket.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return opened.elapsed(),
+                    _ => {}
+                }
+                if opened.elapsed() > Duration::from_secs(30) {
+                    return opened.elapsed();
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let files_during = open_files(pid);
+    let held: Vec<Duration> = flood.join_all().await;
+    let longest = held.iter().max().copied().unwrap_or_default();
+    let healthz = api.http.get(format!("{base}/healthz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+    println!(
+        "hostile: {SOCKETS} slow-header sockets against a cap of {CAP}: open files {files_before} before, {files_during} during; \
+         the longest held {longest:.1?} (header timeout 2 s); /healthz afterwards {healthz}; {:.1?} in all",
+        started.elapsed()
+    );
+    assert!(longest < Duration::from_secs(5), "a slow-header socket was held {longest:?}");
+    assert!(files_during <= files_before + CAP + 16, "{files_during} open files with a cap of {CAP} connections");
+    assert_eq!(healthz, 200);
+}
