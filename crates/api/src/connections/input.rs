@@ -15,6 +15,10 @@ pub const DEFAULT_GITLAB_URL: &str = "https://gitlab.com";
 const MAX_GROUPS: usize = 100;
 const MAX_PROJECTS: usize = 1000;
 const MAX_TOKEN_LEN: usize = 1024;
+/// A base URL is a host and at most a short path (a GitLab under a relative URL root).
+const MAX_URL_LEN: usize = 2048;
+/// The Unix epoch, where git's timestamps start: a start date before it would reach nothing.
+const EARLIEST_START: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
 type Field<T> = Result<T, FieldError>;
 
@@ -194,6 +198,11 @@ pub fn access_token(value: &Value) -> Field<SecretString> {
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(err("must not contain spaces, line breaks or control characters; paste the token alone"));
     }
+    // GitLab's tokens are printable ASCII; anything else (a zero-width space, a letter from
+    // another alphabet) came with the paste, and an HTTP header could not carry it.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err("must be printable ASCII, as GitLab's tokens are: a zero-width or non-ASCII character came with the paste"));
+    }
     if token.len() > MAX_TOKEN_LEN {
         return Err(err("is too long to be a GitLab access token"));
     }
@@ -270,6 +279,9 @@ pub fn start_date(value: &Value, now: DateTime<Utc>) -> Field<DateTime<Utc>> {
     if date > now {
         return Err(err("is in the future; nothing would be synchronized".into()));
     }
+    if date < EARLIEST_START {
+        return Err(err(format!("is before {EARLIEST_START}; no GitLab data is older (use 1970-01-01T00:00:00Z for everything)")));
+    }
     Ok(date)
 }
 
@@ -283,6 +295,9 @@ pub fn gitlab_url(value: &Value) -> Field<String> {
         Value::String(s) => s,
         _ => return Err(err("must be a string")),
     };
+    if text.len() > MAX_URL_LEN {
+        return Err(err(&format!("is longer than {MAX_URL_LEN} characters; give the instance's base URL")));
+    }
     let url = url::Url::parse(text).map_err(|_| err("is not a URL; use e.g. https://gitlab.example.com"))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(err("must be an https:// URL"));

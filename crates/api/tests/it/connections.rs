@@ -124,6 +124,13 @@ async fn bad_input_is_named_and_loses_nothing(owner: PgPool) {
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "projects_list": "a b"}), "projects_list", "without spaces"),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": "gitlab"}), "gitlab_url", "not a URL"),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "group": 1}), "group", "unknown field"),
+        // What a paste can carry along, and an HTTP header cannot hold: refused, not sent empty.
+        (json!({"access_token": "glpat-abc\u{200b}def", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "printable ASCII"),
+        (json!({"access_token": "glpat-äbcdef", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "printable ASCII"),
+        // Dates no GitLab data has, which would be echoed back as year -1.
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "0000-01-01T00:00:00+23:59"}), "start_date", "1970"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "1900-01-01T00:00:00Z"}), "start_date", "1970"),
+        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": format!("https://gitlab.example.com/{}", "a".repeat(60_000))}), "gitlab_url", "longer than"),
     ];
     for (body, field, needle) in cases {
         let (status, resp) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(body.clone())).await;
