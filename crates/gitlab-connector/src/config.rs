@@ -54,6 +54,8 @@ pub struct WorkerSettings {
     pub tenant_concurrency: usize,
     /// The most of one GitLab response a worker reads.
     pub gitlab_max_response_bytes: usize,
+    /// How long a sync that gets nowhere keeps retrying before its attempts count.
+    pub outage_patience: Duration,
 }
 
 /// Defaults of the worker settings that decide how tenants share the workers.
@@ -225,6 +227,7 @@ impl Config {
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
                 tenant_concurrency: parse_var("TENANT_CONCURRENCY", DEFAULT_TENANT_CONCURRENCY)?,
                 gitlab_max_response_bytes: parse_var("GITLAB_MAX_RESPONSE_BYTES", gitlab_client::DEFAULT_MAX_RESPONSE_BYTES)?,
+                outage_patience: parse_duration("SYNC_OUTAGE_PATIENCE", connector_worker::DEFAULT_OUTAGE_PATIENCE)?,
             },
             limits: ApiLimits {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,

@@ -110,6 +110,7 @@ impl Connector {
                 heartbeat: Duration::from_secs(5),
                 tenant_concurrency: 2,
                 gitlab_max_response_bytes: gitlab_client::DEFAULT_MAX_RESPONSE_BYTES,
+                outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
             },
         };
         Ok((Self { base, http: reqwest::Client::new(), auth, secret, owner: owner.clone(), keys }, config))

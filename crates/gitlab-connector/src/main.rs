@@ -302,6 +302,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
             catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
             reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
             tenant_concurrency: config.worker.tenant_concurrency,
+            outage_patience: config.worker.outage_patience,
         };
         let client = gitlab_client::ClientOptions { max_response_bytes: config.worker.gitlab_max_response_bytes, ..Default::default() };
         let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, client, settings);

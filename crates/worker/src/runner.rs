@@ -22,6 +22,11 @@ pub enum JobError {
     /// long job is never given up while each run gets somewhere.
     #[error("{reason}")]
     Interrupted { reason: String },
+    /// A backfill or catch-up that could not get anywhere while GitLab (or the database) fails:
+    /// retried with growing backoff, without a limit on attempts, since an outage is no reason
+    /// to stop a sync for good; the caller bounds how long (`SyncSettings::outage_patience`).
+    #[error("{reason}")]
+    Outage { reason: String },
     /// Retrying cannot help; the reason is for the user or operator.
     #[error("{0}")]
     Permanent(String),
@@ -154,7 +159,7 @@ async fn run_once<J: Jobs>(envelope: &Envelope, tenant: &TenantId, shared: &Shar
         JobError::Retry { after, .. } => shared.retry.next_delay(envelope.attempt, *after),
         // The backoff keeps the level it reached: a run that moves on is not a reason to ask
         // a failing GitLab more often.
-        JobError::Interrupted { .. } => Some(shared.retry.backoff(envelope.attempt, crate::retry::random_u64())),
+        JobError::Interrupted { .. } | JobError::Outage { .. } => Some(shared.retry.backoff(envelope.attempt, crate::retry::random_u64())),
         JobError::Permanent(_) => None,
     };
     match delay {

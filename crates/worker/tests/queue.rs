@@ -61,6 +61,8 @@ enum Failure {
     RateLimited,
     /// A failure after the run stored some of its work.
     Interrupted,
+    /// A sync that got nowhere while GitLab was failing.
+    Outage,
 }
 
 impl Script {
@@ -97,6 +99,7 @@ impl Jobs for Script {
                     Failure::Retry => JobError::Retry { reason: "GitLab answered 503".into(), after: None },
                     Failure::RateLimited => JobError::Retry { reason: "GitLab rate limit reached".into(), after: Some(Duration::from_millis(10)) },
                     Failure::Interrupted => JobError::Interrupted { reason: "GitLab answered 502 after 3 pages".into() },
+                    Failure::Outage => JobError::Outage { reason: "GitLab unavailable after 4 attempts".into() },
                 })
             }
             _ => Ok(()),
@@ -388,23 +391,29 @@ async fn a_final_state_without_a_message_is_refused(owner: PgPool) {
 
 /// A long job that fails again and again but moves on each time (a backfill through a flaky
 /// GitLab, storing pages between failures) is not stuck: those failures use up no attempt, so
-/// it is never given up; one that fails without moving is given up after its attempts.
+/// it is never given up; nor is a sync through an outage (its patience is the caller's); one
+/// that fails without moving and without an outage is given up after its attempts.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_job_that_moves_on_between_failures_is_never_given_up(owner: PgPool) {
     let store = app_store(&owner).await;
     let script = Script::default();
-    let (moving, stuck) = (connection(&store).await, connection(&store).await);
+    let (moving, outage, stuck) = (connection(&store).await, connection(&store).await, connection(&store).await);
     // Three times max_attempts, which a failure without progress would not outlive.
     script.fail(moving, 9, Failure::Interrupted);
+    script.fail(outage, 9, Failure::Outage);
     script.fail(stuck, 9, Failure::Retry);
-    enqueue(&store, Job::Backfill { connection: moving }, true).await;
-    enqueue(&store, Job::Backfill { connection: stuck }, true).await;
+    for id in [moving, outage, stuck] {
+        enqueue(&store, Job::Backfill { connection: id }, true).await;
+    }
     let (stop, handle) = start(&store, &script, "w1");
     script.wait_for(moving, 10).await;
+    script.wait_for(outage, 10).await;
     script.wait_for(stuck, 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut tx = store.tenant_tx(&tenant()).await.unwrap();
-    assert!(connector_store::dead_letters::for_connection(&mut tx, moving, 10).await.unwrap().is_empty());
+    for id in [moving, outage] {
+        assert!(connector_store::dead_letters::for_connection(&mut tx, id, 10).await.unwrap().is_empty());
+    }
     assert_eq!(connector_store::dead_letters::for_connection(&mut tx, stuck, 10).await.unwrap().len(), 1);
     drop(tx);
     assert_eq!(script.runs(stuck), 3);

@@ -225,6 +225,7 @@ fn worker(app: &TestApp, policy: UrlPolicy) -> GitLabJobs {
         catch_up_interval: chrono::Duration::hours(1),
         reconcile_interval: chrono::Duration::hours(1),
         tenant_concurrency: 1,
+        outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
     };
     GitLabJobs::new(app.store.clone(), policy, options, settings)
 }

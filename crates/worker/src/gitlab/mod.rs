@@ -44,7 +44,13 @@ pub struct SyncSettings {
     /// Backfills and catch-ups one tenant may run at once across all workers, however many
     /// connections it has: the rest wait their turn, and other tenants' work goes first.
     pub tenant_concurrency: usize,
+    /// How long a backfill or catch-up keeps retrying while it gets nowhere (GitLab down or
+    /// failing) before its attempts start to count towards giving up.
+    pub outage_patience: Duration,
 }
+
+/// One day: a GitLab outage or maintenance window of hours does not stop a sync.
+pub const DEFAULT_OUTAGE_PATIENCE: Duration = Duration::from_secs(24 * 3600);
 
 pub struct GitLabJobs {
     store: Store,
@@ -115,9 +121,12 @@ impl Jobs for GitLabJobs {
 }
 
 impl GitLabJobs {
-    /// Runs a paged job; a failure after it stored a page is `Interrupted` (no attempt used up):
+    /// Runs a paged job. A failure after it stored a page is `Interrupted` (no attempt used up):
     /// a backfill through a GitLab that fails every few pages moves on with each run, and
-    /// giving it up after a count of such runs would stop a sync that was getting there.
+    /// giving it up after a count of such runs would stop a sync that was getting there. One
+    /// that got nowhere is an `Outage` (growing backoff, no attempt limit) until the sync has
+    /// failed for `outage_patience`; then its attempts count, and a sync that keeps failing ends
+    /// as `failed` with the reason. Meanwhile the connection's health shows it failing.
     async fn moving_on(&self, tenant: &TenantId, id: Uuid, job: impl Future<Output = Result<(), JobError>>) -> Result<(), JobError> {
         let progress = || async {
             let mut tx = self.store.tenant_tx(tenant).await?;
@@ -125,8 +134,19 @@ impl GitLabJobs {
         };
         let Ok(before) = progress().await else { return job.await };
         match job.await {
-            Err(JobError::Retry { reason, after: None }) if progress().await.is_ok_and(|after| after > before) => {
-                Err(JobError::Interrupted { reason })
+            Err(JobError::Retry { reason, after: None }) => {
+                if progress().await.is_ok_and(|after| after > before) {
+                    return Err(JobError::Interrupted { reason });
+                }
+                let failing_since = async {
+                    let mut tx = self.store.tenant_tx(tenant).await?;
+                    connections::get(&mut tx, id).await.map(|c| c.sync_failing_since)
+                };
+                let patient = match failing_since.await {
+                    Ok(since) => since.is_none_or(|since| (chrono::Utc::now() - since).to_std().is_ok_and(|d| d < self.settings.outage_patience)),
+                    Err(_) => true,
+                };
+                Err(if patient { JobError::Outage { reason } } else { JobError::Retry { reason, after: None } })
             }
             other => other,
         }

@@ -64,6 +64,7 @@ impl Env {
                 // Every catch-up compares ids: deletions are found at once.
                 reconcile_interval: chrono::Duration::zero(),
                 tenant_concurrency,
+                outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
             },
         )
     }
