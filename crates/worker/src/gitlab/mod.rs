@@ -132,10 +132,13 @@ impl GitLabJobs {
             let mut tx = self.store.tenant_tx(tenant).await?;
             connector_store::sync::last_progress(&mut tx, id).await
         };
-        let Ok(before) = progress().await else { return job.await };
+        // Unreadable (the database busy or restarting), progress counts as none.
+        let before = progress().await.ok();
         match job.await {
             Err(JobError::Retry { reason, after: None }) => {
-                if progress().await.is_ok_and(|after| after > before) {
+                if let Some(before) = before
+                    && progress().await.is_ok_and(|after| after > before)
+                {
                     return Err(JobError::Interrupted { reason });
                 }
                 let failing_since = async {
@@ -143,7 +146,10 @@ impl GitLabJobs {
                     connections::get(&mut tx, id).await.map(|c| c.sync_failing_since)
                 };
                 let patient = match failing_since.await {
-                    Ok(since) => since.is_none_or(|since| (chrono::Utc::now() - since).to_std().is_ok_and(|d| d < self.settings.outage_patience)),
+                    Ok(since) => {
+                        let patience = chrono::Duration::from_std(self.settings.outage_patience).unwrap_or(chrono::Duration::MAX);
+                        since.is_none_or(|since| chrono::Utc::now() - since < patience)
+                    }
                     Err(_) => true,
                 };
                 Err(if patient { JobError::Outage { reason } } else { JobError::Retry { reason, after: None } })
