@@ -133,6 +133,7 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid());
         }
+        strict_segments(token).ok_or_else(invalid)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let key = match header.alg {
             Algorithm::HS256 => self.hs256.clone(),
@@ -152,10 +153,22 @@ impl Authenticator {
                 _ => invalid(),
             })?
             .claims;
+        // jsonwebtoken takes an issuer given as an array of names; one name is what we accept.
+        if claims.get("iss").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
+            return Err(invalid());
+        }
+        // Issued in the future (beyond the clock skew allowed) is no token anyone issued yet.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(iat) = claims.get("iat")
+            && iat.as_u64().is_none_or(|iat| iat > now + LEEWAY_SECONDS)
+        {
+            return Err(invalid());
+        }
+        // A string only: were 123 and "123" both accepted, two spellings would name one tenant.
         let tenant = match claims.get(&self.config.tenant_claim) {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(ApiError::unauthorized("bearer token has no tenant claim")),
+            Some(_) => return Err(ApiError::unauthorized("invalid tenant claim")),
+            None => return Err(ApiError::unauthorized("bearer token has no tenant claim")),
         };
         TenantId::parse(&tenant).map_err(|_| ApiError::unauthorized("invalid tenant claim"))
     }
@@ -225,3 +238,47 @@ impl FromRequestParts<AppState> for Tenant {
 }
 
 pub type SharedAuthenticator = Arc<Authenticator>;
+
+/// What jsonwebtoken lets through and a token must not carry: a `crit` header (RFC 7515 4.1.11:
+/// a recipient must refuse critical extensions it does not understand, and we understand none),
+/// and a key given twice in the header or the claims (serde keeps the last, so a token could
+/// mean one thing to us and another to a reader that keeps the first). `None` when either holds.
+fn strict_segments(token: &str) -> Option<()> {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let (header, payload) = (parts.next()?, parts.next()?);
+    let decode = |segment: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok();
+    let header = decode(header)?;
+    let keys = serde_json::from_slice::<UniqueKeys>(&header).ok()?;
+    if keys.0.contains("crit") {
+        return None;
+    }
+    serde_json::from_slice::<UniqueKeys>(&decode(payload)?).ok()?;
+    Some(())
+}
+
+/// A JSON object's keys, refused if one repeats.
+struct UniqueKeys(std::collections::HashSet<String>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+                let mut keys = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !keys.insert(key) {
+                        return Err(serde::de::Error::custom("a key is given twice"));
+                    }
+                }
+                Ok(UniqueKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
