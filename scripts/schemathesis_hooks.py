@@ -115,9 +115,18 @@ _UNAUTHORIZED = [
 _unauthorized_turn = 0
 
 
+# Message framing is the HTTP client's: a generated `content-length: ]z` makes a request that is
+# not HTTP, which the server's HTTP parser (hyper) refuses with a bare 400 before any route,
+# authentication or API contract is reached. Such headers are left to the client.
+_FRAMING_HEADERS = ("content-length", "transfer-encoding", "host", "connection")
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     global _unauthorized_turn
+    if case.headers and any(k.lower() in _FRAMING_HEADERS for k in case.headers):
+        for name in [k for k in case.headers if k.lower() in _FRAMING_HEADERS]:
+            del case.headers[name]
     if MODE != "unauthorized":
         return
     with _lock:
