@@ -2,14 +2,23 @@
 //! client that sends its headers a byte at a time (slowloris) could hold a socket for ever and
 //! enough of them exhaust the process's file descriptors; this accept loop serves the same
 //! router through hyper with both.
+//!
+//! hyper answers a request it cannot parse or will not hold (a request line over its fixed 64 KiB
+//! URI limit, a head over its buffer, bad syntax) with a bare status and no body. So the first
+//! request of each connection has its head read and checked here, under lower limits, and refused
+//! in the API's JSON error shape; a later request of a kept-alive connection gets the JSON 414 from
+//! [`limit_uri`] up to hyper's limit and hyper's bare status past it.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +33,7 @@ pub struct ServerLimits {
 
 /// Serves `router` until `shutdown`, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, router: axum::Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::from_fn(limit_uri));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closed) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -52,9 +62,10 @@ pub async fn serve(listener: TcpListener, router: axum::Router, limits: ServerLi
         let mut closed = closed.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let Some(io) = first_head(stream, limits.header_read_timeout).await else { return };
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-            let connection = http.serve_connection(TokioIo::new(stream), service);
+            http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(MAX_HEAD_BYTES);
+            let connection = http.serve_connection(TokioIo::new(io), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -73,4 +84,128 @@ pub async fn serve(listener: TcpListener, router: axum::Router, limits: ServerLi
     // Every slot comes back once the requests in flight are answered.
     let _ = slots.acquire_many(limits.max_connections as u32).await;
     Ok(())
+}
+
+/// The longest request target we serve: far above any URL our API or GitLab's hooks use, far
+/// below hyper's own 64 KiB.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The largest request head (request line and headers) we read.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Headers in one request; hyper's own default.
+const MAX_HEADERS: usize = 100;
+
+type Prefixed = tokio::io::Join<tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf>;
+
+/// What the first request's head, as far as it has arrived, says.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    Complete,
+    Partial,
+    Refused(StatusCode, &'static str, &'static str),
+}
+
+fn judge(head: &[u8]) -> Head {
+    let first_line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    if first_line > MAX_URI_BYTES + "CONNECT  HTTP/1.1\r".len() {
+        return Head::Refused(StatusCode::URI_TOO_LONG, "uri_too_long", "the request's URI is longer than 8 KiB");
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let parsed = request.parse(head);
+    // httparse fills in the request line as soon as it has it, complete head or not.
+    if parsed.is_ok() && request.path.is_some_and(|p| p.len() > MAX_URI_BYTES) {
+        return Head::Refused(StatusCode::URI_TOO_LONG, "uri_too_long", "the request's URI is longer than 8 KiB");
+    }
+    match parsed {
+        Ok(httparse::Status::Complete(_)) => Head::Complete,
+        Ok(httparse::Status::Partial) if head.len() >= MAX_HEAD_BYTES => {
+            Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
+        }
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
+        }
+        Err(_) => Head::Refused(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
+    }
+}
+
+/// Reads the connection's first request head (within the header-read timeout) and either answers
+/// it with a JSON error and closes, or hands hyper the connection with what was read put back.
+async fn first_head(stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
+    let mut stream = stream;
+    let mut head = Vec::with_capacity(4096);
+    let verdict = tokio::time::timeout(timeout, async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let read = stream.read(&mut chunk[..(MAX_HEAD_BYTES - head.len()).min(8192)]).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            head.extend_from_slice(&chunk[..read]);
+            match judge(&head) {
+                Head::Partial => continue,
+                verdict => return Some(verdict),
+            }
+        }
+    })
+    .await
+    .ok()??;
+    if let Head::Refused(status, code, message) = verdict {
+        let body = error_body(code, message);
+        let answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        let _ = tokio::time::timeout(timeout, stream.write_all(answer.as_bytes())).await;
+        // Closing with unread request bytes would reset the connection and could discard the
+        // answer before the client reads it, so the rest of the request is drained briefly.
+        let _ = stream.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut sink = [0u8; 8192];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        return None;
+    }
+    let (read, write) = stream.into_split();
+    Some(tokio::io::join(std::io::Cursor::new(head).chain(read), write))
+}
+
+fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+}
+
+/// The URI limit for the requests [`first_head`] does not see: later ones on a kept-alive
+/// connection.
+async fn limit_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        let body = error_body("uri_too_long", "the request's URI is longer than 8 KiB");
+        return (StatusCode::URI_TOO_LONG, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_judged_before_hyper_sees_them() {
+        assert_eq!(judge(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"), Head::Complete);
+        assert_eq!(judge(b"GET /healthz HTTP/1.1\r\nhost: x\r\n"), Head::Partial);
+        assert_eq!(judge(b"GET /hea"), Head::Partial);
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_URI_BYTES));
+        assert!(matches!(judge(long.as_bytes()), Head::Refused(StatusCode::URI_TOO_LONG, ..)));
+        // Refused as soon as the request line is known to be too long, without its end.
+        let unfinished = format!("GET /{}", "a".repeat(MAX_URI_BYTES + 40));
+        assert!(matches!(judge(unfinished.as_bytes()), Head::Refused(StatusCode::URI_TOO_LONG, ..)));
+        let fits = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(MAX_URI_BYTES - 1));
+        assert_eq!(judge(fits.as_bytes()), Head::Complete);
+        assert!(matches!(judge(b"GET\x01/ HTTP/1.1\r\n\r\n"), Head::Refused(StatusCode::BAD_REQUEST, ..)));
+        let big = format!("GET / HTTP/1.1\r\nx: {}", "b".repeat(MAX_HEAD_BYTES));
+        assert!(matches!(judge(&big.as_bytes()[..MAX_HEAD_BYTES]), Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ..)));
+    }
 }
