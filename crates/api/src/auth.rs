@@ -30,12 +30,32 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const LEEWAY_SECONDS: u64 = 30;
 /// An unknown `kid` refetches the JWKS URL at most this often.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// A JWKS answer larger than this is refused: real key sets are a few kB.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the key set follows the issuer's.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksRefresh {
+    /// The JWKS file and URL are read again this often; the keys they hold then replace ours.
+    pub every: Duration,
+    /// A key gone from the issuer's set still verifies for this long after we see it gone, for
+    /// tokens it signed just before the issuer rotated. Zero drops it at once.
+    pub overlap: Duration,
+}
+
+impl Default for JwksRefresh {
+    fn default() -> Self {
+        Self { every: Duration::from_secs(5 * 60), overlap: Duration::from_secs(2 * 60) }
+    }
+}
 
 #[derive(Clone)]
 pub struct AuthConfig {
     pub hs256_secret: Option<SecretString>,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<url::Url>,
+    pub jwks_refresh: JwksRefresh,
     pub issuer: String,
     pub audience: String,
     pub tenant_claim: String,
@@ -49,17 +69,41 @@ pub enum AuthSetupError {
     Jwks(String, String),
 }
 
-/// RS256 and ES256 keys by `kid`.
+type KeySet = HashMap<String, (Algorithm, DecodingKey)>;
+
+/// RS256 and ES256 keys by `kid`: the issuer's set as last read, and the keys it has dropped
+/// since, each with when we saw it go.
 #[derive(Default)]
 struct PublicKeys {
-    keys: HashMap<String, (Algorithm, DecodingKey)>,
+    keys: KeySet,
+    retiring: HashMap<String, ((Algorithm, DecodingKey), Instant)>,
     fetched_at: Option<Instant>,
+}
+
+impl PublicKeys {
+    fn replace(&mut self, keys: KeySet, overlap: Duration) {
+        let now = Instant::now();
+        let old = std::mem::replace(&mut self.keys, keys);
+        for (kid, key) in old {
+            if !self.keys.contains_key(&kid) {
+                self.retiring.entry(kid).or_insert((key, now));
+            }
+        }
+        self.retiring.retain(|kid, (_, gone)| !self.keys.contains_key(kid) && gone.elapsed() < overlap);
+        self.fetched_at = Some(now);
+    }
+
+    fn get(&self, kid: &str, alg: Algorithm, overlap: Duration) -> Option<DecodingKey> {
+        let retiring = self.retiring.get(kid).filter(|(_, gone)| gone.elapsed() < overlap).map(|(key, _)| key);
+        self.keys.get(kid).or(retiring).filter(|(a, _)| *a == alg).map(|(_, k)| k.clone())
+    }
 }
 
 pub struct Authenticator {
     config: AuthConfig,
     hs256: Option<DecodingKey>,
     public: RwLock<PublicKeys>,
+    refreshing: tokio::sync::Mutex<()>,
     http: reqwest::Client,
 }
 
@@ -69,62 +113,106 @@ impl Authenticator {
             return Err(AuthSetupError::NoKeys);
         }
         let hs256 = config.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()));
-        let mut public = PublicKeys::default();
-        if let Some(path) = &config.jwks_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| AuthSetupError::Jwks(path.display().to_string(), e.to_string()))?;
-            let set: JwkSet = serde_json::from_str(&text)
-                .map_err(|e| AuthSetupError::Jwks(path.display().to_string(), e.to_string()))?;
-            public.keys.extend(usable_keys(&set));
-        }
-        let authenticator = Self { config, hs256, public: RwLock::new(public), http: reqwest::Client::new() };
-        if let Some(url) = authenticator.config.jwks_url.clone() {
-            authenticator
-                .fetch_jwks(&url)
-                .await
-                .map_err(|e| AuthSetupError::Jwks(url.to_string(), e))?;
-        }
+        let authenticator = Self {
+            config,
+            hs256,
+            public: RwLock::new(PublicKeys::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+            http: reqwest::Client::new(),
+        };
+        let keys = authenticator.read_key_sets().await?;
+        authenticator.public.write().await.replace(keys, Duration::ZERO);
         Ok(authenticator)
+    }
+
+    /// Reads the JWKS file and URL again every `jwks_refresh.every` while the authenticator is in
+    /// use. A failed read keeps the keys we have (an issuer's outage must not lock every tenant
+    /// out) and is logged.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.config.jwks_file.is_none() && self.config.jwks_url.is_none() {
+            return;
+        }
+        let this = Arc::downgrade(self);
+        let every = self.config.jwks_refresh.every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(this) = this.upgrade() else { return };
+                if let Err(error) = this.refresh(Duration::ZERO).await {
+                    tracing::warn!(%error, "JWKS refresh failed; keeping the keys we have");
+                }
+            }
+        });
+    }
+
+    /// Reads the key sets again unless another caller did within `unless_within` (checked once
+    /// this caller's turn comes, so a burst of unknown `kid`s fetches once).
+    async fn refresh(&self, unless_within: Duration) -> Result<(), AuthSetupError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        if self.public.read().await.fetched_at.is_some_and(|t| t.elapsed() < unless_within) {
+            return Ok(());
+        }
+        let keys = self.read_key_sets().await?;
+        self.public.write().await.replace(keys, self.config.jwks_refresh.overlap);
+        Ok(())
+    }
+
+    /// The keys of the JWKS file and URL, whichever are configured.
+    async fn read_key_sets(&self) -> Result<KeySet, AuthSetupError> {
+        let mut keys = KeySet::new();
+        if let Some(path) = &self.config.jwks_file {
+            let failed = |e: String| AuthSetupError::Jwks(path.display().to_string(), e);
+            let text = tokio::fs::read(path).await.map_err(|e| failed(e.to_string()))?;
+            let set: JwkSet = serde_json::from_slice(&text).map_err(|e| failed(e.to_string()))?;
+            keys.extend(usable_keys(&set));
+        }
+        if let Some(url) = &self.config.jwks_url {
+            let set = self.fetch_jwks(url).await.map_err(|e| AuthSetupError::Jwks(url.to_string(), e))?;
+            keys.extend(usable_keys(&set));
+        }
+        Ok(keys)
     }
 
     pub fn tenant_claim(&self) -> &str {
         &self.config.tenant_claim
     }
 
-    async fn fetch_jwks(&self, url: &url::Url) -> Result<(), String> {
-        let set: JwkSet = self
+    async fn fetch_jwks(&self, url: &url::Url) -> Result<JwkSet, String> {
+        let mut response = self
             .http
             .get(url.clone())
-            .timeout(Duration::from_secs(10))
+            .timeout(JWKS_FETCH_TIMEOUT)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
             .map_err(|e| e.to_string())?;
-        let mut public = self.public.write().await;
-        public.keys.extend(usable_keys(&set));
-        public.fetched_at = Some(Instant::now());
-        Ok(())
+        let too_large = || format!("the key set is larger than {} KiB", MAX_JWKS_BYTES / 1024);
+        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
 
     /// The key for a token's algorithm and `kid`, refetching the JWKS URL once for an unknown
     /// `kid` (keys rotate on the issuer's side), but never more often than the refetch interval.
     async fn public_key(&self, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
         let kid = kid?;
-        if let Some((key_alg, key)) = self.public.read().await.keys.get(kid)
-            && *key_alg == alg
-        {
-            return Some(key.clone());
+        let overlap = self.config.jwks_refresh.overlap;
+        if let Some(key) = self.public.read().await.get(kid, alg, overlap) {
+            return Some(key);
         }
-        let url = self.config.jwks_url.as_ref()?;
-        let stale = self.public.read().await.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_INTERVAL);
-        if stale && let Err(error) = self.fetch_jwks(url).await {
+        self.config.jwks_url.as_ref()?;
+        if let Err(error) = self.refresh(JWKS_REFETCH_INTERVAL).await {
             tracing::warn!(%error, "JWKS refetch failed");
         }
-        let public = self.public.read().await;
-        public.keys.get(kid).filter(|(a, _)| *a == alg).map(|(_, k)| k.clone())
+        self.public.read().await.get(kid, alg, overlap)
     }
 
     /// Verifies a bearer token and returns the tenant it speaks for.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use connector_api::ApiLimits;
-use connector_api::auth::AuthConfig;
+use connector_api::auth::{AuthConfig, JwksRefresh};
 use connector_crypto::MasterKeyRing;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -211,6 +211,10 @@ impl Config {
                 hs256_secret: hs256_secret.map(SecretString::from),
                 jwks_file,
                 jwks_url,
+                jwks_refresh: JwksRefresh {
+                    every: parse_duration("JWT_JWKS_REFRESH", JwksRefresh::default().every)?,
+                    overlap: parse_duration("JWT_JWKS_OVERLAP", JwksRefresh::default().overlap)?,
+                },
                 issuer: var("JWT_ISSUER").unwrap_or_else(|| "coworker".to_owned()),
                 audience: var("JWT_AUDIENCE").unwrap_or_else(|| "gitlab-connector".to_owned()),
                 tenant_claim: var("JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),

@@ -82,6 +82,7 @@ impl Connector {
             hs256_secret: Some(secret.clone()),
             jwks_file: None,
             jwks_url: None,
+            jwks_refresh: connector_api::auth::JwksRefresh::default(),
             issuer: "coworker".into(),
             audience: "gitlab-connector".into(),
             tenant_claim: "tenant_id".into(),

@@ -259,6 +259,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     let mut http: Option<axum::Router> = None;
     if roles.contains(&Role::Api) {
         let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
+        auth.spawn_refresh();
         let gitlab_urls = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
         let state = AppState { store: store.clone(), auth, limits: config.limits, gitlab_urls };
         http = Some(connector_api::router(state));

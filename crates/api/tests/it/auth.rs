@@ -177,3 +177,73 @@ async fn jwks_url_keys_verify_and_unknown_kids_do_not_storm_the_issuer(owner: Pg
     // With only a JWKS configured, an HS256 token has no key at all.
     assert_eq!(status_with(&app, &format!("Bearer {}", hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &claims()))).await.0, 401);
 }
+
+/// A key the issuer drops from its JWKS stops verifying once the refresh has seen it gone and the
+/// overlap has passed, without a restart; a key the issuer adds verifies from the next refresh.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_key_dropped_from_the_jwks_stops_verifying_within_refresh_and_overlap(owner: PgPool) {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let full: Value = serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+    let served = Arc::new(Mutex::new(full.clone()));
+    let current = served.clone();
+    let issuer = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let body = current.lock().unwrap().to_string();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, issuer).await });
+
+    let refresh = connector_api::auth::JwksRefresh { every: Duration::from_millis(300), overlap: Duration::from_millis(700) };
+    let mut config = crate::common::auth_config();
+    config.hs256_secret = None;
+    config.jwks_file = None;
+    config.jwks_url = Some(jwks_url.parse().unwrap());
+    config.jwks_refresh = refresh;
+    let app = TestApp::spawn_with_auth(owner, config).await;
+    let rsa = format!("Bearer {}", rs256(Some("rsa-test-1"), &claims()));
+    assert_eq!(status_with(&app, &rsa).await.0, 200);
+
+    // The issuer rotates: the RSA key goes, the EC key stays.
+    let mut rotated = full.clone();
+    rotated["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "rsa-test-1");
+    *served.lock().unwrap() = rotated.clone();
+    let dropped = Instant::now();
+    let mut accepted_after = Duration::ZERO;
+    loop {
+        match status_with(&app, &rsa).await.0 {
+            200 => accepted_after = dropped.elapsed(),
+            401 => break,
+            other => panic!("a token of a dropped key got {other}"),
+        }
+        assert!(dropped.elapsed() < Duration::from_secs(10), "a dropped key still verifies after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused_after = dropped.elapsed();
+    println!(
+        "jwks: a dropped key verified for {accepted_after:.1?} and was refused from {refused_after:.1?} \
+         (refresh every {:?}, overlap {:?})",
+        refresh.every, refresh.overlap
+    );
+    assert!(refused_after >= refresh.overlap, "the overlap was not kept: refused after {refused_after:?}");
+    assert!(refused_after <= refresh.every + refresh.overlap + Duration::from_secs(1));
+    assert_eq!(status_with(&app, &format!("Bearer {}", es256("ec-test-1", &claims()))).await.0, 200, "the kept key verifies");
+
+    // Stays refused: a later refresh does not bring a retired key back.
+    tokio::time::sleep(refresh.every * 2).await;
+    assert_eq!(status_with(&app, &rsa).await.0, 401);
+
+    // The issuer publishes the RSA key under a new kid: it verifies from the next refresh on.
+    let mut renamed = full["keys"][0].clone();
+    renamed["kid"] = json!("rsa-test-2");
+    rotated["keys"].as_array_mut().unwrap().push(renamed);
+    *served.lock().unwrap() = rotated;
+    tokio::time::sleep(refresh.every * 2).await;
+    assert_eq!(status_with(&app, &format!("Bearer {}", rs256(Some("rsa-test-2"), &claims()))).await.0, 200);
+    assert_eq!(status_with(&app, &rsa).await.0, 401, "only the new kid names the key");
+}

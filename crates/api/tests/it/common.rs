@@ -25,6 +25,7 @@ pub fn auth_config() -> AuthConfig {
         hs256_secret: Some(SecretString::from(HS256_SECRET)),
         jwks_file: Some(fixture("jwks.json")),
         jwks_url: None,
+            jwks_refresh: connector_api::auth::JwksRefresh::default(),
         issuer: "coworker".into(),
         audience: "gitlab-connector".into(),
         tenant_claim: "tenant_id".into(),
@@ -106,6 +107,7 @@ impl TestApp {
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
         let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());
+        auth.spawn_refresh();
         let state = AppState { store: store.clone(), auth, limits, gitlab_urls };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -80,6 +80,7 @@ impl Service {
             hs256_secret: Some(self.jwt_secret.clone()),
             jwks_file: None,
             jwks_url: None,
+            jwks_refresh: connector_api::auth::JwksRefresh::default(),
             issuer: "coworker".into(),
             audience: "gitlab-connector".into(),
             tenant_claim: "tenant_id".into(),
