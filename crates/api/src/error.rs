@@ -108,6 +108,7 @@ impl From<connector_store::Error> for ApiError {
         match error {
             connector_store::Error::NotFound => Self::not_found(),
             connector_store::Error::InvalidTenant(_) => Self::unauthorized("invalid tenant claim"),
+            connector_store::Error::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
             other => {
                 // Store errors carry no secrets (tokens are sealed before they reach SQL), but
                 // their detail is for operators, not callers.

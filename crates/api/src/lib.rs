@@ -35,11 +35,14 @@ pub struct ApiLimits {
     pub body_limit_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
+    /// Connections one tenant may have; a company connects a few GitLab accounts, and each
+    /// connection costs a worker's time and GitLab requests.
+    pub max_connections_per_tenant: usize,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { body_limit_bytes: 64 * 1024, request_timeout: Duration::from_secs(30) }
+        Self { body_limit_bytes: 64 * 1024, request_timeout: Duration::from_secs(30), max_connections_per_tenant: 50 }
     }
 }
 

@@ -302,3 +302,96 @@ async fn malformed_and_oversized_requests_get_json_errors(owner: PgPool) {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// One tenant creating connections as fast as it can neither exceeds its cap nor holds up
+/// another tenant's onboarding: jobs are taken round-robin between tenants, so the quiet
+/// tenant's first connection goes live about as fast beside the flood as alone.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_flooding_tenant_is_capped_and_does_not_delay_anothers_onboarding(owner: PgPool) {
+    use gitlab_sim::{Dataset, SimConfig, Simulator, Size};
+    const CAP: usize = 40;
+    let mut sim_config = SimConfig::default();
+    // GitLab's own latency, so that jobs take the time they take against a real GitLab.
+    sim_config.latency.min_ms = 40;
+    sim_config.latency.max_ms = 60;
+    let sim = Simulator::new(Dataset::generate(1, Size::Small), sim_config).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let _server = Running(serve.env("TENANT_MAX_CONNECTIONS", CAP.to_string()).spawn().unwrap());
+    let api = Api::new(base);
+    api.wait_ready(Duration::from_secs(30)).await;
+    let body = json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "4", "projects_list": "2", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url});
+
+    // Another company: another GitLab user, so no GitLab rate limit is shared with the flood.
+    let mut quiet_body = body.clone();
+    // (The simulator's maintainer is a member of project 1 only.)
+    quiet_body["access_token"] = json!(gitlab_sim::TOKEN_MAINTAINER);
+    quiet_body["groups_list"] = json!("1");
+    quiet_body["projects_list"] = json!("1");
+    let time_to_live = |tenant: &'static str| {
+        let (api, body) = (&api, quiet_body.clone());
+        async move {
+            let started = Instant::now();
+            let id = api.connect(tenant, body).await;
+            // Each status with when it was first seen, to show where the time goes.
+            let mut seen: Vec<(String, Duration)> = Vec::new();
+            loop {
+                let status = api.get(&format!("/v1/connections/{id}"), tenant).await["status"].as_str().unwrap().to_owned();
+                if seen.last().is_none_or(|(s, _)| *s != status) {
+                    seen.push((status.clone(), started.elapsed()));
+                }
+                if status == "live" {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(120) && !["invalid", "failed"].contains(&status.as_str()), "{seen:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            println!("hostile: {tenant}: {:?}", seen.iter().map(|(s, t)| format!("{s} at {t:.1?}")).collect::<Vec<_>>());
+            started.elapsed()
+        }
+    };
+    let alone = time_to_live("quiet-alone").await;
+
+    let flood_started = Instant::now();
+    let mut created = 0;
+    let mut refused = None;
+    for _ in 0..CAP + 10 {
+        let (status, answer) = api.call(reqwest::Method::POST, "/v1/connections", "flood", Some(body.clone())).await;
+        match status {
+            201 => created += 1,
+            _ => {
+                refused.get_or_insert((status, answer));
+            }
+        }
+    }
+    let flood_took = flood_started.elapsed();
+    let beside = time_to_live("quiet-beside").await;
+    // Fairness as order, which no pause of the whole worker can blur: how many of the flood's
+    // jobs a worker took after each of the quiet tenant's jobs was due and before it took that one.
+    let overtaken: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT q.job_type, count(f.id)
+         FROM apalis.jobs q
+         LEFT JOIN apalis.jobs f ON f.job_type = q.job_type AND f.tenant = 'flood' AND f.lock_at > q.run_at AND f.lock_at < q.lock_at
+         WHERE q.tenant = 'quiet-beside' AND q.lock_at IS NOT NULL
+         GROUP BY q.id, q.job_type ORDER BY min(q.run_at)",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    println!("hostile: the flood's jobs taken before each of the quiet tenant's once it was due: {overtaken:?}");
+    println!(
+        "hostile: a flooding tenant created {created} connections in {flood_took:.1?} (cap {CAP}), then was refused: {refused:?}; \
+         another tenant's first connection went live in {beside:.1?} beside it, {alone:.1?} alone ({:.2}x)",
+        beside.as_secs_f64() / alone.as_secs_f64()
+    );
+    assert_eq!(created, CAP);
+    let (status, answer) = refused.expect("a connection past the cap was refused");
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "limit_reached", "{answer}");
+    // What a worker had fetched before the quiet job was due (a batch of WORKER_CONCURRENCY, 4)
+    // and what its running jobs requeued may still go first; the flood's other jobs may not.
+    assert!(overtaken.len() >= 3 && overtaken.iter().all(|(_, n)| *n <= 12), "{overtaken:?}");
+}

@@ -144,6 +144,27 @@ pub fn token_hint(token: &SecretString) -> String {
     chars[chars.len() - 4..].iter().collect()
 }
 
+/// Refuses a new connection when the tenant already has `limit` (counting those being deleted,
+/// whose jobs still run). Holds a per-tenant lock until the transaction ends, so concurrent
+/// creations are counted one after another and none slips past the limit.
+pub async fn ensure_room(tx: &mut TenantTx, limit: usize) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gitlab_connections:' || $1, 0))")
+        .bind(tenant.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM gitlab_connections WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    if count >= limit as i64 {
+        return Err(crate::Error::LimitReached(format!(
+            "this tenant has {count} connections, the most it may have; delete one first or ask the operator to raise TENANT_MAX_CONNECTIONS ({limit})"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn insert(tx: &mut TenantTx, keys: &MasterKeyRing, new: NewConnection) -> Result<Connection> {
     let data_key = tenants::data_key(tx, keys).await?;
     let id = Uuid::now_v7();

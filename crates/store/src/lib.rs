@@ -37,6 +37,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("job queue: {0}")]
     Queue(String),
+    /// A per-tenant limit would be exceeded; the message says which and what to do.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

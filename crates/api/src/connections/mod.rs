@@ -217,6 +217,7 @@ const MAX_LIMIT: i64 = 100;
         (status = 201, body = ConnectionView, description = "Created; validation and sync start in the background"),
         (status = 400, body = ErrorBody, description = "The body is not JSON"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 409, body = ErrorBody, description = "`limit_reached`: the tenant has as many connections as it may (`TENANT_MAX_CONNECTIONS`)"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is missing or wrong; `details` names each"),
@@ -231,6 +232,7 @@ pub async fn create(
     let new = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
     refuse_unreachable(&state.gitlab_urls, &new.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
+    connections::ensure_room(&mut tx, state.limits.max_connections_per_tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
     let id = connection.id;
