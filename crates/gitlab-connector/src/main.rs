@@ -220,16 +220,29 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::Tenants { command: TenantsCommand::Delete { tenant } } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let store = connect(&config).await?;
-            let mut tx = store.tenant_tx(&tenant).await?;
-            let deleted = tenants::delete(&mut tx).await?;
-            tx.commit().await?;
-            println!("{}", if deleted { "tenant deleted with its data key" } else { "no such tenant" });
-            Ok(())
+            let jobs = gitlab_jobs(&config, &store)?;
+            ops::delete_tenant(&store, &jobs, &tenant).await
         }
         Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } | Command::Demo { .. } | Command::Bench(_) => {
             unreachable!("handled before configuration")
         }
     }
+}
+
+/// The GitLab jobs as configured: what the worker runs, and what the operator's tenant deletion
+/// calls to remove hooks.
+fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLabJobs> {
+    let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
+    let settings = connector_worker::SyncSettings {
+        public_url: config.public_url.clone(),
+        backfill_slice: config.worker.backfill_slice,
+        catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
+        reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
+        tenant_concurrency: config.worker.tenant_concurrency,
+        outage_patience: config.worker.outage_patience,
+    };
+    let client = gitlab_client::ClientOptions { max_response_bytes: config.worker.gitlab_max_response_bytes, ..Default::default() };
+    Ok(connector_worker::GitLabJobs::new(store.clone(), policy, client, settings))
 }
 
 async fn connect(config: &Config) -> Result<Store> {
@@ -296,17 +309,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         Err(error) => return Err(error).with_context(|| format!("binding {}", config.listen_addr)),
     }
     if roles.contains(&Role::Worker) {
-        let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
-        let settings = connector_worker::SyncSettings {
-            public_url: config.public_url.clone(),
-            backfill_slice: config.worker.backfill_slice,
-            catch_up_interval: chrono::Duration::from_std(config.worker.catch_up_every)?,
-            reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
-            tenant_concurrency: config.worker.tenant_concurrency,
-            outage_patience: config.worker.outage_patience,
-        };
-        let client = gitlab_client::ClientOptions { max_response_bytes: config.worker.gitlab_max_response_bytes, ..Default::default() };
-        let jobs = connector_worker::GitLabJobs::new(store.clone(), policy, client, settings);
+        let jobs = gitlab_jobs(&config, &store)?;
         let name = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         let worker_config = connector_worker::WorkerConfig {
             name: name.clone(),

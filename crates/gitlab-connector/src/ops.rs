@@ -161,3 +161,39 @@ pub async fn connections(store: &Store, command: ConnectionsCommand) -> Result<(
     }
     Ok(())
 }
+
+/// Deletes a tenant: each connection is marked deleting (so the API and workers leave it be), has
+/// our hooks removed from its GitLab and is deleted with its data; then the tenant's data key,
+/// change feed and jobs go. Says what it removed and every hook it could not. A GitLab that fails
+/// (rather than refuses) stops the deletion before the data key goes, so it can be run again.
+pub async fn delete_tenant(store: &Store, jobs: &connector_worker::GitLabJobs, tenant: &TenantId) -> Result<()> {
+    let mut tx = store.tenant_tx(tenant).await?;
+    let all = connections::list(&mut tx, None, i64::MAX).await?;
+    for connection in &all {
+        connections::set_status(&mut tx, connection.id, connections::Status::Deleting, None).await?;
+    }
+    tx.commit().await?;
+    let mut left_behind = Vec::new();
+    for connection in &all {
+        let done = jobs
+            .disconnect_now(tenant, connection.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("connection {}: {e}; nothing more was deleted, run the command again", connection.id))?;
+        println!("connection {}: deleted, {} of our hooks removed from {}", connection.id, done.hooks_removed, connection.gitlab_url);
+        for hook in done.left_behind {
+            println!("connection {}: could not remove {hook}", connection.id);
+            left_behind.push(hook);
+        }
+    }
+    let mut tx = store.tenant_tx(tenant).await?;
+    let existed = connector_store::tenants::delete(&mut tx).await?;
+    tx.commit().await?;
+    if !existed && all.is_empty() {
+        anyhow::bail!("no such tenant: {tenant}");
+    }
+    println!(
+        "tenant {tenant} deleted with its data key, change feed and jobs{}",
+        if left_behind.is_empty() { String::new() } else { format!("; {} hooks left in GitLab (listed above)", left_behind.len()) }
+    );
+    Ok(())
+}

@@ -395,3 +395,140 @@ async fn a_flooding_tenant_is_capped_and_does_not_delay_anothers_onboarding(owne
     // and what its running jobs requeued may still go first; the flood's other jobs may not.
     assert!(overtaken.len() >= 3 && overtaken.iter().all(|(_, n)| *n <= 12), "{overtaken:?}");
 }
+
+/// Our hooks on a GitLab project or group: those whose URL points at `base`.
+async fn our_hooks(sim: &str, owner_path: &str, base: &str) -> usize {
+    let hooks: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("{sim}/api/v4/{owner_path}/hooks"))
+        .header("PRIVATE-TOKEN", gitlab_sim::TOKEN_OWNER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    hooks.iter().filter(|h| h["url"].as_str().is_some_and(|u| u.starts_with(base))).count()
+}
+
+/// Rows naming `value` in every table (of every schema but the catalog's) that has `column`,
+/// but those containing `except`: found from the catalog, so a table added later is counted too.
+async fn rows_naming(owner: &PgPool, column: &str, value: &str, except: serde_json::Value) -> Vec<(String, i64)> {
+    let tables: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_schema, table_name, data_type FROM information_schema.columns
+         WHERE column_name = $1 AND table_schema NOT IN ('pg_catalog', 'information_schema')
+           AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE')",
+    )
+    .bind(column)
+    .fetch_all(owner)
+    .await
+    .unwrap();
+    let mut found = Vec::new();
+    for (schema, table, _) in tables {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {schema}.{table} AS t WHERE {column}::text = $1 AND NOT to_jsonb(t) @> $2"
+        )))
+        .bind(value)
+        .bind(&except)
+        .fetch_one(owner)
+        .await
+        .unwrap();
+        if count > 0 {
+            found.push((format!("{schema}.{table}"), count));
+        }
+    }
+    found
+}
+
+/// Deleting a connection removes our hooks from GitLab and every row of it but one `connection`
+/// deletion in the feed; deleting a tenant (the operator command) removes our hooks from every
+/// connection's GitLab and every row naming the tenant, so a fresh token for it reads nothing.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) {
+    use gitlab_sim::{Dataset, SimConfig, Simulator, Size};
+    let sim = Simulator::new(Dataset::generate(1, Size::Small), SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let keys = MasterKeyRing::generate_entry(1);
+    let _server = Running(common::serve("api,ingest,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let token = gitlab_sim::TOKEN_OWNER;
+    // A Free group's project (a project hook) and a Premium group (a group hook).
+    let leaving = api
+        .connect("leaver", json!({"access_token": token, "groups_list": "4", "projects_list": "2", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
+        .await;
+    let gone = api
+        .connect("gone-co", json!({"access_token": token, "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
+        .await;
+    api.wait_live("leaver", &leaving).await;
+    api.wait_live("gone-co", &gone).await;
+    let gitlab = common::SimControl::new(&sim.base_url);
+    gitlab.post("projects/2/push", json!({"branch": "main", "commits": 2})).await;
+    gitlab.post("projects/1/push", json!({"branch": "main", "commits": 2})).await;
+    assert_eq!(our_hooks(&sim.base_url, "projects/2", &base).await, 1);
+    assert_eq!(our_hooks(&sim.base_url, "groups/1", &base).await, 1);
+    let before = rows_naming(&owner, "connection_id", &leaving, json!({"never": true})).await;
+
+    // A connection, through the API.
+    let (status, _) = api.call(reqwest::Method::DELETE, &format!("/v1/connections/{leaving}"), "leaver", None).await;
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    while api.call(reqwest::Method::GET, &format!("/v1/connections/{leaving}"), "leaver", None).await.0 != 404 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the connection was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hooks_left = our_hooks(&sim.base_url, "projects/2", &base).await;
+    let rows_left = rows_naming(&owner, "connection_id", &leaving, json!({"entity": "connection", "op": "delete"})).await;
+    // The job rows that name the connection in their payload, but the disconnection's own.
+    let jobs_left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs
+         WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'connection' = $1
+           AND convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' <> 'disconnect'",
+    )
+    .bind(&leaving)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let feed = api.get("/v1/changes?limit=100", "leaver").await;
+    let feed: Vec<(String, String)> =
+        feed["items"].as_array().unwrap().iter().map(|c| (c["entity"].as_str().unwrap().to_owned(), c["op"].as_str().unwrap().to_owned())).collect();
+    println!(
+        "hostile: deleting a connection: rows before {before:?}; after: {rows_left:?}, {jobs_left} job rows, {hooks_left} of our hooks in GitLab; its tenant's feed {feed:?}"
+    );
+    assert_eq!(hooks_left, 0);
+    assert!(rows_left.is_empty(), "{rows_left:?}");
+    assert_eq!(jobs_left, 0);
+    assert_eq!(feed, vec![("connection".to_owned(), "delete".to_owned())]);
+
+    // A tenant, by the operator.
+    // Async: the simulator is served by this test's runtime, which a blocking wait would stop.
+    let out = tokio::process::Command::new(common::BIN)
+        .args(["tenants", "delete", "--tenant", "gone-co"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &database_url)
+        .env("MASTER_KEYS", &keys)
+        .env("DEV_STATE_DIR", &dev_state)
+        .env("PUBLIC_URL", &base)
+        .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let hooks_left = our_hooks(&sim.base_url, "groups/1", &base).await;
+    let mut rows_left = rows_naming(&owner, "tenant_id", "gone-co", json!({"never": true})).await;
+    rows_left.extend(rows_naming(&owner, "tenant", "gone-co", json!({"never": true})).await);
+    let tenant_row: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = 'gone-co'").fetch_one(&owner).await.unwrap();
+    let feed = api.get("/v1/changes?limit=100", "gone-co").await;
+    println!("hostile: deleting a tenant said {said:?}; after: {rows_left:?}, tenant row {tenant_row}, {hooks_left} of our hooks in GitLab; a fresh token's feed {feed}");
+    assert!(out.status.success(), "{said}");
+    assert_eq!(hooks_left, 0);
+    assert!(rows_left.is_empty(), "{rows_left:?}");
+    assert_eq!(tenant_row, 0);
+    assert_eq!(feed["items"], json!([]));
+    // The other tenant's deletion event is still there: one tenant's deletion touches no other.
+    assert_eq!(api.get("/v1/changes?limit=100", "leaver").await["items"].as_array().unwrap().len(), 1);
+}

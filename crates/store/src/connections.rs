@@ -278,15 +278,44 @@ pub async fn update(
 }
 
 /// Deletes the connection with its sealed token and, by cascade, all data synced through it.
+/// Deletes the connection with everything stored of it: its synced data and hooks (by cascade),
+/// its earlier change-feed rows, its queued jobs and its rate budget. What remains is one
+/// `connection` `delete` row in the feed (for Coworker, to drop what it read) and the row of the
+/// job running this, which apalis marks done.
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
     let (tenant, conn) = tx.parts();
+    // One feed row for the whole connection, not one per deleted row.
+    sqlx::query("SELECT set_config('app.suppress_changes', 'on', true)").execute(&mut *conn).await?;
     let deleted = sqlx::query("DELETE FROM gitlab_connections WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.as_str())
         .bind(id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
-    if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    sqlx::query("SELECT set_config('app.suppress_changes', 'off', true)").execute(&mut *conn).await?;
+    if deleted == 0 {
+        return Err(Error::NotFound);
+    }
+    sqlx::query("DELETE FROM changes WHERE tenant_id = $1 AND connection_id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO changes (tenant_id, connection_id, entity, op, key)
+         VALUES ($1, $2, 'connection', 'delete', jsonb_build_object('connection_id', $2::text))",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    crate::jobs::delete_waiting(tx, Some(id)).await?;
+    let (_, conn) = tx.parts();
+    sqlx::query("DELETE FROM gitlab_rate_budgets WHERE budget_key LIKE '%#connection:' || $1::text")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// The connection's GitLab token, decrypted into a type that never prints.

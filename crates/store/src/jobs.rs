@@ -146,6 +146,24 @@ pub async fn enqueue_now_once(tx: &mut TenantTx, job: Job) -> Result<()> {
     enqueue(tx, job, Duration::ZERO).await
 }
 
+/// Deletes the transaction tenant's jobs that are not running (waiting, or finished), of one
+/// connection or of all: what a deletion leaves of them. A running job finds its connection gone
+/// and ends.
+pub async fn delete_waiting(tx: &mut TenantTx, connection: Option<Uuid>) -> Result<u64> {
+    let tenant = tx.tenant().as_str().to_owned();
+    let deleted = sqlx::query(
+        "DELETE FROM apalis.jobs
+         WHERE tenant = $1 AND status NOT IN ('Running', 'Queued')
+           AND ($2::uuid IS NULL OR convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'connection' = $2::text)",
+    )
+    .bind(&tenant)
+    .bind(connection)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}
+
 /// Queues `envelope` as it is (a retry keeps its attempt count).
 pub async fn push(conn: &mut sqlx::PgConnection, envelope: &Envelope, delay: Duration) -> Result<()> {
     let bytes = serde_json::to_vec(envelope).expect("a job envelope serializes");

@@ -44,14 +44,23 @@ async fn wrapped_key(tx: &mut TenantTx) -> Result<Option<WrappedKey>> {
 /// Deletes the tenant and, by cascade, every connection and synced row it owns. Its data key
 /// goes with its row, so any ciphertext of it left anywhere (a backup, say) can no longer be
 /// opened once the master keys that wrapped it are retired.
+/// Deletes the tenant: its data key (so nothing sealed for it can be opened again), every
+/// connection and what is stored of them (by cascade), its change feed and its jobs that are
+/// not running. Our hooks in GitLab are the caller's to remove first
+/// (`GitLabJobs::disconnect_now`), while the data key still opens the tokens. `false` when
+/// nothing of the tenant was stored.
 pub async fn delete(tx: &mut TenantTx) -> Result<bool> {
     let (tenant, conn) = tx.parts();
+    sqlx::query("SELECT set_config('app.suppress_changes', 'on', true)").execute(&mut *conn).await?;
     let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
         .bind(tenant.as_str())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
-    Ok(deleted == 1)
+    sqlx::query("SELECT set_config('app.suppress_changes', 'off', true)").execute(&mut *conn).await?;
+    let feed = sqlx::query("DELETE FROM changes WHERE tenant_id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
+    let jobs = crate::jobs::delete_waiting(tx, None).await?;
+    Ok(deleted + feed + jobs > 0)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

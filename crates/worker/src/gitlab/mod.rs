@@ -5,6 +5,7 @@
 mod backfill;
 mod catch_up;
 mod disconnect;
+pub use disconnect::Disconnected;
 mod history;
 mod hooks;
 mod reconcile;
