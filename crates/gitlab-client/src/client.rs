@@ -1,9 +1,10 @@
 //! The HTTP core: one place that sends a request, paces it, retries it and classifies the
 //! outcome. The typed endpoint methods in [`crate::api`] are thin layers over it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -23,6 +24,13 @@ use crate::url_policy::UrlPolicy;
 
 const API_PREFIX: &str = "/api/v4";
 
+/// How long a base URL that answered like GitLab is trusted without asking again.
+const PROVEN_FOR: Duration = Duration::from_secs(3600);
+
+/// The API bases that answered like GitLab, and when, shared by every client of the process
+/// (clients are made per job).
+static PROVEN: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Mutex::default);
+
 /// Tunables for a [`GitLabClient`].
 #[derive(Clone)]
 pub struct ClientOptions {
@@ -40,6 +48,10 @@ pub struct ClientOptions {
     /// The most of one response body that is read; a larger answer fails its request with
     /// [`Error::TooLarge`] and is never buffered past this.
     pub max_response_bytes: usize,
+    /// Ask the base URL, without the token, whether a GitLab answers there before the token is
+    /// first sent to it (see [`GitLabClient::ensure_gitlab`]). On unless a caller measures
+    /// requests one by one against a known GitLab (the client's own retry and pacing tests).
+    pub verify_gitlab: bool,
 }
 
 /// GitLab's largest answers are pages of 100 merge requests or issues, whose descriptions GitLab
@@ -60,6 +72,7 @@ impl Default for ClientOptions {
             rate_budget: Arc::new(LocalRateBudget::default()),
             observer: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            verify_gitlab: true,
         }
     }
 }
@@ -95,6 +108,7 @@ struct Inner {
     stats: Stats,
     observer: Option<Arc<dyn Observer>>,
     max_response_bytes: usize,
+    verify_gitlab: bool,
 }
 
 impl fmt::Debug for GitLabClient {
@@ -107,8 +121,18 @@ impl fmt::Debug for GitLabClient {
 
 /// A successful response, read in full (pages are at most [`PER_PAGE`] items).
 struct Reply {
+    status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+/// How [`GitLabClient::attempts`] sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// With the token; a non-success answer is an error.
+    WithToken,
+    /// Without it, to see what answers; any final answer but a 429 or server error is returned.
+    Probe,
 }
 
 impl GitLabClient {
@@ -151,6 +175,7 @@ impl GitLabClient {
                 stats: Stats::default(),
                 observer: options.observer,
                 max_response_bytes: options.max_response_bytes,
+                verify_gitlab: options.verify_gitlab,
             }),
         })
     }
@@ -253,18 +278,57 @@ impl GitLabClient {
         self.decode(request.path(), &reply.body)
     }
 
-    /// [`Self::attempts`] with any echo of the token scrubbed from the error.
+    /// [`Self::attempts`] with any echo of the token scrubbed from the error, once the URL has
+    /// answered like GitLab.
     async fn execute(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<Reply> {
-        self.attempts(method, url, body)
+        self.ensure_gitlab().await?;
+        self.attempts(method, url, body, Sending::WithToken)
             .await
             .map_err(|e| e.redact(self.inner.token.expose_secret()))
+    }
+
+    /// Asks, without the token, whether a GitLab answers at the base URL, so the token never
+    /// goes to something else a tenant's URL could name (a database port, an internal admin
+    /// API). Without a token GitLab answers `GET /api/v4/version` with 401 and
+    /// `{"message":"401 Unauthorized"}`, as every API resource (docs: `doc/api/rest/authentication.md`,
+    /// "returns 401 Unauthorized" with that body; `doc/api/version.md` needs authentication);
+    /// an instance that serves it unauthenticated answers 200 with its `version`. Server errors,
+    /// timeouts and 429s are retried like any request.
+    async fn ensure_gitlab(&self) -> Result<()> {
+        if !self.inner.verify_gitlab {
+            return Ok(());
+        }
+        let key = self.inner.api_base.as_str().to_owned();
+        let proven = |key: &str| PROVEN.lock().ok().and_then(|p| p.get(key).copied()).is_some_and(|at| at.elapsed() < PROVEN_FOR);
+        if proven(&key) {
+            return Ok(());
+        }
+        let url = PageRequest::new("/version").to_url(&self.inner.api_base)?;
+        // An answer over the size cap stays TooLarge: what the tenant is told then says so.
+        let reply = self.attempts(Method::GET, url, None, Sending::Probe).await?;
+        let status = reply.status;
+        let body: Option<serde_json::Value> = serde_json::from_slice(&reply.body).ok();
+        let text = |field: &str| body.as_ref().and_then(|b| b.get(field)).and_then(|v| v.as_str()).map(str::to_owned);
+        let like_gitlab = match status {
+            StatusCode::UNAUTHORIZED => text("message").is_some_and(|m| m.starts_with("401")),
+            StatusCode::OK => text("version").is_some(),
+            _ => false,
+        };
+        if !like_gitlab {
+            return Err(Error::NotGitLab { status: status.as_u16() });
+        }
+        if let Ok(mut proven) = PROVEN.lock() {
+            proven.retain(|_, at| at.elapsed() < PROVEN_FOR);
+            proven.insert(key, Instant::now());
+        }
+        Ok(())
     }
 
     /// Sends with pacing and retries. Idempotent methods are retried on timeouts, connection
     /// failures and 500/502/503/504. POST is retried only when the connection could not be
     /// established: once the request may have reached GitLab, a retry could create a second
     /// hook, so the caller gets `Transient` and decides (e.g. by listing hooks first).
-    async fn attempts(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<Reply> {
+    async fn attempts(&self, method: Method, url: Url, body: Option<Vec<u8>>, send: Sending) -> Result<Reply> {
         let inner = &self.inner;
         let idempotent = !matches!(method, Method::POST | Method::PATCH);
         let max_attempts = inner.retry.max_attempts.max(1);
@@ -289,7 +353,7 @@ impl GitLabClient {
                 status = tracing::field::Empty,
             );
             let outcome = self
-                .send_once(method.clone(), url.clone(), body.clone())
+                .send_once(method.clone(), url.clone(), body.clone(), send == Sending::WithToken)
                 .instrument(span.clone())
                 .await;
             if let Some(observer) = &inner.observer {
@@ -320,7 +384,11 @@ impl GitLabClient {
                         return Err(Error::Transient {
                             attempts: attempt,
                             message: format!("HTTP {status}: {}", snippet_of(&reply.body)),
+                            answered: true,
                         });
+                    }
+                    if send == Sending::Probe {
+                        return Ok(reply);
                     }
                     return Err(Error::from_response(status, &reply.body));
                 }
@@ -349,6 +417,7 @@ impl GitLabClient {
                     return Err(Error::Transient {
                         attempts: attempt,
                         message: describe_transport(err),
+                        answered: false,
                     });
                 }
             }
@@ -370,16 +439,19 @@ impl GitLabClient {
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
+        with_token: bool,
     ) -> Result<(StatusCode, Reply), SendError> {
-        let mut token = HeaderValue::from_str(self.inner.token.expose_secret())
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        token.set_sensitive(true);
         let mut request = self
             .inner
             .http
             .request(method, url)
-            .header("PRIVATE-TOKEN", token)
             .header(reqwest::header::ACCEPT, "application/json");
+        if with_token {
+            let mut token = HeaderValue::from_str(self.inner.token.expose_secret())
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            token.set_sensitive(true);
+            request = request.header("PRIVATE-TOKEN", token);
+        }
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -400,7 +472,7 @@ impl GitLabClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, Reply { headers, body }))
+        Ok((status, Reply { status, headers, body }))
     }
 }
 

@@ -39,7 +39,13 @@ pub enum Error {
     RateLimited { retry_after: Duration },
     /// Timeouts, connection failures or 5xx that outlasted the retries.
     #[error("GitLab unavailable after {attempts} attempt(s): {message}")]
-    Transient { attempts: u32, message: String },
+    Transient {
+        attempts: u32,
+        message: String,
+        /// Whether an HTTP answer came back (a server error) rather than none at all (refused,
+        /// reset, timed out, not HTTP, DNS failed).
+        answered: bool,
+    },
     /// The URL policy refused the address (SSRF protection).
     #[error("blocked by URL policy: {reason}")]
     Blocked { reason: String },
@@ -55,6 +61,9 @@ pub enum Error {
     /// The server broke the protocol the client relies on (e.g. a malformed pagination link).
     #[error("unexpected GitLab response: {message}")]
     Protocol { message: String },
+    /// What answered at the URL did not answer as GitLab does, so no token was sent to it.
+    #[error("no GitLab answered at this URL (HTTP {status} where GitLab answers 401 or its version); the token was not sent")]
+    NotGitLab { status: u16 },
     /// The client was given something it cannot use (bad base URL, bad allowlist entry).
     #[error("invalid GitLab client configuration: {message}")]
     Config { message: String },
@@ -76,6 +85,7 @@ pub enum ErrorKind {
     TooLarge,
     Decode,
     Protocol,
+    NotGitLab,
     Config,
 }
 
@@ -95,6 +105,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Decode { .. } => ErrorKind::Decode,
             Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::NotGitLab { .. } => ErrorKind::NotGitLab,
             Error::Config { .. } => ErrorKind::Config,
         }
     }
@@ -127,8 +138,9 @@ impl Error {
             Error::NotFound { message } => Error::NotFound {
                 message: clean(message),
             },
-            Error::Transient { attempts, message } => Error::Transient {
+            Error::Transient { attempts, message, answered } => Error::Transient {
                 attempts,
+                answered,
                 message: clean(message),
             },
             Error::Other { status, message } => Error::Other {

@@ -52,4 +52,4 @@ pub use rate_limit::{
 };
 pub use retry::RetryConfig;
 pub use stats::{Observer, StatsSnapshot};
-pub use url_policy::{Lookup, PolicyResolver, SystemLookup, UrlPolicy, is_non_public};
+pub use url_policy::{DEFAULT_PUBLIC_PORTS, Lookup, PolicyResolver, SystemLookup, UrlPolicy, is_non_public};

@@ -6,6 +6,11 @@
 //! ([`UrlPolicy::check_url`]), and on every DNS answer through [`PolicyResolver`], which is the
 //! resolver reqwest connects with, so a name that later rebinds to a private address never
 //! gets a connection.
+//!
+//! Ports are allowed explicitly too: a public URL only on 443 (or the operator's public ports),
+//! an allowlisted entry on 443 and
+//! 80 unless it names its port (`host:8443`, `10.0.0.0/8:8080`, `[fd00::/8]:*` for any), so
+//! allowlisting an internal host does not open its database or admin ports to a tenant's URL.
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +23,29 @@ use ipnet::IpNet;
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
+
+/// The ports of an allowlisted entry that names none.
+const DEFAULT_PORTS: &[u16] = &[443, 80];
+/// The ports a public (not allowlisted) URL may use unless the operator names others.
+pub const DEFAULT_PUBLIC_PORTS: &[u16] = &[443];
+
+/// The ports an allowlist entry admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    Default,
+    One(u16),
+    Any,
+}
+
+impl Ports {
+    fn allow(self, port: u16) -> bool {
+        match self {
+            Ports::Default => DEFAULT_PORTS.contains(&port),
+            Ports::One(p) => p == port,
+            Ports::Any => true,
+        }
+    }
+}
 
 /// Names that reach cloud metadata services without being IP literals.
 const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata"];
@@ -49,8 +77,9 @@ impl Lookup for SystemLookup {
 /// The operator's allowlist plus the rules for everything else. Cheap to clone.
 #[derive(Clone)]
 pub struct UrlPolicy {
-    hosts: Arc<[String]>,
-    nets: Arc<[IpNet]>,
+    hosts: Arc<[(String, Ports)]>,
+    nets: Arc<[(IpNet, Ports)]>,
+    public_ports: Arc<[u16]>,
     lookup: Arc<dyn Lookup>,
 }
 
@@ -59,6 +88,7 @@ impl fmt::Debug for UrlPolicy {
         f.debug_struct("UrlPolicy")
             .field("hosts", &self.hosts)
             .field("nets", &self.nets)
+            .field("public_ports", &self.public_ports)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +99,7 @@ impl Default for UrlPolicy {
         UrlPolicy {
             hosts: Arc::from(Vec::new()),
             nets: Arc::from(Vec::new()),
+            public_ports: Arc::from(DEFAULT_PUBLIC_PORTS),
             lookup: Arc::new(SystemLookup),
         }
     }
@@ -76,22 +107,26 @@ impl Default for UrlPolicy {
 
 impl UrlPolicy {
     /// Parses `GITLAB_URL_ALLOWLIST`: comma-separated host names (`gitlab.internal.example`,
-    /// `localhost`) and CIDR ranges (`10.1.0.0/16`, `::1/128`); a bare IP counts as a
-    /// single-address range. Blank entries are ignored, so an empty spec allows nothing extra.
+    /// `localhost`) and CIDR ranges (`10.1.0.0/16`, `::1/128`), each optionally with a port
+    /// (`gitlab.internal.example:8443`, `10.1.0.0/16:8080`, `[::1/128]:3000`) or `:*` for any;
+    /// without one, 443 and 80. A bare IP counts as a single-address range. Blank entries are
+    /// ignored, so an empty spec allows nothing extra.
     pub fn from_allowlist(spec: &str) -> Result<Self> {
         let mut hosts = Vec::new();
         let mut nets = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            if let Ok(net) = entry.parse::<IpNet>() {
-                nets.push(net.trunc());
-            } else if let Ok(ip) = entry.parse::<IpAddr>() {
-                nets.push(IpNet::from(ip));
-            } else if is_host_name(entry) {
-                hosts.push(normalize_host(entry));
+            let invalid = || Error::Config {
+                message: format!("invalid GITLAB_URL_ALLOWLIST entry {entry:?}"),
+            };
+            let (target, ports) = split_port(entry).ok_or_else(invalid)?;
+            if let Ok(net) = target.parse::<IpNet>() {
+                nets.push((net.trunc(), ports));
+            } else if let Ok(ip) = target.parse::<IpAddr>() {
+                nets.push((IpNet::from(ip), ports));
+            } else if is_host_name(target) {
+                hosts.push((normalize_host(target), ports));
             } else {
-                return Err(Error::Config {
-                    message: format!("invalid GITLAB_URL_ALLOWLIST entry {entry:?}"),
-                });
+                return Err(invalid());
             }
         }
         Ok(UrlPolicy {
@@ -101,13 +136,20 @@ impl UrlPolicy {
         })
     }
 
+    /// The ports public (not allowlisted) URLs may use (`GITLAB_URL_PUBLIC_PORTS`), for
+    /// self-managed GitLabs served on a public address but another port than 443.
+    pub fn with_public_ports(mut self, ports: &[u16]) -> Self {
+        self.public_ports = Arc::from(ports);
+        self
+    }
+
     /// Replaces the DNS lookup the resolver uses (tests script rebinding with this).
     pub fn with_lookup(mut self, lookup: Arc<dyn Lookup>) -> Self {
         self.lookup = lookup;
         self
     }
 
-    /// Checks what can be checked without DNS: scheme, credentials, host, IP literals.
+    /// Checks what can be checked without DNS: scheme, credentials, host, port, IP literals.
     /// Plain `http` is accepted only for allowlisted hosts, or for names when CIDR ranges are
     /// allowlisted (the resolver then insists on addresses inside those ranges).
     pub fn check_url(&self, url: &Url) -> Result<()> {
@@ -119,14 +161,15 @@ impl UrlPolicy {
             "http" => false,
             other => return Err(blocked(format!("scheme {other:?} is not allowed"))),
         };
+        let port = url.port_or_known_default().unwrap_or(0);
         match url.host() {
             None => Err(blocked("URL has no host")),
-            Some(Host::Ipv4(ip)) => self.check_literal(IpAddr::V4(ip), https),
-            Some(Host::Ipv6(ip)) => self.check_literal(IpAddr::V6(ip), https),
+            Some(Host::Ipv4(ip)) => self.check_literal(IpAddr::V4(ip), https, port),
+            Some(Host::Ipv6(ip)) => self.check_literal(IpAddr::V6(ip), https, port),
             Some(Host::Domain(name)) => {
                 let name = normalize_host(name);
-                if self.host_allowed(&name) {
-                    return Ok(());
+                if let Some(ports) = self.host_ports(&name) {
+                    return if ports.allow(port) { Ok(()) } else { Err(port_refused(port, &name)) };
                 }
                 if METADATA_HOSTS.contains(&name.as_str()) {
                     return Err(blocked(format!("{name} is a cloud metadata host")));
@@ -134,19 +177,23 @@ impl UrlPolicy {
                 if !https && self.nets.is_empty() {
                     return Err(blocked(format!("plain http is not allowed for {name}")));
                 }
+                // The resolver decides by address; here, whether any address could do.
+                if !(https && self.public_ports.contains(&port)) && !self.nets.iter().any(|(_, ports)| ports.allow(port)) {
+                    return Err(port_refused(port, &name));
+                }
                 Ok(())
             }
         }
     }
 
-    /// True when `ip` may be connected to: allowlisted, or public.
+    /// True when `ip` may be connected to on some port: allowlisted, or public.
     pub fn ip_allowed(&self, ip: IpAddr) -> bool {
         self.ip_allowlisted(ip) || !is_non_public(ip)
     }
 
-    fn check_literal(&self, ip: IpAddr, https: bool) -> Result<()> {
+    fn check_literal(&self, ip: IpAddr, https: bool, port: u16) -> Result<()> {
         if self.ip_allowlisted(ip) {
-            return Ok(());
+            return if self.ip_port_allowlisted(ip, port) { Ok(()) } else { Err(port_refused(port, &ip.to_string())) };
         }
         if !https {
             return Err(blocked(format!("plain http is not allowed for {ip}")));
@@ -154,18 +201,38 @@ impl UrlPolicy {
         if is_non_public(ip) {
             return Err(blocked(format!("{ip} is not a public address")));
         }
+        if !self.public_ports.contains(&port) {
+            return Err(port_refused(port, &ip.to_string()));
+        }
         Ok(())
     }
 
-    fn host_allowed(&self, name: &str) -> bool {
-        self.hosts.iter().any(|h| h == name)
+    fn host_ports(&self, name: &str) -> Option<Ports> {
+        self.hosts.iter().find(|(h, _)| h == name).map(|(_, p)| *p)
     }
 
-    fn ip_allowlisted(&self, ip: IpAddr) -> bool {
+    fn nets_containing(&self, ip: IpAddr) -> impl Iterator<Item = Ports> + '_ {
         let canonical = canonical(ip);
         self.nets
             .iter()
-            .any(|net| net.contains(&ip) || net.contains(&canonical))
+            .filter(move |(net, _)| net.contains(&ip) || net.contains(&canonical))
+            .map(|(_, ports)| *ports)
+    }
+
+    fn ip_allowlisted(&self, ip: IpAddr) -> bool {
+        self.nets_containing(ip).next().is_some()
+    }
+
+    fn ip_port_allowlisted(&self, ip: IpAddr, port: u16) -> bool {
+        self.nets_containing(ip).any(|ports| ports.allow(port))
+    }
+
+    /// Whether `ip` may be connected to on `port` for a name that is not allowlisted itself.
+    fn address_allowed(&self, ip: IpAddr, port: u16, require_allowlisted: bool) -> bool {
+        if self.ip_allowlisted(ip) {
+            return self.ip_port_allowlisted(ip, port);
+        }
+        !require_allowlisted && !is_non_public(ip) && self.public_ports.contains(&port)
     }
 
     /// The resolver for a client whose base URL is `base`. With plain `http`, a name that is
@@ -174,13 +241,14 @@ impl UrlPolicy {
         PolicyResolver {
             policy: self.clone(),
             require_allowlisted: base.scheme() != "https",
+            port: base.port_or_known_default().unwrap_or(0),
         }
     }
 
     /// Filters a DNS answer down to the addresses this policy permits; refuses when none is left.
-    async fn vet(&self, host: &str, require_allowlisted: bool) -> Result<Vec<IpAddr>> {
+    async fn vet(&self, host: &str, require_allowlisted: bool, port: u16) -> Result<Vec<IpAddr>> {
         let name = normalize_host(host);
-        let trusted_name = self.host_allowed(&name);
+        let trusted_name = self.host_ports(&name).is_some_and(|ports| ports.allow(port));
         if !trusted_name && METADATA_HOSTS.contains(&name.as_str()) {
             return Err(blocked(format!("{name} is a cloud metadata host")));
         }
@@ -191,17 +259,11 @@ impl UrlPolicy {
             .map_err(|e| Error::Transient {
                 attempts: 1,
                 message: format!("DNS lookup for {name} failed: {e}"),
+                answered: false,
             })?;
         let allowed: Vec<IpAddr> = ips
             .into_iter()
-            .filter(|&ip| {
-                trusted_name
-                    || if require_allowlisted {
-                        self.ip_allowlisted(ip)
-                    } else {
-                        self.ip_allowed(ip)
-                    }
-            })
+            .filter(|&ip| trusted_name || self.address_allowed(ip, port, require_allowlisted))
             .collect();
         if allowed.is_empty() {
             return Err(blocked(format!(
@@ -218,12 +280,14 @@ impl UrlPolicy {
 pub struct PolicyResolver {
     policy: UrlPolicy,
     require_allowlisted: bool,
+    /// The base URL's port: the only one this resolver's client connects to (no redirects).
+    port: u16,
 }
 
 impl PolicyResolver {
     /// Resolves and vets `host`; what reqwest's [`reqwest::dns::Resolve`] impl calls.
     pub async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>> {
-        self.policy.vet(host, self.require_allowlisted).await
+        self.policy.vet(host, self.require_allowlisted, self.port).await
     }
 }
 
@@ -240,6 +304,34 @@ impl reqwest::dns::Resolve for PolicyResolver {
                 Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
+    }
+}
+
+fn port_refused(port: u16, host: &str) -> Error {
+    blocked(format!("port {port} is not allowed for {host} (GitLab URLs use 443 unless the operator allows another port)"))
+}
+
+/// An allowlist entry's target and ports: `target`, `target:port`, `target:*`, and for IPv6
+/// `[target]:port`.
+fn split_port(entry: &str) -> Option<(&str, Ports)> {
+    let parse = |port: &str| match port {
+        "*" => Some(Ports::Any),
+        p => p.parse::<u16>().ok().filter(|&p| p != 0).map(Ports::One),
+    };
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (target, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((target, Ports::Default)),
+            _ => Some((target, parse(after.strip_prefix(':')?)?)),
+        };
+    }
+    // One colon is a port (`host:443`, `10.0.0.0/8:8080`); more is an IPv6 address without one.
+    match entry.matches(':').count() {
+        1 => {
+            let (target, port) = entry.split_once(':')?;
+            Some((target, parse(port)?))
+        }
+        _ => Some((entry, Ports::Default)),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Config {
     /// Hosts and CIDR ranges a tenant's `gitlab_url` may point at although they are private
     /// (plain http allowed for them): the simulator, an internal GitLab.
     pub gitlab_url_allowlist: String,
+    /// `GITLAB_URL_PUBLIC_PORTS`: the ports a public GitLab URL may name.
+    pub gitlab_url_public_ports: Vec<u16>,
     pub worker: WorkerSettings,
 }
 
@@ -145,6 +147,13 @@ pub fn owner_database() -> Result<PgConnectOptions> {
 }
 
 impl Config {
+    /// Which GitLab URLs tenants may name and the worker may reach.
+    pub fn gitlab_url_policy(&self) -> Result<gitlab_client::UrlPolicy> {
+        Ok(gitlab_client::UrlPolicy::from_allowlist(&self.gitlab_url_allowlist)
+            .context("GITLAB_URL_ALLOWLIST")?
+            .with_public_ports(&self.gitlab_url_public_ports))
+    }
+
     pub fn from_env() -> Result<Self> {
         let app_env = match var("APP_ENV").as_deref() {
             None | Some("development") => AppEnv::Development,
@@ -221,6 +230,14 @@ impl Config {
             },
             master_keys,
             gitlab_url_allowlist: var("GITLAB_URL_ALLOWLIST").unwrap_or_default(),
+            gitlab_url_public_ports: match var("GITLAB_URL_PUBLIC_PORTS") {
+                None => gitlab_client::DEFAULT_PUBLIC_PORTS.to_vec(),
+                Some(list) => list
+                    .split(',')
+                    .map(|p| p.trim().parse::<u16>().ok().filter(|&p| p != 0))
+                    .collect::<Option<Vec<u16>>>()
+                    .context("GITLAB_URL_PUBLIC_PORTS must be a comma-separated list of ports")?,
+            },
             worker: WorkerSettings {
                 concurrency: parse_var("WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY)?,
                 grace: parse_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,

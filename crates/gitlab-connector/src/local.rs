@@ -100,7 +100,8 @@ impl Connector {
             master_keys: keys.clone(),
             limits: ApiLimits::default(),
             server: crate::config::DEFAULT_SERVER_LIMITS,
-            gitlab_url_allowlist: "127.0.0.1/32".into(),
+            gitlab_url_allowlist: "127.0.0.1/32:*".into(),
+            gitlab_url_public_ports: gitlab_client::DEFAULT_PUBLIC_PORTS.to_vec(),
             worker: WorkerSettings {
                 concurrency: 4,
                 grace: Duration::from_secs(10),

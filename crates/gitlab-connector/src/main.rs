@@ -232,7 +232,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
 /// The GitLab jobs as configured: what the worker runs, and what the operator's tenant deletion
 /// calls to remove hooks.
 fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLabJobs> {
-    let policy = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
+    let policy = config.gitlab_url_policy()?;
     let settings = connector_worker::SyncSettings {
         public_url: config.public_url.clone(),
         backfill_slice: config.worker.backfill_slice,
@@ -273,7 +273,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     if roles.contains(&Role::Api) {
         let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
         auth.spawn_refresh();
-        let gitlab_urls = gitlab_client::UrlPolicy::from_allowlist(&config.gitlab_url_allowlist).context("GITLAB_URL_ALLOWLIST")?;
+        let gitlab_urls = config.gitlab_url_policy()?;
         let state = AppState { store: store.clone(), auth, limits: config.limits, gitlab_urls };
         http = Some(connector_api::router(state));
     }

@@ -512,7 +512,7 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
         .env("MASTER_KEYS", &keys)
         .env("DEV_STATE_DIR", &dev_state)
         .env("PUBLIC_URL", &base)
-        .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+        .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32:*")
         .env("RUST_LOG", "error")
         .output()
         .await
@@ -531,4 +531,93 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
     assert_eq!(feed["items"], json!([]));
     // The other tenant's deletion event is still there: one tenant's deletion touches no other.
     assert_eq!(api.get("/v1/changes?limit=100", "leaver").await["items"].as_array().unwrap().len(), 1);
+}
+
+/// A listener that records what it is sent and answers each connection with `answer` (or
+/// nothing, closing, when it is empty).
+async fn trap(answer: &'static [u8]) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = heard.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buf)).await {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = socket.write_all(answer).await;
+            });
+        }
+    });
+    (port, heard)
+}
+
+/// A tenant's `gitlab_url` cannot reach a port the allowlist does not name, and where the
+/// allowlist admits every port, the token goes only to something that answered like GitLab:
+/// an HTTP server that is not GitLab, a listener that is not HTTP, PostgreSQL and a closed port
+/// all get the one message, and none of them is sent the token.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(owner: PgPool) {
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let token = "glpat-hostile-trap-token-0001";
+    let body = |url: String| json!({"access_token": token, "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": url});
+
+    // Loopback allowlisted without ports: 443 and 80 only.
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Running(common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32").spawn().unwrap());
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    for target in ["http://127.0.0.1:5432".to_owned(), format!("http://127.0.0.1:{port}")] {
+        let (status, answer) = api.call(reqwest::Method::POST, "/v1/connections", "prober", Some(body(target.clone()))).await;
+        println!("hostile: {target} with 127.0.0.1/32 allowlisted: {status} {}", answer["error"]["message"]);
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["error"]["field"], "gitlab_url");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("port"), "{answer}");
+    }
+    drop(server);
+
+    // Every loopback port allowlisted: the worker must tell GitLab from the rest.
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Running(common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let (http_port, http_heard) = trap(b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await;
+    let (raw_port, raw_heard) = trap(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+    let closed = common::free_port();
+    let pg_port = owner.connect_options().get_port();
+    let targets = [
+        ("an HTTP server that is not GitLab", http_port),
+        ("a listener that is not HTTP", raw_port),
+        ("PostgreSQL", pg_port),
+        ("a closed port", closed),
+        ("our own API", port),
+    ];
+    let mut messages = Vec::new();
+    for (what, target) in targets {
+        let id = api.connect("prober", body(format!("http://127.0.0.1:{target}"))).await;
+        let started = Instant::now();
+        let shown = loop {
+            let c = api.get(&format!("/v1/connections/{id}"), "prober").await;
+            if let Some(message) = c["status_message"].as_str() {
+                break (c["status"].as_str().unwrap().to_owned(), message.to_owned());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}: no message: {c}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!("hostile: {what} (port {target}): {shown:?} after {:.1?}", started.elapsed());
+        messages.push(shown);
+    }
+    let heard = [http_heard.lock().unwrap().clone(), raw_heard.lock().unwrap().clone()].concat();
+    let heard = String::from_utf8_lossy(&heard);
+    assert!(heard.contains("GET /api/v4/version"), "the probe reached the traps: {heard}");
+    assert!(!heard.contains(token) && !heard.to_ascii_lowercase().contains("private-token"), "a trap was sent the token: {heard}");
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "one message for every case: {messages:#?}");
+    assert!(messages[0].1.contains("no GitLab answered"), "{messages:?}");
 }

@@ -71,7 +71,7 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
             .env("DEV_STATE_DIR", work.join("state"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("PUBLIC_URL", &base)
-            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32:*")
             .env("BACKFILL_SLICE", "2s")
             .env("WORKER_HEARTBEAT", "2s")
             .env("RUST_LOG", "warn")

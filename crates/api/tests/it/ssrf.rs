@@ -136,7 +136,14 @@ const REFUSED: &[(&str, &[&str])] = &[
             "https://[::127.0.0.1]:{P}",
             "https://[64:ff9b::127.0.0.1]:{P}",
             "https://[2002:7f00:1::]:{P}",
-            "https://v4mapped.attacker.example:{P}",
+            "https://v4mapped.attacker.example",
+        ],
+    ),
+    (
+        "ports other than 443 on public hosts",
+        &[
+            "https://gitlab.example.com:22",
+            "https://93.184.215.14:5432",
         ],
     ),
     (
@@ -234,7 +241,9 @@ fn worker(app: &TestApp, policy: UrlPolicy) -> GitLabJobs {
 async fn internal_gitlab_urls_are_refused_and_never_reached(owner: PgPool) {
     let wire = Tripwire::start().await;
     let dns = Arc::new(dns());
-    let policy = UrlPolicy::default().with_lookup(dns.clone());
+    // The listener's port is allowed for public hosts, so that what refuses a URL below is its
+    // address, never the port.
+    let policy = UrlPolicy::default().with_public_ports(&[443, wire.port]).with_lookup(dns.clone());
     let app = TestApp::spawn_with_gitlab_urls(owner.clone(), policy.clone()).await;
 
     let mut tried = 0;
@@ -296,7 +305,7 @@ async fn internal_gitlab_urls_are_refused_and_never_reached(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn an_allowlisted_internal_address_is_accepted_and_reached(owner: PgPool) {
     let wire = Tripwire::start().await;
-    let policy = UrlPolicy::from_allowlist("127.0.0.1/32,::1/128,localhost").unwrap();
+    let policy = UrlPolicy::from_allowlist("127.0.0.1/32:*,[::1/128]:*,localhost:*").unwrap();
     let app = TestApp::spawn_with_gitlab_urls(owner, policy.clone()).await;
     let worker = worker(&app, policy);
     let tenant = TenantId::parse(TENANT).unwrap();

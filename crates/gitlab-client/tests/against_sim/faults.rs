@@ -123,7 +123,8 @@ async fn a_permanent_503_is_transient_after_the_bounded_attempts() {
     let gitlab = client(&sim, TOKEN_OWNER);
     let err = gitlab.project(1).await.unwrap_err();
     match &err {
-        Error::Transient { attempts, message } => {
+        Error::Transient { attempts, message, answered } => {
+            assert!(*answered, "a 503 is an answer");
             assert_eq!(*attempts, options().retry.max_attempts);
             assert!(message.contains("503"), "{message}");
         }

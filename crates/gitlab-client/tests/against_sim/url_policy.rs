@@ -26,7 +26,7 @@ async fn loopback_is_refused_unless_allowlisted() {
     // A name passes the up-front check when ranges are allowlisted; the resolver then
     // refuses its loopback answer, before any connection.
     let by_name = format!("http://localhost:{}", sim.addr.port());
-    let gitlab = connect(&by_name, UrlPolicy::from_allowlist("10.0.0.0/8").unwrap()).unwrap();
+    let gitlab = connect(&by_name, UrlPolicy::from_allowlist("10.0.0.0/8:*").unwrap()).unwrap();
     let err = gitlab.version().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Blocked, "{err:?}");
     assert_no_token(&err, TOKEN_OWNER);
@@ -38,7 +38,7 @@ async fn loopback_is_refused_unless_allowlisted() {
 
     let gitlab = connect(
         &sim.base_url,
-        UrlPolicy::from_allowlist("127.0.0.1/32").unwrap(),
+        UrlPolicy::from_allowlist("127.0.0.1/32:*").unwrap(),
     )
     .unwrap();
     let expected = sim.sim.with_dataset(|ds| ds.instance.version.clone());

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 
-use crate::stub::{TOKEN, fast_options, json, stub};
+use crate::stub::{TOKEN, fast_options, json, loopback_policy, stub};
 
 fn check(policy: &UrlPolicy, url: &str) -> Result<(), Error> {
     policy.check_url(&Url::parse(url).unwrap())
@@ -64,7 +64,7 @@ fn https_is_required_for_public_hosts() {
 
 #[test]
 fn http_is_allowed_for_allowlisted_hosts() {
-    let policy = UrlPolicy::from_allowlist("gitlab.internal.example, localhost").unwrap();
+    let policy = UrlPolicy::from_allowlist("gitlab.internal.example, localhost:8080").unwrap();
     assert!(check(&policy, "http://gitlab.internal.example").is_ok());
     assert!(check(&policy, "http://GitLab.Internal.Example./gitlab").is_ok());
     assert!(check(&policy, "http://localhost:8080").is_ok());
@@ -104,15 +104,56 @@ fn non_public_ip_literals_are_refused() {
 
 #[test]
 fn cidr_allowlist_allows_ranges_including_mapped_forms() {
-    let policy = UrlPolicy::from_allowlist("127.0.0.0/8, 10.1.0.0/16, ::1/128").unwrap();
+    let policy = UrlPolicy::from_allowlist("127.0.0.0/8:8080, 10.1.0.0/16, [::1/128]:3000").unwrap();
     assert!(check(&policy, "http://127.0.0.1:8080").is_ok());
     assert!(check(&policy, "https://10.1.44.2").is_ok());
     assert!(check(&policy, "http://[::1]:3000").is_ok());
-    assert!(check(&policy, "https://[::ffff:127.0.0.1]").is_ok());
+    assert!(check(&policy, "https://[::ffff:127.0.0.1]:8080").is_ok());
     assert!(blocked(check(&policy, "https://10.2.0.1")));
     assert!(blocked(check(&policy, "https://169.254.169.254")));
     assert!(policy.ip_allowed("10.1.255.255".parse().unwrap()));
     assert!(!policy.ip_allowed("10.0.0.1".parse().unwrap()));
+}
+
+/// An allowlisted host or range admits 443 and 80 unless the entry names its ports, and a
+/// public URL only 443: allowlisting an internal host does not open its database's port.
+#[test]
+fn ports_are_allowed_explicitly() {
+    let policy = UrlPolicy::from_allowlist("127.0.0.1/32, 10.0.0.0/8:8443, gitlab.internal.example:8080, [fd00::/8]:*, ::1").unwrap();
+    assert!(check(&policy, "http://127.0.0.1").is_ok());
+    assert!(check(&policy, "https://127.0.0.1").is_ok());
+    for refused in [
+        "http://127.0.0.1:5432",
+        "http://127.0.0.1:8080",
+        "https://10.1.2.3",
+        "http://gitlab.internal.example",
+        "https://gitlab.internal.example:8443",
+        "https://93.184.215.14:8443",
+        "http://[::1]:6379",
+    ] {
+        let outcome = check(&policy, refused);
+        let said = format!("{outcome:?}");
+        assert!(blocked(outcome) && said.contains("port"), "{refused}: {said}");
+    }
+    for allowed in [
+        "https://10.1.2.3:8443",
+        "http://gitlab.internal.example:8080",
+        "http://[fd00::1]:6000",
+        "https://[::1]",
+        "https://93.184.215.14",
+        "https://gitlab.example.com:443",
+    ] {
+        assert!(check(&policy, allowed).is_ok(), "{allowed}");
+    }
+    // A name that is not allowlisted may use an allowlisted range's port; the resolver then
+    // insists on an address in that range.
+    assert!(check(&policy, "https://gitlab.example.com:8443").is_ok());
+    let narrow = UrlPolicy::from_allowlist("10.0.0.0/8:8443").unwrap();
+    assert!(blocked(check(&narrow, "https://gitlab.example.com:22")));
+    assert!(blocked(check(&UrlPolicy::default(), "https://gitlab.example.com:8443")));
+    for bad in ["127.0.0.1:0", "127.0.0.1:x", "[::1", "[::1]8080", "host:65536"] {
+        assert!(matches!(UrlPolicy::from_allowlist(bad), Err(Error::Config { .. })), "{bad}");
+    }
 }
 
 #[test]
@@ -191,8 +232,9 @@ async fn dns_rebinding_to_a_private_address_is_refused() {
 async fn a_name_resolving_to_loopback_never_gets_a_connection() {
     let server = stub(|_, _| json(200, &json!({"version": "1", "revision": "x"}), &[])).await;
     let port = server.base.rsplit(':').next().unwrap();
-    // https so the up-front check passes; the resolver is what must stop it.
-    let policy = UrlPolicy::default().with_lookup(Scripted::new(&[&["127.0.0.1"]]));
+    // https, and a range allowing any port, so the up-front check passes; the resolver is what
+    // must stop it.
+    let policy = UrlPolicy::from_allowlist("10.0.0.0/8:*").unwrap().with_lookup(Scripted::new(&[&["127.0.0.1"]]));
     let gitlab = GitLabClient::new(
         &format!("https://sneaky.example:{port}"),
         SecretString::from(TOKEN),
@@ -210,7 +252,7 @@ async fn a_name_resolving_to_loopback_never_gets_a_connection() {
 async fn an_allowlisted_name_connects_through_the_resolver() {
     let server = stub(|_, _| json(200, &json!({"version": "18.0.0", "revision": "x"}), &[])).await;
     let port = server.base.rsplit(':').next().unwrap();
-    let policy = UrlPolicy::from_allowlist("gitlab.internal.example")
+    let policy = UrlPolicy::from_allowlist("gitlab.internal.example:*")
         .unwrap()
         .with_lookup(Scripted::new(&[&["127.0.0.1"]]));
     let gitlab = GitLabClient::new(
@@ -252,4 +294,37 @@ fn the_client_refuses_a_blocked_base_url_up_front() {
         .unwrap_err();
         assert!(matches!(err, Error::Blocked { .. }), "{base}: {err:?}");
     }
+}
+
+/// Before the token goes to a base URL, what answers there must answer like GitLab does without
+/// one: a server that answers 200 with anything else, or 404, never sees the token.
+#[tokio::test]
+async fn the_token_goes_only_to_what_answered_like_gitlab() {
+    for (what, answer) in [("200 with no version", json!({"ok": true})), ("an HTML page", json!("<html>"))] {
+        let server = stub(move |_, _| json(200, &answer, &[])).await;
+        let options = gitlab_client::ClientOptions { verify_gitlab: true, ..fast_options() };
+        let gitlab = GitLabClient::new(&server.base, SecretString::from(TOKEN), loopback_policy(), options).unwrap();
+        let err = gitlab.current_user().await.unwrap_err();
+        assert!(matches!(err, Error::NotGitLab { status: 200 }), "{what}: {err:?}");
+        let seen = server.seen();
+        assert_eq!(seen.len(), 1, "{what}: only the check was sent");
+        assert_eq!(seen[0].path, "/api/v4/version");
+        assert_eq!(seen[0].token, None, "{what}: the check carries no token");
+    }
+    // GitLab's answer without a token: 401 with its message; then the token is sent.
+    let server = stub(|seen, _| match seen.token {
+        None => json(401, &json!({"message": "401 Unauthorized"}), &[]),
+        Some(_) => json(200, &json!({"id": 1, "username": "root", "name": "Root", "state": "active"}), &[]),
+    })
+    .await;
+    let options = gitlab_client::ClientOptions { verify_gitlab: true, ..fast_options() };
+    let gitlab = GitLabClient::new(&server.base, SecretString::from(TOKEN), loopback_policy(), options).unwrap();
+    gitlab.current_user().await.unwrap();
+    gitlab.current_user().await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.iter().map(|s| (s.path.as_str(), s.token.is_some())).collect::<Vec<_>>(), [
+        ("/api/v4/version", false),
+        ("/api/v4/user", true),
+        ("/api/v4/user", true)
+    ], "checked once, then trusted");
 }

@@ -41,7 +41,7 @@ impl Service {
             .env("DEV_STATE_DIR", &dev_state)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("PUBLIC_URL", &base)
-            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32:*")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -49,7 +49,7 @@ pub fn serve(roles: &str, database_url: &str, master_keys: &str, dev_state: &Pat
         .env("DEV_STATE_DIR", dev_state)
         .env("LISTEN_ADDR", listen)
         .env("PUBLIC_URL", public_url)
-        .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+        .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32:*")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -28,12 +28,23 @@ enum Stop {
     Job(JobError),
 }
 
+/// What a tenant is told for every URL where no GitLab answered: nothing listening, a reset,
+/// a timeout, something that is not HTTP, or an HTTP server that is not GitLab. One message for
+/// all, so a tenant's URLs cannot map which ports of our network are open.
+const NO_GITLAB: &str = "no GitLab answered at gitlab_url, and the token was not sent to it: check that it is the base URL of a GitLab instance this service can reach";
+
 impl From<GitLab> for Stop {
     fn from(error: GitLab) -> Self {
         // Validation is the first contact with the URL: an answer too large to be GitLab's is
         // the tenant's to look at, not worth the job's retries.
         if let GitLab::TooLarge { .. } = error {
             return invalid(format!("{error}: check that gitlab_url is the base URL of a GitLab instance"));
+        }
+        // Worth the job's retries (GitLab may be restarting, a proxy in front of it starting),
+        // all under the one message, which the connection shows meanwhile.
+        if matches!(error, GitLab::NotGitLab { .. } | GitLab::Transient { answered: false, .. }) {
+            tracing::info!(%error, "validation: no GitLab answered at the URL");
+            return Stop::Job(JobError::Retry { reason: NO_GITLAB.to_owned(), after: None });
         }
         match token_problem(&error) {
             Some((status, message)) => Stop::User(status, message),
@@ -71,7 +82,17 @@ impl GitLabJobs {
                 Ok(())
             }
             Err(Stop::User(status, message)) => self.user_problem(tenant, id, status, &message).await,
-            Err(Stop::Job(error)) => Err(error),
+            Err(Stop::Job(error)) => {
+                // Why validation is not done yet, shown until it is.
+                let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+                let shown = format!("will retry: {error}");
+                match connections::set_status(&mut tx, id, Status::Validating, Some(&shown)).await {
+                    Ok(()) | Err(connector_store::Error::NotFound) => {}
+                    Err(e) => return Err(retry(e)),
+                }
+                tx.commit().await.map_err(retry)?;
+                Err(error)
+            }
         }
     }
 }

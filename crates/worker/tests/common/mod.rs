@@ -54,7 +54,7 @@ impl Env {
     pub fn jobs_with_client(&self, slice: Duration, tenant_concurrency: usize, options: ClientOptions) -> GitLabJobs {
         GitLabJobs::new(
             self.store.clone(),
-            UrlPolicy::from_allowlist("127.0.0.1/32").unwrap(),
+            UrlPolicy::from_allowlist("127.0.0.1/32:*").unwrap(),
             options,
             SyncSettings {
                 // Nothing listens there: deliveries fail, which the backfill does not care about.
