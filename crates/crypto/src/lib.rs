@@ -214,12 +214,16 @@ impl MasterKeyRing {
 
     /// Wraps `key` under the newest master key, bound to `tenant`.
     pub fn wrap(&self, tenant: &str, key: &DataKey) -> WrappedKey {
-        let version = self.newest_version();
-        let master = &self.keys[&version];
+        self.wrap_with(self.newest_version(), tenant, key).expect("the newest version is in the ring")
+    }
+
+    /// Wraps `key` under master key `version`, bound to `tenant`.
+    pub fn wrap_with(&self, version: u32, tenant: &str, key: &DataKey) -> Result<WrappedKey> {
+        let master = self.keys.get(&version).ok_or(Error::UnknownKeyVersion(version))?;
         let (ciphertext, nonce) = master.seal(&wrap_aad(tenant, version), key.0.0.as_ref());
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
-        WrappedKey { version, bytes }
+        Ok(WrappedKey { version, bytes })
     }
 
     pub fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<DataKey> {

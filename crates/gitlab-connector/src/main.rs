@@ -205,7 +205,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
         }
         Command::Keys { command: KeysCommand::Rotate } => {
             let store = connect(&config).await?;
-            let report = tenants::rotate_keys(&store).await?;
+            let report = tenants::rotate_keys(&store).await.context("keys rotate")?;
             println!(
                 "re-wrapped {} tenant data keys under master key version {}; {} were already current",
                 report.rewrapped,
@@ -258,6 +258,21 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         connector_store::migrate(&config.database).await.context("applying migrations (DATABASE_URL)")?;
     }
     let store = connect(&config).await?;
+    // A ring that cannot open what other pods wrote must not serve (see connector_store::keys).
+    let pod = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "pod".into()), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    connector_store::keys::check_ring(&store, &pod).await.context("checking MASTER_KEYS against the database")?;
+    let ring_store = store.clone();
+    let heartbeat = {
+        let (store, pod) = (store.clone(), pod.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(connector_store::keys::POD_HEARTBEAT).await;
+                if let Err(error) = connector_store::keys::heartbeat(&store, &pod).await {
+                    tracing::warn!(%error, "could not record this pod's key ring");
+                }
+            }
+        })
+    };
     tracing::info!(public_url = %config.public_url, ?roles, env = ?config.app_env, "starting");
     // One signal fans out to every role, each of which drains in its own way.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -340,6 +355,10 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     });
     while let Some(result) = tasks.join_next().await {
         result??;
+    }
+    heartbeat.abort();
+    if let Err(error) = connector_store::keys::leave(&ring_store, &pod).await {
+        tracing::warn!(%error, "could not take this pod off the key ring list");
     }
     tracing::info!("stopped");
     Ok(())

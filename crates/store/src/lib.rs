@@ -10,6 +10,7 @@ pub mod health;
 pub mod hooks;
 mod db;
 pub mod jobs;
+pub mod keys;
 pub mod read;
 pub mod reconcile;
 pub mod sync;
@@ -37,6 +38,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("job queue: {0}")]
     Queue(String),
+    /// The master key ring disagrees with what the database holds; the message says how.
+    #[error("{0}")]
+    KeyRing(String),
     /// A per-tenant limit would be exceeded; the message says which and what to do.
     #[error("{0}")]
     LimitReached(String),

@@ -11,7 +11,11 @@ pub async fn data_key(tx: &mut TenantTx, keys: &MasterKeyRing) -> Result<DataKey
         return Ok(keys.unwrap(tenant.as_str(), &wrapped)?);
     }
     let fresh = DataKey::generate();
-    let wrapped = keys.wrap(tenant.as_str(), &fresh);
+    // Under the version every pod holds, not necessarily this pod's newest (see `keys`); a
+    // database no pod has served from yet (tools, tests) has no choice made, and takes the newest.
+    let version: Option<i32> = sqlx::query_scalar("SELECT wrap_version FROM master_key_state").fetch_optional(&mut **tx).await?;
+    let version = version.map_or(keys.newest_version(), |v| v as u32);
+    let wrapped = keys.wrap_with(version, tenant.as_str(), &fresh)?;
     // A concurrent first request may win the insert; then its key is the one to use.
     let inserted = sqlx::query(
         "INSERT INTO tenants (id, data_key_wrapped, data_key_version) VALUES ($1, $2, $3)
@@ -70,12 +74,13 @@ pub struct RotationReport {
 }
 
 /// Re-wraps every tenant's data key under the newest master key, a batch per transaction, so
-/// the service keeps running meanwhile (each row is locked only while its batch is re-wrapped). Run it
-/// after every replica has the new key in its ring; afterwards old keys can be removed.
+/// the service keeps running meanwhile (each row is locked only while its batch is re-wrapped).
+/// Refuses while a live pod lacks that key ([`crate::keys::adopt_newest`]); afterwards old keys
+/// can be removed.
 pub async fn rotate_keys(store: &Store) -> Result<RotationReport> {
     const BATCH: i64 = 200;
     let keys = store.keys();
-    let newest = keys.newest_version() as i32;
+    let newest = crate::keys::adopt_newest(store).await? as i32;
     let mut report = RotationReport::default();
     loop {
         let mut tx: SystemTx = store.system_tx().await?;

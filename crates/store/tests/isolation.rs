@@ -321,6 +321,8 @@ async fn rotation_keeps_every_token_readable(owner: PgPool) {
 
     let both = ring(&format!("{old_entry},{new_entry}"));
     let rotating = app_store(&owner, 2, both).await;
+    // The pods, restarted with both entries, as rotation requires first.
+    connector_store::keys::check_ring(&rotating, "pod-with-both").await.unwrap();
     let report = tenants::rotate_keys(&rotating).await.unwrap();
     assert_eq!(report.rewrapped, 5);
     assert_eq!(tenants::rotate_keys(&rotating).await.unwrap().rewrapped, 0, "second run re-wraps nothing");
