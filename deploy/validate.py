@@ -419,6 +419,20 @@ def monitor_schema(kind: str, endpoints_field: str, port_means: str) -> dict:
             "scheme": {"type": "string", "enum": ["http", "https"]},
             "interval": {"type": "string", "pattern": PROM_DURATION},
             "scrapeTimeout": {"type": "string", "pattern": PROM_DURATION},
+            "authorization": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["credentials"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["Bearer"]},
+                    "credentials": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "key"],
+                        "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+                    },
+                },
+            },
         },
     }
     return {
@@ -722,6 +736,11 @@ def check_references(objects: list[dict], where: str, is_base: bool) -> None:
                                            f"(it has {sorted(str(n) for n in names)})")
                         if port in names:
                             scrape(t, port, path, mwhere)
+                cred = (ep.get("authorization") or {}).get("credentials")
+                if cred:
+                    ref(cred["name"] in by_kind.get("Secret", {}), f"{ewhere}.authorization uses Secret {cred['name']}, which is not defined")
+                    if cred["name"] in by_kind.get("Secret", {}):
+                        ref(cred["key"] in keys_of("Secret", cred["name"]), f"{ewhere}.authorization uses key {cred['key']} missing from Secret {cred['name']}")
                 if ep.get("interval") and ep.get("scrapeTimeout"):
                     ref(prom_duration_seconds(ep["scrapeTimeout"]) <= prom_duration_seconds(ep["interval"]),
                         f"{ewhere}: scrapeTimeout {ep['scrapeTimeout']} exceeds interval {ep['interval']} (the operator rejects it)")

@@ -39,6 +39,8 @@ pub struct Config {
     /// Hosts and CIDR ranges a tenant's `gitlab_url` may point at although they are private
     /// (plain http allowed for them): the simulator, an internal GitLab.
     pub gitlab_url_allowlist: String,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` answers to; unset, it is open (development only).
+    pub metrics_token: Option<SecretString>,
     /// `GITLAB_URL_PUBLIC_PORTS`: the ports a public GitLab URL may name.
     pub gitlab_url_public_ports: Vec<u16>,
     pub worker: WorkerSettings,
@@ -207,6 +209,12 @@ impl Config {
         let listen_addr = var("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let public_url = var("PUBLIC_URL").unwrap_or_else(|| format!("http://{listen_addr}"));
         let public_url = url::Url::parse(&public_url).context("PUBLIC_URL is not a URL")?;
+        let metrics_token = var("METRICS_TOKEN");
+        match &metrics_token {
+            None if production => bail!("APP_ENV=production refuses to start without METRICS_TOKEN: /metrics would be open to anyone who reaches the port"),
+            Some(token) if production && token.len() < 32 => bail!("METRICS_TOKEN must be at least 32 characters in production"),
+            _ => {}
+        }
 
         Ok(Self {
             app_env,
@@ -229,6 +237,7 @@ impl Config {
                 tenant_claim: var("JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             },
             master_keys,
+            metrics_token: metrics_token.map(SecretString::from),
             gitlab_url_allowlist: var("GITLAB_URL_ALLOWLIST").unwrap_or_default(),
             gitlab_url_public_ports: match var("GITLAB_URL_PUBLIC_PORTS") {
                 None => gitlab_client::DEFAULT_PUBLIC_PORTS.to_vec(),

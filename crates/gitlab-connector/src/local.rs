@@ -100,6 +100,8 @@ impl Connector {
             master_keys: keys.clone(),
             limits: ApiLimits::default(),
             server: crate::config::DEFAULT_SERVER_LIMITS,
+            // Local only: nothing but this machine reaches the demo.
+            metrics_token: None,
             gitlab_url_allowlist: "127.0.0.1/32:*".into(),
             gitlab_url_public_ports: gitlab_client::DEFAULT_PUBLIC_PORTS.to_vec(),
             worker: WorkerSettings {

@@ -310,7 +310,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     // counters exist only in its own memory). For a worker alone the port is not essential: when
     // it is taken (another role of a local setup on the default address), the worker still works.
     let serves_traffic = http.is_some();
-    let router = http.unwrap_or_else(connector_api::liveness_router).merge(connector_api::metrics::router(store.clone()));
+    let router = http.unwrap_or_else(connector_api::liveness_router).merge(connector_api::metrics::router(store.clone(), config.metrics_token.clone()));
     match TcpListener::bind(config.listen_addr.clone()).await {
         Ok(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "serving");

@@ -37,14 +37,15 @@ fn decode_hs256(token: &str, secret: &[u8]) -> serde_json::Value {
 fn production_refuses_to_start_without_real_keys() {
     let dir = temp_dir("prod");
     let base = [("APP_ENV", "production"), ("DATABASE_APP_URL", "postgres://gitlab_connector_app:pw@127.0.0.1/gitlab_connector")];
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let keys = ("MASTER_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    let jwt = ("JWT_HS256_SECRET", "a-production-secret-of-more-than-32-chars");
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("APP_ENV", "production")], "DATABASE_APP_URL"),
         (&base, "MASTER_KEYS"),
-        (&[base[0], base[1], ("MASTER_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")], "JWT_"),
-        (
-            &[base[0], base[1], ("MASTER_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), ("JWT_HS256_SECRET", "short")],
-            "at least 32",
-        ),
+        (&[base[0], base[1], keys], "JWT_"),
+        (&[base[0], base[1], keys, ("JWT_HS256_SECRET", "short")], "at least 32"),
+        (&[base[0], base[1], keys, jwt], "METRICS_TOKEN"),
+        (&[base[0], base[1], keys, jwt, ("METRICS_TOKEN", "REPLACE_ME")], "at least 32"),
     ];
     for (env, needle) in cases {
         let out = connector(&dir).envs(env.iter().copied()).args(["dev-token", "--tenant", "acme"]).output().unwrap();
@@ -61,6 +62,7 @@ fn production_refuses_to_start_without_real_keys() {
         .envs(base)
         .env("MASTER_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
         .env("JWT_HS256_SECRET", secret)
+        .env("METRICS_TOKEN", "a-production-metrics-token-of-32-chars-or-more")
         .args(["dev-token", "--tenant", "acme", "--ttl", "5m"])
         .output()
         .unwrap();

@@ -621,3 +621,49 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
     assert!(messages.windows(2).all(|w| w[0] == w[1]), "one message for every case: {messages:#?}");
     assert!(messages[0].1.contains("no GitLab answered"), "{messages:?}");
 }
+
+/// `/metrics` answers only Prometheus' token, and names no tenant or connection.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn metrics_need_the_token_and_name_no_tenant(owner: PgPool) {
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
+    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let _server = Running(common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let id = api
+        .connect("secret-customer", json!({"access_token": "glpat-metrics-test-00001", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": "http://127.0.0.1:9"}))
+        .await;
+    sqlx::query("UPDATE gitlab_connections SET status = 'live', last_synced_at = now() WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&owner)
+        .await
+        .unwrap();
+    let url = format!("{base}/metrics");
+    let mut refused = Vec::new();
+    for authorization in [None, Some("Bearer wrong-token"), Some("Basic bWV0cmljczpzZWNyZXQ="), Some(common::METRICS_TOKEN)] {
+        let mut request = api.http.get(&url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, 401, "{authorization:?}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{authorization:?}");
+        refused.push(authorization);
+    }
+    let response = api.http.get(&url).bearer_auth(common::METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let metrics = response.text().await.unwrap();
+    let naming: Vec<&str> = metrics.lines().filter(|l| l.contains(&id) || l.contains("secret-customer")).collect();
+    println!(
+        "hostile: /metrics refused {} requests without the token (401); with it, {} lines, {} naming the tenant or its connection",
+        refused.len(),
+        metrics.lines().count(),
+        naming.len()
+    );
+    assert!(naming.is_empty(), "{naming:#?}");
+    assert!(metrics.contains("gitlab_connector_connections_by_sync_lag{le=\"+Inf\"} 1"), "{metrics}");
+}

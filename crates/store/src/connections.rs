@@ -497,17 +497,17 @@ pub async fn liveness(store: &crate::Store) -> Result<(i64, std::time::Duration)
 }
 
 /// Across tenants, as the system role: each live connection's sync lag, the time since its last
-/// backfill or catch-up finished, by connection id.
-pub async fn sync_lags(store: &crate::Store) -> Result<Vec<(Uuid, std::time::Duration)>> {
+/// backfill or catch-up finished, without saying whose.
+pub async fn sync_lags(store: &crate::Store) -> Result<Vec<std::time::Duration>> {
     let mut tx = store.system_tx().await?;
-    let rows: Vec<(Uuid, f64)> = sqlx::query_as(
-        "SELECT id, greatest(extract(epoch FROM now() - last_synced_at), 0)::float8
+    let rows: Vec<f64> = sqlx::query_scalar(
+        "SELECT greatest(extract(epoch FROM now() - last_synced_at), 0)::float8
          FROM gitlab_connections WHERE status = 'live' AND last_synced_at IS NOT NULL",
     )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows.into_iter().map(|(id, lag)| (id, std::time::Duration::from_secs_f64(lag))).collect())
+    Ok(rows.into_iter().map(std::time::Duration::from_secs_f64).collect())
 }
 
 /// The warning window before a token's expiry.

@@ -107,7 +107,8 @@ struct Metrics {
     gitlab_rate_limit_wait_seconds: prometheus::Counter,
     live_connections: IntGauge,
     catch_up_overdue: prometheus::Gauge,
-    sync_lag: GaugeVec,
+    sync_lag_max: prometheus::Gauge,
+    connections_by_sync_lag: GaugeVec,
 }
 
 const PREFIX: &str = "gitlab_connector_";
@@ -160,16 +161,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "How far past its due time the most overdue catch-up of a live connection is (0: none overdue), read when scraped",
         )
         .unwrap(),
-        // One series per live connection (its opaque id, never a tenant or project name): the
-        // way to find the one that lags among thousands.
-        sync_lag: GaugeVec::new(
-            Opts::new(name("connection_sync_lag_seconds"), "Time since a live connection's last finished sync, read when scraped"),
-            &["connection"],
+        sync_lag_max: prometheus::Gauge::new(
+            name("sync_lag_max_seconds"),
+            "Time since the last finished sync of the live connection that has waited longest, read when scraped",
+        )
+        .unwrap(),
+        // Buckets rather than one series per connection: no tenant's connection is named in
+        // metrics (find which lags with `gitlab-connector connections list`).
+        connections_by_sync_lag: GaugeVec::new(
+            Opts::new(name("connections_by_sync_lag"), "Live connections whose last finished sync is at most `le` seconds ago, read when scraped"),
+            &["le"],
         )
         .unwrap(),
         registry,
     };
-    let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+    let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
         Box::new(metrics.http_requests.clone()),
         Box::new(metrics.http_duration.clone()),
         Box::new(metrics.webhook_deliveries.clone()),
@@ -181,7 +187,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(metrics.gitlab_rate_limit_wait_seconds.clone()),
         Box::new(metrics.live_connections.clone()),
         Box::new(metrics.catch_up_overdue.clone()),
-        Box::new(metrics.sync_lag.clone()),
+        Box::new(metrics.sync_lag_max.clone()),
+        Box::new(metrics.connections_by_sync_lag.clone()),
     ];
     for collector in collectors {
         metrics.registry.register(collector).expect("metric names are unique");
@@ -245,12 +252,18 @@ pub fn set_connections(live: i64, most_overdue_catch_up: Duration) {
     METRICS.catch_up_overdue.set(most_overdue_catch_up.as_secs_f64());
 }
 
-/// Replaces the per-connection lag gauge, so connections no longer live drop out.
-pub fn set_sync_lags(lags: &[(String, Duration)]) {
-    METRICS.sync_lag.reset();
-    for (connection, lag) in lags {
-        METRICS.sync_lag.with_label_values(&[connection.as_str()]).set(lag.as_secs_f64());
+/// The upper bounds of the sync-lag buckets, in seconds: a minute to a day.
+const SYNC_LAG_BUCKETS: [f64; 7] = [60.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0];
+
+/// Replaces the lag gauges from every live connection's lag.
+pub fn set_sync_lags(lags: &[Duration]) {
+    let seconds: Vec<f64> = lags.iter().map(Duration::as_secs_f64).collect();
+    METRICS.sync_lag_max.set(seconds.iter().copied().fold(0.0, f64::max));
+    for bound in SYNC_LAG_BUCKETS {
+        let within = seconds.iter().filter(|&&s| s <= bound).count();
+        METRICS.connections_by_sync_lag.with_label_values(&[&bound.to_string()]).set(within as f64);
     }
+    METRICS.connections_by_sync_lag.with_label_values(&["+Inf"]).set(seconds.len() as f64);
 }
 
 /// The Content-Type of [`render`]'s output.

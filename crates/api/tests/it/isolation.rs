@@ -167,11 +167,15 @@ fn classify(spec: &Value) -> Result<Vec<Operation>, Vec<String>> {
                 }
                 params.push((name.to_owned(), location.to_owned()));
             }
-            let secured = op.get("security").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let scheme = |name: &str| op.get("security").and_then(Value::as_array).is_some_and(|a| a.iter().any(|s| s.get(name).is_some()));
+            let secured = scheme("bearer");
             // A tenant endpoint filed as public would skip every check of the walk.
             let tenant_facing = matches!(call, Call::ById { .. } | Call::List | Call::Create);
             if secured != tenant_facing {
                 problems.push(format!("{id}: bearer security {secured} in the spec, but classified {call:?}"));
+            }
+            if scheme("metrics_token") != matches!(call, Call::Operator) {
+                problems.push(format!("{id}: metrics_token security disagrees with {call:?}"));
             }
             if params.iter().any(|(_, location)| location == "path") != matches!(call, Call::ById { .. }) {
                 problems.push(format!("{id}: its path parameters disagree with {call:?}"));
@@ -471,7 +475,8 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
     // The operator endpoint, mounted beside the API as the binary mounts it.
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap());
-    let metrics_router = connector_api::metrics::router(app.store.clone());
+    const METRICS_TOKEN: &str = "isolation-test-metrics-token-0000000001";
+    let metrics_router = connector_api::metrics::router(app.store.clone(), Some(METRICS_TOKEN.to_owned().into()));
     let metrics_server = tokio::spawn(async move { axum::serve(metrics_listener, metrics_router).await });
 
     let before = snapshot(&app.owner).await;
@@ -491,12 +496,15 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
                 public_calls += 1;
             }
             Call::Operator => {
-                let resp = app.http.get(format!("{metrics_base}{}", op.path)).bearer_auth(app.token(B)).send().await.unwrap();
+                // A tenant's JWT is not the operator's token.
+                let as_tenant = app.http.get(format!("{metrics_base}{}", op.path)).bearer_auth(app.token(B)).send().await.unwrap();
+                assert_eq!(as_tenant.status(), 401, "{}: a tenant's JWT read the metrics", op.id);
+                let resp = app.http.get(format!("{metrics_base}{}", op.path)).bearer_auth(METRICS_TOKEN).send().await.unwrap();
                 let answer = Answer { status: resp.status().as_u16(), headers: BTreeMap::new(), body: resp.text().await.unwrap() };
                 assert_eq!(answer.status, 200, "{}", op.id);
-                // By design it labels live connections with their opaque ids, for operators only;
-                // no tenant name, no GitLab id, no title.
+                // No tenant name, connection id, GitLab id or title.
                 metrics_names = a.object_ids.iter().filter(|id| answer.body.contains(&id.to_string())).count();
+                assert_eq!(metrics_names, 0, "{}: names A's ids", op.id);
                 leaks.extend(a.found_in(&answer, true).into_iter().map(|f| format!("{}: {f}", op.id)));
                 public_calls += 1;
             }
@@ -623,7 +631,7 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
     println!("isolation: {own_calls} calls of B's own lists and feed with A's ids, filters and cursors: {own_clean} held none of A's ids; {a_flagged} control calls as A showed A's data to the same detector");
     println!("isolation: {mutating} mutating calls of B on A's ids (PATCH, DELETE) and {timed_mutations} more while timing: A's rows in {} tables and its queued jobs unchanged", before.len());
     println!("isolation: create with A's id or tenant in the body: {refused}/{smuggled} refused 422; B's own create holds nothing of A's");
-    println!("isolation: /metrics (operator-only, not routed by the Ingress) names {metrics_names} of A's connection ids by design and nothing else of A's");
+    println!("isolation: /metrics (to the operator's token only, not routed by the Ingress) names {metrics_names} of A's ids and nothing else of A's");
     let mut slow = Vec::new();
     for (route, foreign, missing) in &timings {
         let gap = foreign.abs_diff(*missing);

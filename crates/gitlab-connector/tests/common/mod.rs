@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gitlab-connector");
 pub const JWT_SECRET: &str = "live-test-jwt-secret-of-sufficient-length";
+/// What Prometheus presents to `/metrics`.
+pub const METRICS_TOKEN: &str = "live-test-metrics-token-of-sufficient-length";
 
 /// A child process that dies with the test, however the test ends.
 pub struct Running(pub Child);
@@ -46,6 +48,7 @@ pub fn serve(roles: &str, database_url: &str, master_keys: &str, dev_state: &Pat
         .env("MIGRATE_ON_START", "false")
         .env("MASTER_KEYS", master_keys)
         .env("JWT_HS256_SECRET", JWT_SECRET)
+        .env("METRICS_TOKEN", METRICS_TOKEN)
         .env("DEV_STATE_DIR", dev_state)
         .env("LISTEN_ADDR", listen)
         .env("PUBLIC_URL", public_url)
