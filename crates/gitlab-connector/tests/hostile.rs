@@ -570,7 +570,9 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
     // Loopback allowlisted without ports: 443 and 80 only.
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let server = Running(common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32").spawn().unwrap());
+    // One key ring for both servers below: a pod with another key under version 1 would not start.
+    let keys = MasterKeyRing::generate_entry(1);
+    let server = Running(common::serve("api", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32").spawn().unwrap());
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     for target in ["http://127.0.0.1:5432".to_owned(), format!("http://127.0.0.1:{port}")] {
@@ -585,7 +587,7 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
     // Every loopback port allowlisted: the worker must tell GitLab from the rest.
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Running(common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let _server = Running(common::serve("api,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     let (http_port, http_heard) = trap(b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await;
@@ -629,7 +631,8 @@ async fn metrics_need_the_token_and_name_no_tenant(owner: PgPool) {
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
-    let _server = Running(common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    // No worker: the connection is made live by hand below, and validation would undo that.
+    let _server = Running(common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     let id = api
