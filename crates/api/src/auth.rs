@@ -178,7 +178,7 @@ impl Authenticator {
     }
 
     async fn fetch_jwks(&self, url: &url::Url) -> Result<JwkSet, String> {
-        let mut response = self
+        let response = self
             .http
             .get(url.clone())
             .timeout(JWKS_FETCH_TIMEOUT)
@@ -186,17 +186,10 @@ impl Authenticator {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| e.to_string())?;
-        let too_large = || format!("the key set is larger than {} KiB", MAX_JWKS_BYTES / 1024);
-        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = gitlab_client::read_capped(response, MAX_JWKS_BYTES).await.map_err(|e| match e {
+            gitlab_client::ReadError::TooLarge => format!("the key set is larger than {} KiB", MAX_JWKS_BYTES / 1024),
+            gitlab_client::ReadError::Transport(e) => e.to_string(),
+        })?;
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
 

@@ -353,15 +353,16 @@ impl GitLabClient {
                 status = tracing::field::Empty,
             );
             let outcome = self
-                .send_once(method.clone(), url.clone(), body.clone(), send == Sending::WithToken)
+                .send_once(method.clone(), url.clone(), body.clone(), send)
                 .instrument(span.clone())
                 .await;
             if let Some(observer) = &inner.observer {
-                observer.attempt(outcome.as_ref().ok().map(|(status, _)| status.as_u16()));
+                observer.attempt(outcome.as_ref().ok().map(|reply| reply.status.as_u16()));
             }
             let may_retry = attempt < max_attempts;
             match outcome {
-                Ok((status, reply)) => {
+                Ok(reply) => {
+                    let status = reply.status;
                     span.record("status", status.as_u16());
                     let observation = RateLimitObservation::from_headers(&reply.headers);
                     if !observation.is_empty() {
@@ -393,10 +394,10 @@ impl GitLabClient {
                     return Err(Error::from_response(status, &reply.body));
                 }
                 // The same request gets the same answer: no retry.
-                Err(SendError::TooLarge) => {
+                Err(ReadError::TooLarge) => {
                     return Err(Error::TooLarge { path: url.path().to_owned(), limit_mib: inner.max_response_bytes >> 20 });
                 }
-                Err(SendError::Transport(err)) => {
+                Err(ReadError::Transport(err)) => {
                     if let Some(blocked) = policy_refusal(&err) {
                         return Err(blocked);
                     }
@@ -434,19 +435,13 @@ impl GitLabClient {
         })
     }
 
-    async fn send_once(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-        with_token: bool,
-    ) -> Result<(StatusCode, Reply), SendError> {
+    async fn send_once(&self, method: Method, url: Url, body: Option<Vec<u8>>, send: Sending) -> Result<Reply, ReadError> {
         let mut request = self
             .inner
             .http
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json");
-        if with_token {
+        if send == Sending::WithToken {
             let mut token = HeaderValue::from_str(self.inner.token.expose_secret())
                 .unwrap_or_else(|_| HeaderValue::from_static(""));
             token.set_sensitive(true);
@@ -457,35 +452,42 @@ impl GitLabClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let mut response = request.send().await?;
+        let response = request.send().await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let limit = self.inner.max_response_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(SendError::TooLarge);
-        }
-        // Read chunk by chunk: a body without a length, or lying about it, stops at the cap.
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > limit {
-                return Err(SendError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, Reply { status, headers, body }))
+        let body = read_capped(response, self.inner.max_response_bytes).await?;
+        Ok(Reply { status, headers, body })
     }
 }
 
-/// Why one attempt got no reply to use.
-enum SendError {
+/// Why one attempt, or one capped read ([`read_capped`]), got no body to use.
+#[derive(Debug)]
+pub enum ReadError {
     Transport(reqwest::Error),
-    /// The body was larger than `max_response_bytes`.
+    /// The body was larger than the cap.
     TooLarge,
 }
 
-impl From<reqwest::Error> for SendError {
+/// Reads a response's body up to `limit` bytes, chunk by chunk: a declared length over it is
+/// refused before reading, and a body without a length, or lying about it, stops at the cap, so
+/// no more than `limit` is ever held. For any response a tenant's or an issuer's server sends.
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+impl From<reqwest::Error> for ReadError {
     fn from(error: reqwest::Error) -> Self {
-        SendError::Transport(error)
+        ReadError::Transport(error)
     }
 }
 

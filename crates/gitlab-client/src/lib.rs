@@ -44,7 +44,7 @@ mod retry;
 mod stats;
 mod url_policy;
 
-pub use client::{ClientOptions, DEFAULT_MAX_RESPONSE_BYTES, GitLabClient};
+pub use client::{ClientOptions, DEFAULT_MAX_RESPONSE_BYTES, GitLabClient, ReadError, read_capped};
 pub use error::{Error, ErrorKind, Result};
 pub use pagination::{PER_PAGE, Page, PageRequest};
 pub use rate_limit::{

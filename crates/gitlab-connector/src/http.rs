@@ -101,39 +101,57 @@ type Prefixed = tokio::io::Join<tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio
 enum Head {
     Complete,
     Partial,
-    Refused(StatusCode, &'static str, &'static str),
+    Refused(Refusal),
 }
+
+/// An answer in the API's error shape, for a request refused before any route.
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Head {
+        Head::Refused(Refusal { status, code, message })
+    }
+}
+
+const URI_TOO_LONG: Refusal = Refusal { status: StatusCode::URI_TOO_LONG, code: "uri_too_long", message: "the request's URI is longer than 8 KiB" };
+/// The longest request line a URI within [`MAX_URI_BYTES`] makes.
+const MAX_REQUEST_LINE: usize = MAX_URI_BYTES + "CONNECT  HTTP/1.1\r".len();
 
 fn judge(head: &[u8]) -> Head {
     let first_line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    if first_line > MAX_URI_BYTES + "CONNECT  HTTP/1.1\r".len() {
-        return Head::Refused(StatusCode::URI_TOO_LONG, "uri_too_long", "the request's URI is longer than 8 KiB");
+    if first_line > MAX_REQUEST_LINE {
+        return Head::Refused(URI_TOO_LONG);
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let parsed = request.parse(head);
     // httparse fills in the request line as soon as it has it, complete head or not.
     if parsed.is_ok() && request.path.is_some_and(|p| p.len() > MAX_URI_BYTES) {
-        return Head::Refused(StatusCode::URI_TOO_LONG, "uri_too_long", "the request's URI is longer than 8 KiB");
+        return Head::Refused(URI_TOO_LONG);
     }
     match parsed {
         Ok(httparse::Status::Complete(_)) => Head::Complete,
         Ok(httparse::Status::Partial) if head.len() >= MAX_HEAD_BYTES => {
-            Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
+            Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
+            Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
         }
-        Err(_) => Head::Refused(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
+        Err(_) => Refusal::new(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
     }
 }
 
 /// Reads the connection's first request head (within the header-read timeout) and either answers
 /// it with a JSON error and closes, or hands hyper the connection with what was read put back.
-async fn first_head(stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
-    let mut stream = stream;
+async fn first_head(mut stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
     let mut head = Vec::with_capacity(4096);
+    let mut saw_line_end = false;
     let verdict = tokio::time::timeout(timeout, async {
         let mut chunk = [0u8; 8192];
         loop {
@@ -142,6 +160,15 @@ async fn first_head(stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
                 return None;
             }
             head.extend_from_slice(&chunk[..read]);
+            // The head is parsed again from its start each time, so only when a line ended or a
+            // limit was passed: a client sending a byte at a time costs a parse per line (at most
+            // 100 headers), not per byte.
+            let line_ended = chunk[..read].contains(&b'\n');
+            let decidable = line_ended || head.len() >= MAX_HEAD_BYTES || (!saw_line_end && head.len() > MAX_REQUEST_LINE);
+            saw_line_end |= line_ended;
+            if !decidable {
+                continue;
+            }
             match judge(&head) {
                 Head::Partial => continue,
                 verdict => return Some(verdict),
@@ -150,7 +177,7 @@ async fn first_head(stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
     })
     .await
     .ok()??;
-    if let Head::Refused(status, code, message) = verdict {
+    if let Head::Refused(Refusal { status, code, message }) = verdict {
         let body = error_body(code, message);
         let answer = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -182,8 +209,8 @@ fn error_body(code: &str, message: &str) -> String {
 async fn limit_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
-        let body = error_body("uri_too_long", "the request's URI is longer than 8 KiB");
-        return (StatusCode::URI_TOO_LONG, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        let body = error_body(URI_TOO_LONG.code, URI_TOO_LONG.message);
+        return (URI_TOO_LONG.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     next.run(request).await
 }
@@ -198,14 +225,14 @@ mod tests {
         assert_eq!(judge(b"GET /healthz HTTP/1.1\r\nhost: x\r\n"), Head::Partial);
         assert_eq!(judge(b"GET /hea"), Head::Partial);
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_URI_BYTES));
-        assert!(matches!(judge(long.as_bytes()), Head::Refused(StatusCode::URI_TOO_LONG, ..)));
+        assert!(matches!(judge(long.as_bytes()), Head::Refused(Refusal { status: StatusCode::URI_TOO_LONG, .. })));
         // Refused as soon as the request line is known to be too long, without its end.
         let unfinished = format!("GET /{}", "a".repeat(MAX_URI_BYTES + 40));
-        assert!(matches!(judge(unfinished.as_bytes()), Head::Refused(StatusCode::URI_TOO_LONG, ..)));
+        assert!(matches!(judge(unfinished.as_bytes()), Head::Refused(Refusal { status: StatusCode::URI_TOO_LONG, .. })));
         let fits = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(MAX_URI_BYTES - 1));
         assert_eq!(judge(fits.as_bytes()), Head::Complete);
-        assert!(matches!(judge(b"GET\x01/ HTTP/1.1\r\n\r\n"), Head::Refused(StatusCode::BAD_REQUEST, ..)));
+        assert!(matches!(judge(b"GET\x01/ HTTP/1.1\r\n\r\n"), Head::Refused(Refusal { status: StatusCode::BAD_REQUEST, .. })));
         let big = format!("GET / HTTP/1.1\r\nx: {}", "b".repeat(MAX_HEAD_BYTES));
-        assert!(matches!(judge(&big.as_bytes()[..MAX_HEAD_BYTES]), Head::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ..)));
+        assert!(matches!(judge(&big.as_bytes()[..MAX_HEAD_BYTES]), Head::Refused(Refusal { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, .. })));
     }
 }

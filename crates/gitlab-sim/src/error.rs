@@ -60,6 +60,10 @@ fn bearer_challenge(error: &str, description: &str) -> HeaderValue {
 impl IntoResponse for SimError {
     fn into_response(self) -> Response {
         let (status, body, challenge) = match &self {
+            // Missing, unknown or malformed token, on every API route including `/version`:
+            // doc/api/rest/authentication.md ("If authentication information is not valid or is
+            // missing, GitLab returns ... 401"), `unauthorized!` in lib/api/helpers.rb. Clients
+            // rely on this shape to tell a GitLab from anything else before sending a token.
             SimError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "401 Unauthorized"}),

@@ -32,11 +32,7 @@ pub async fn check_ring(store: &Store, pod: &str) -> Result<()> {
             .bind(&fresh.bytes)
             .execute(pool)
             .await?;
-        let canary: Vec<u8> = sqlx::query_scalar("SELECT canary FROM master_key_canaries WHERE version = $1")
-            .bind(version as i32)
-            .fetch_one(pool)
-            .await?;
-        if keys.unwrap(CANARY, &WrappedKey { version, bytes: canary }).is_err() {
+        if canary_opens(store, version).await? == Some(false) {
             return Err(Error::KeyRing(format!(
                 "MASTER_KEYS holds another key under version {version} than the pods before it used; \
                  give every pod the same entry for version {version}"
@@ -123,18 +119,26 @@ pub async fn adopt_newest(store: &Store) -> Result<u32> {
 
 /// The canaries alone: the ring of the process rotating must hold the same keys as the pods.
 async fn check_ring_versions(store: &Store) -> Result<()> {
-    let keys = store.keys();
-    for version in keys.versions() {
-        let canary: Option<Vec<u8>> = sqlx::query_scalar("SELECT canary FROM master_key_canaries WHERE version = $1")
-            .bind(version as i32)
-            .fetch_optional(store.pool())
-            .await?;
-        let Some(canary) = canary else {
-            return Err(Error::KeyRing(format!("no pod has served with master key version {version} yet; give the pods the new entry first")));
-        };
-        if keys.unwrap(CANARY, &WrappedKey { version, bytes: canary }).is_err() {
-            return Err(Error::KeyRing(format!("MASTER_KEYS holds another key under version {version} than the pods use")));
+    for version in store.keys().versions() {
+        match canary_opens(store, version).await? {
+            Some(true) => {}
+            None => {
+                return Err(Error::KeyRing(format!(
+                    "no pod has served with master key version {version} yet; give the pods the new entry first"
+                )));
+            }
+            Some(false) => return Err(Error::KeyRing(format!("MASTER_KEYS holds another key under version {version} than the pods use"))),
         }
     }
     Ok(())
+}
+
+/// Whether this ring's key under `version` opens that version's canary; `None` when no pod has
+/// written one yet.
+async fn canary_opens(store: &Store, version: u32) -> Result<Option<bool>> {
+    let canary: Option<Vec<u8>> = sqlx::query_scalar("SELECT canary FROM master_key_canaries WHERE version = $1")
+        .bind(version as i32)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(canary.map(|bytes| store.keys().unwrap(CANARY, &WrappedKey { version, bytes }).is_ok()))
 }

@@ -147,3 +147,15 @@ async fn a_token_in_the_private_token_parameter_authenticates() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// No token at all, as a client asks before it trusts a URL with one: GitLab's 401 body on every
+/// route, `/version` included (doc/api/rest/authentication.md).
+#[tokio::test]
+async fn no_token_is_gitlabs_401_on_version_too() {
+    let sim = start(SimConfig::default()).await;
+    for path in ["/api/v4/version", "/api/v4/user", "/api/v4/projects/1"] {
+        let response = sim.http.get(sim.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(response.json::<serde_json::Value>().await.unwrap(), json!({"message": "401 Unauthorized"}), "{path}");
+    }
+}
