@@ -280,9 +280,7 @@ fn usable_keys(set: &JwkSet) -> impl Iterator<Item = (String, (Algorithm, Decodi
         let kid = jwk.common.key_id.clone()?;
         let alg = match &jwk.algorithm {
             jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p)
-                if p.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
-            {
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p) if p.curve == jsonwebtoken::jwk::EllipticCurve::P256 => {
                 Algorithm::ES256
             }
             _ => return None,
@@ -301,10 +299,7 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let token = header
             .to_str()
             .ok()

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use connector_store::connections;
-use connector_store::read::{self, Filter, FeedPosition, NoteParentFilter};
+use connector_store::read::{self, FeedPosition, Filter, NoteParentFilter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -493,13 +493,8 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, FieldError> {
 }
 
 fn parse_id(field: &str, raw: Option<&str>) -> Result<Option<i64>, FieldError> {
-    raw.map(|raw| {
-        raw.parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| FieldError::new(field, "must be a positive whole number"))
-    })
-    .transpose()
+    raw.map(|raw| raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| FieldError::new(field, "must be a positive whole number")))
+        .transpose()
 }
 
 fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, FieldError> {
@@ -514,18 +509,13 @@ fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, F
 
 fn parse_choice<'a>(field: &str, raw: Option<&'a str>, allowed: &[&str]) -> Result<Option<&'a str>, FieldError> {
     match raw {
-        Some(value) if !allowed.contains(&value) => {
-            Err(FieldError::new(field, format!("must be one of {}", allowed.join(", "))))
-        }
+        Some(value) if !allowed.contains(&value) => Err(FieldError::new(field, format!("must be one of {}", allowed.join(", ")))),
         other => Ok(other),
     }
 }
 
 fn filter(checks: &mut Checks, project: Option<&str>, updated_since: Option<&str>) -> Filter {
-    Filter {
-        project: checks.take(parse_id("project", project)),
-        updated_since: checks.take(parse_time("updated_since", updated_since)),
-    }
+    Filter { project: checks.take(parse_id("project", project)), updated_since: checks.take(parse_time("updated_since", updated_since)) }
 }
 
 /// A cursor is the last key of a page with the name of its list, so a cursor from one list is

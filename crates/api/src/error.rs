@@ -72,11 +72,7 @@ impl ApiError {
 
     /// 422 naming every bad field.
     pub fn invalid(details: Vec<FieldError>) -> Self {
-        let message = details
-            .iter()
-            .map(|d| format!("{}: {}", d.field, d.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ");
         Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", message, details }
     }
 

@@ -22,21 +22,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::JsonDataError(e)) => {
                 Err(ApiError::invalid(vec![FieldError::new("body", format!("must be a JSON object: {}", e.body_text()))]))
             }
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "the body is not valid JSON",
-            )),
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON"))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as Content-Type: application/json",
             )),
-            Err(other) if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is larger than this endpoint accepts",
-            )),
+            Err(other) if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is larger than this endpoint accepts"))
+            }
             Err(other) => Err(ApiError::bad_request(format!("the body could not be read: {}", other.body_text()))),
         }
     }
@@ -50,10 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::<Uuid>::from_request_parts(parts, state)
-            .await
-            .map(|Path(id)| Self(id))
-            .map_err(|_| ApiError::not_found())
+        Path::<Uuid>::from_request_parts(parts, state).await.map(|Path(id)| Self(id)).map_err(|_| ApiError::not_found())
     }
 }
 

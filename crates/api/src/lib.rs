@@ -14,12 +14,12 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use connector_store::Store;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -62,10 +62,7 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let v1 = Router::new()
         .route("/connections", get(connections::list).post(connections::create))
-        .route(
-            "/connections/{id}",
-            get(connections::get).patch(connections::update).delete(connections::delete),
-        )
+        .route("/connections/{id}", get(connections::get).patch(connections::update).delete(connections::delete))
         .route("/connections/{id}/resync", post(connections::resync))
         .route("/connections/{id}/projects", get(data::projects))
         .route("/connections/{id}/commits", get(data::commits))

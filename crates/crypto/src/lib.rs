@@ -69,10 +69,7 @@ impl KeyBytes {
 
     fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let nonce = Nonce::try_from(nonce).map_err(|_| Error::Decrypt)?;
-        self.cipher()
-            .decrypt(&nonce, Payload { msg: ciphertext, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| Error::Decrypt)
+        self.cipher().decrypt(&nonce, Payload { msg: ciphertext, aad }).map(Zeroizing::new).map_err(|_| Error::Decrypt)
     }
 }
 
@@ -162,9 +159,7 @@ pub struct MasterKeyRing {
 
 impl fmt::Debug for MasterKeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeyRing")
-            .field("versions", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("MasterKeyRing").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -174,21 +169,18 @@ impl MasterKeyRing {
     pub fn parse(spec: &str) -> Result<Self> {
         let mut keys = BTreeMap::new();
         for entry in spec.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
-            let (version, key) = entry.split_once(':').ok_or_else(|| {
-                Error::InvalidKeyRing("each entry must look like VERSION:BASE64KEY".into())
-            })?;
-            let version: u32 = version.parse().map_err(|_| {
-                Error::InvalidKeyRing(format!("key version {version:?} is not a positive integer"))
-            })?;
+            let (version, key) =
+                entry.split_once(':').ok_or_else(|| Error::InvalidKeyRing("each entry must look like VERSION:BASE64KEY".into()))?;
+            let version: u32 =
+                version.parse().map_err(|_| Error::InvalidKeyRing(format!("key version {version:?} is not a positive integer")))?;
             if version == 0 {
                 return Err(Error::InvalidKeyRing("key versions start at 1".into()));
             }
-            let bytes = Zeroizing::new(BASE64.decode(key).map_err(|_| {
-                Error::InvalidKeyRing(format!("key version {version} is not valid base64"))
-            })?);
-            let key = KeyBytes::from_slice(&bytes).ok_or_else(|| {
-                Error::InvalidKeyRing(format!("key version {version} must decode to 32 bytes"))
-            })?;
+            let bytes = Zeroizing::new(
+                BASE64.decode(key).map_err(|_| Error::InvalidKeyRing(format!("key version {version} is not valid base64")))?,
+            );
+            let key = KeyBytes::from_slice(&bytes)
+                .ok_or_else(|| Error::InvalidKeyRing(format!("key version {version} must decode to 32 bytes")))?;
             if keys.insert(version, key).is_some() {
                 return Err(Error::InvalidKeyRing(format!("key version {version} appears twice")));
             }
@@ -227,10 +219,7 @@ impl MasterKeyRing {
     }
 
     pub fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<DataKey> {
-        let master = self
-            .keys
-            .get(&wrapped.version)
-            .ok_or(Error::UnknownKeyVersion(wrapped.version))?;
+        let master = self.keys.get(&wrapped.version).ok_or(Error::UnknownKeyVersion(wrapped.version))?;
         if wrapped.bytes.len() <= NONCE_LEN {
             return Err(Error::Decrypt);
         }

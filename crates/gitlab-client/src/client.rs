@@ -113,9 +113,7 @@ struct Inner {
 
 impl fmt::Debug for GitLabClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitLabClient")
-            .field("base_url", &self.inner.base_url.as_str())
-            .finish_non_exhaustive()
+        f.debug_struct("GitLabClient").field("base_url", &self.inner.base_url.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -139,12 +137,7 @@ impl GitLabClient {
     /// `base_url` is the instance root (`https://gitlab.com`, `https://example.com/gitlab`);
     /// `/api/v4` is appended unless already there. The URL is checked against `policy` now,
     /// and every DNS answer is checked again when connecting.
-    pub fn new(
-        base_url: &str,
-        token: SecretString,
-        policy: UrlPolicy,
-        options: ClientOptions,
-    ) -> Result<Self> {
+    pub fn new(base_url: &str, token: SecretString, policy: UrlPolicy, options: ClientOptions) -> Result<Self> {
         let base_url = parse_base_url(base_url)?;
         policy.check_url(&base_url)?;
         let mut api_base = base_url.clone();
@@ -160,9 +153,7 @@ impl GitLabClient {
             .connect_timeout(options.connect_timeout)
             .user_agent(options.user_agent)
             .build()
-            .map_err(|e| Error::Config {
-                message: describe_transport(e),
-            })?;
+            .map_err(|e| Error::Config { message: describe_transport(e) })?;
         Ok(GitLabClient {
             inner: Arc::new(Inner {
                 http,
@@ -212,10 +203,7 @@ impl GitLabClient {
     /// The pages of a collection from `first` on, fetched one at a time as the stream is
     /// polled, so only one page is held in memory. The stream ends after the last page or the
     /// first error.
-    pub fn pages<T: DeserializeOwned + Send + 'static>(
-        &self,
-        first: PageRequest,
-    ) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+    pub fn pages<T: DeserializeOwned + Send + 'static>(&self, first: PageRequest) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
         let client = self.clone();
         futures_util::stream::try_unfold(Some(first), move |state| {
             let client = client.clone();
@@ -242,19 +230,11 @@ impl GitLabClient {
         Ok(items)
     }
 
-    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.send_json(Method::POST, path, body).await
     }
 
-    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
+    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.send_json(Method::PUT, path, body).await
     }
 
@@ -263,17 +243,10 @@ impl GitLabClient {
         self.execute(Method::DELETE, url, None).await.map(drop)
     }
 
-    async fn send_json<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
+    async fn send_json<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T> {
         let request = PageRequest::new(path);
         let url = request.to_url(&self.inner.api_base)?;
-        let body = serde_json::to_vec(body).map_err(|e| Error::Config {
-            message: format!("cannot encode request body: {e}"),
-        })?;
+        let body = serde_json::to_vec(body).map_err(|e| Error::Config { message: format!("cannot encode request body: {e}") })?;
         let reply = self.execute(method, url, Some(body)).await?;
         self.decode(request.path(), &reply.body)
     }
@@ -282,9 +255,7 @@ impl GitLabClient {
     /// answered like GitLab.
     async fn execute(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<Reply> {
         self.ensure_gitlab().await?;
-        self.attempts(method, url, body, Sending::WithToken)
-            .await
-            .map_err(|e| e.redact(self.inner.token.expose_secret()))
+        self.attempts(method, url, body, Sending::WithToken).await.map_err(|e| e.redact(self.inner.token.expose_secret()))
     }
 
     /// Asks, without the token, whether a GitLab answers at the base URL, so the token never
@@ -352,10 +323,7 @@ impl GitLabClient {
                 attempt,
                 status = tracing::field::Empty,
             );
-            let outcome = self
-                .send_once(method.clone(), url.clone(), body.clone(), send)
-                .instrument(span.clone())
-                .await;
+            let outcome = self.send_once(method.clone(), url.clone(), body.clone(), send).instrument(span.clone()).await;
             if let Some(observer) = &inner.observer {
                 observer.attempt(outcome.as_ref().ok().map(|reply| reply.status.as_u16()));
             }
@@ -402,9 +370,7 @@ impl GitLabClient {
                         return Err(blocked);
                     }
                     if err.is_builder() {
-                        return Err(Error::Config {
-                            message: describe_transport(err),
-                        });
+                        return Err(Error::Config { message: describe_transport(err) });
                     }
                     let retryable = if idempotent {
                         err.is_timeout() || err.is_connect() || err.is_request() || err.is_body()
@@ -415,42 +381,26 @@ impl GitLabClient {
                         tracing::debug!(parent: &span, error = %describe_transport(err), "retrying after transport error");
                         continue;
                     }
-                    return Err(Error::Transient {
-                        attempts: attempt,
-                        message: describe_transport(err),
-                        answered: false,
-                    });
+                    return Err(Error::Transient { attempts: attempt, message: describe_transport(err), answered: false });
                 }
             }
         }
     }
 
     fn decode<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T> {
-        serde_json::from_slice(body).map_err(|e| {
-            Error::Decode {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-            .redact(self.inner.token.expose_secret())
-        })
+        serde_json::from_slice(body)
+            .map_err(|e| Error::Decode { path: path.to_owned(), message: e.to_string() }.redact(self.inner.token.expose_secret()))
     }
 
     async fn send_once(&self, method: Method, url: Url, body: Option<Vec<u8>>, send: Sending) -> Result<Reply, ReadError> {
-        let mut request = self
-            .inner
-            .http
-            .request(method, url)
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut request = self.inner.http.request(method, url).header(reqwest::header::ACCEPT, "application/json");
         if send == Sending::WithToken {
-            let mut token = HeaderValue::from_str(self.inner.token.expose_secret())
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            let mut token = HeaderValue::from_str(self.inner.token.expose_secret()).unwrap_or_else(|_| HeaderValue::from_static(""));
             token.set_sensitive(true);
             request = request.header("PRIVATE-TOKEN", token);
         }
         if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
         let response = request.send().await?;
         let status = response.status();
@@ -492,13 +442,9 @@ impl From<reqwest::Error> for ReadError {
 }
 
 fn parse_base_url(raw: &str) -> Result<Url> {
-    let url = Url::parse(raw.trim()).map_err(|e| Error::Config {
-        message: format!("invalid GitLab URL: {e}"),
-    })?;
+    let url = Url::parse(raw.trim()).map_err(|e| Error::Config { message: format!("invalid GitLab URL: {e}") })?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::Config {
-            message: "the GitLab URL must not have a query or fragment".into(),
-        });
+        return Err(Error::Config { message: "the GitLab URL must not have a query or fragment".into() });
     }
     Ok(url)
 }
@@ -513,12 +459,7 @@ fn snippet_of(body: &[u8]) -> String {
 
 /// `Retry-After` (seconds), else the time until `RateLimit-Reset`, else `default`.
 fn retry_after(headers: &HeaderMap, default: Duration) -> Duration {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     if let Some(secs) = header("retry-after") {
         return Duration::from_secs(u64::try_from(secs).unwrap_or(0));
     }
@@ -535,9 +476,7 @@ fn policy_refusal(err: &reqwest::Error) -> Option<Error> {
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         if let Some(Error::Blocked { reason }) = cause.downcast_ref::<Error>() {
-            return Some(Error::Blocked {
-                reason: reason.clone(),
-            });
+            return Some(Error::Blocked { reason: reason.clone() });
         }
         source = cause.source();
     }

@@ -112,13 +112,7 @@ impl Error {
 
     /// True when the tenant must supply a new or broader token before anything can work.
     pub fn is_token_problem(&self) -> bool {
-        matches!(
-            self.kind(),
-            ErrorKind::TokenInvalid
-                | ErrorKind::TokenExpired
-                | ErrorKind::TokenRevoked
-                | ErrorKind::InsufficientScope
-        )
+        matches!(self.kind(), ErrorKind::TokenInvalid | ErrorKind::TokenExpired | ErrorKind::TokenRevoked | ErrorKind::InsufficientScope)
     }
 
     /// Replaces every occurrence of `secret` in the messages with `[REDACTED]`: a misbehaving
@@ -129,28 +123,12 @@ impl Error {
         }
         let clean = |text: String| text.replace(secret, "[REDACTED]");
         match self {
-            Error::InsufficientScope { required } => Error::InsufficientScope {
-                required: clean(required),
-            },
-            Error::Forbidden { message } => Error::Forbidden {
-                message: clean(message),
-            },
-            Error::NotFound { message } => Error::NotFound {
-                message: clean(message),
-            },
-            Error::Transient { attempts, message, answered } => Error::Transient {
-                attempts,
-                answered,
-                message: clean(message),
-            },
-            Error::Other { status, message } => Error::Other {
-                status,
-                message: clean(message),
-            },
-            Error::Decode { path, message } => Error::Decode {
-                path,
-                message: clean(message),
-            },
+            Error::InsufficientScope { required } => Error::InsufficientScope { required: clean(required) },
+            Error::Forbidden { message } => Error::Forbidden { message: clean(message) },
+            Error::NotFound { message } => Error::NotFound { message: clean(message) },
+            Error::Transient { attempts, message, answered } => Error::Transient { attempts, answered, message: clean(message) },
+            Error::Other { status, message } => Error::Other { status, message: clean(message) },
+            Error::Decode { path, message } => Error::Decode { path, message: clean(message) },
             other => other,
         }
     }
@@ -183,9 +161,7 @@ impl Error {
                 }
             }
             403 if field("error").as_deref() == Some("insufficient_scope") => {
-                Error::InsufficientScope {
-                    required: snippet(&field("scope").unwrap_or_default()),
-                }
+                Error::InsufficientScope { required: snippet(&field("scope").unwrap_or_default()) }
             }
             403 => Error::Forbidden { message },
             404 => Error::NotFound { message },

@@ -47,9 +47,7 @@ mod url_policy;
 pub use client::{ClientOptions, DEFAULT_MAX_RESPONSE_BYTES, GitLabClient, ReadError, read_capped};
 pub use error::{Error, ErrorKind, Result};
 pub use pagination::{PER_PAGE, Page, PageRequest};
-pub use rate_limit::{
-    LocalRateBudget, PacingConfig, RateBudget, RateLimitObservation, pacing_delay,
-};
+pub use rate_limit::{LocalRateBudget, PacingConfig, RateBudget, RateLimitObservation, pacing_delay};
 pub use retry::RetryConfig;
 pub use stats::{Observer, StatsSnapshot};
 pub use url_policy::{DEFAULT_PUBLIC_PORTS, Lookup, PolicyResolver, SystemLookup, UrlPolicy, is_non_public};

@@ -29,11 +29,8 @@ impl PageRequest {
 
     /// Appends a query parameter, percent-encoding it.
     pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
-        let pair = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair(key, value.as_ref())
-            .finish();
-        self.path
-            .push(if self.path.contains('?') { '&' } else { '?' });
+        let pair = url::form_urlencoded::Serializer::new(String::new()).append_pair(key, value.as_ref()).finish();
+        self.path.push(if self.path.contains('?') { '&' } else { '?' });
         self.path.push_str(&pair);
         self
     }
@@ -50,21 +47,12 @@ impl PageRequest {
 
     /// The query parameters, in order.
     pub fn query_pairs(&self) -> Vec<(String, String)> {
-        self.path
-            .split_once('?')
-            .map(|(_, q)| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.path.split_once('?').map(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
     }
 
     /// Keyset requests follow only `Link rel="next"`; offset page numbers mean nothing there.
     pub fn is_keyset(&self) -> bool {
-        self.query_pairs()
-            .iter()
-            .any(|(k, v)| k == "pagination" && v == "keyset")
+        self.query_pairs().iter().any(|(k, v)| k == "pagination" && v == "keyset")
     }
 
     /// Same request with `key` set to `value`, replacing earlier values.
@@ -74,23 +62,18 @@ impl PageRequest {
             query.append_pair(k, v);
         }
         query.append_pair(key, value);
-        PageRequest {
-            path: format!("{}?{}", self.path(), query.finish()),
-        }
+        PageRequest { path: format!("{}?{}", self.path(), query.finish()) }
     }
 
     /// The absolute URL under `api_base`, refusing anything that would leave its origin or
     /// API prefix (a tampered checkpoint, `..` segments).
     pub(crate) fn to_url(&self, api_base: &Url) -> Result<Url> {
         if !self.path.starts_with('/') || self.path.starts_with("//") || self.path.contains('#') {
-            return Err(Error::Blocked {
-                reason: format!("invalid API path {:?}", self.path()),
-            });
+            return Err(Error::Blocked { reason: format!("invalid API path {:?}", self.path()) });
         }
         let base = api_base.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}{}", self.path)).map_err(|e| Error::Blocked {
-            reason: format!("invalid API path {:?}: {e}", self.path()),
-        })?;
+        let url = Url::parse(&format!("{base}{}", self.path))
+            .map_err(|e| Error::Blocked { reason: format!("invalid API path {:?}: {e}", self.path()) })?;
         relative_to_base(&url, api_base)?;
         Ok(url)
     }
@@ -108,42 +91,24 @@ pub struct Page<T> {
 /// `Link rel="next"` wins whenever present (it carries keyset cursors). Offset requests fall
 /// back to `X-Next-Page`. Totals (`X-Total`, `rel="last"`) are never consulted: GitLab omits
 /// them past 10,000 records.
-pub(crate) fn next_request(
-    current: &PageRequest,
-    headers: &HeaderMap,
-    api_base: &Url,
-) -> Result<Option<PageRequest>> {
-    let link_next = headers
-        .get_all(LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(link_next);
+pub(crate) fn next_request(current: &PageRequest, headers: &HeaderMap, api_base: &Url) -> Result<Option<PageRequest>> {
+    let link_next = headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()).find_map(link_next);
     let next = if let Some(target) = link_next {
-        let url = api_base.join(&target).map_err(|e| Error::Protocol {
-            message: format!("malformed Link next URL: {e}"),
-        })?;
+        let url = api_base.join(&target).map_err(|e| Error::Protocol { message: format!("malformed Link next URL: {e}") })?;
         Some(PageRequest::new(relative_to_base(&url, api_base)?))
     } else if current.is_keyset() {
         None
     } else {
-        match headers
-            .get("x-next-page")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-        {
+        match headers.get("x-next-page").and_then(|v| v.to_str().ok()).map(str::trim) {
             None | Some("") => None,
             Some(page) => {
-                let page: u64 = page.parse().map_err(|_| Error::Protocol {
-                    message: format!("malformed X-Next-Page {page:?}"),
-                })?;
+                let page: u64 = page.parse().map_err(|_| Error::Protocol { message: format!("malformed X-Next-Page {page:?}") })?;
                 Some(current.with_param("page", &page.to_string()))
             }
         }
     };
     if next.as_ref() == Some(current) {
-        return Err(Error::Protocol {
-            message: format!("pagination of {} points back at itself", current.path()),
-        });
+        return Err(Error::Protocol { message: format!("pagination of {} points back at itself", current.path()) });
     }
     Ok(next)
 }
@@ -187,18 +152,14 @@ fn relative_to_base(url: &Url, api_base: &Url) -> Result<String> {
         });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::Blocked {
-            reason: "pagination link carries credentials".into(),
-        });
+        return Err(Error::Blocked { reason: "pagination link carries credentials".into() });
     }
     let prefix = api_base.path().trim_end_matches('/');
     let rest = url
         .path()
         .strip_prefix(prefix)
         .filter(|rest| rest.starts_with('/'))
-        .ok_or_else(|| Error::Blocked {
-            reason: format!("pagination link leaves the API prefix {prefix}"),
-        })?;
+        .ok_or_else(|| Error::Blocked { reason: format!("pagination link leaves the API prefix {prefix}") })?;
     Ok(match url.query() {
         Some(query) => format!("{rest}?{query}"),
         None => rest.to_owned(),
@@ -212,10 +173,7 @@ mod tests {
     #[test]
     fn finds_next_among_other_relations() {
         let header = r#"<https://g.example/api/v4/x?page=1>; rel="first", <https://g.example/api/v4/x?page=3>; rel="next", <https://g.example/api/v4/x?page=9>; rel="last""#;
-        assert_eq!(
-            link_next(header).as_deref(),
-            Some("https://g.example/api/v4/x?page=3")
-        );
+        assert_eq!(link_next(header).as_deref(), Some("https://g.example/api/v4/x?page=3"));
     }
 
     #[test]

@@ -21,12 +21,7 @@ pub struct RateLimitObservation {
 
 impl RateLimitObservation {
     pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        };
+        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
         RateLimitObservation {
             limit: number("ratelimit-limit").and_then(|n| u64::try_from(n).ok()),
             remaining: number("ratelimit-remaining").and_then(|n| u64::try_from(n).ok()),
@@ -65,27 +60,15 @@ pub struct PacingConfig {
 
 impl Default for PacingConfig {
     fn default() -> Self {
-        PacingConfig {
-            low_water_percent: 10,
-            low_water_min: 20,
-            max_delay: Duration::from_secs(60),
-        }
+        PacingConfig { low_water_percent: 10, low_water_min: 20, max_delay: Duration::from_secs(60) }
     }
 }
 
 /// The spacing between requests given what is left: none while `remaining` is above the low
 /// water mark, then the time to reset spread evenly over the remaining requests, and the whole
 /// time to reset once nothing is left.
-pub fn pacing_delay(
-    config: &PacingConfig,
-    limit: Option<u64>,
-    remaining: u64,
-    until_reset: Duration,
-) -> Duration {
-    let low_water = limit
-        .map(|l| l.saturating_mul(config.low_water_percent) / 100)
-        .unwrap_or(0)
-        .max(config.low_water_min);
+pub fn pacing_delay(config: &PacingConfig, limit: Option<u64>, remaining: u64, until_reset: Duration) -> Duration {
+    let low_water = limit.map(|l| l.saturating_mul(config.low_water_percent) / 100).unwrap_or(0).max(config.low_water_min);
     let delay = if remaining > low_water {
         Duration::ZERO
     } else if remaining == 0 {
@@ -116,10 +99,7 @@ pub struct LocalRateBudget {
 
 impl LocalRateBudget {
     pub fn new(config: PacingConfig) -> Self {
-        LocalRateBudget {
-            config,
-            window: Mutex::default(),
-        }
+        LocalRateBudget { config, window: Mutex::default() }
     }
 
     /// [`RateBudget::observe`] with the clocks passed in, for deterministic tests.
@@ -187,7 +167,5 @@ impl RateBudget for LocalRateBudget {
 }
 
 pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -16,11 +16,7 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
-        }
+        RetryConfig { max_attempts: 4, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(10) }
     }
 }
 

@@ -53,8 +53,7 @@ impl Stats {
         }
         self.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        self.rate_limit_wait_micros
-            .fetch_add(micros, Ordering::Relaxed);
+        self.rate_limit_wait_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
     pub(crate) fn rate_limited(&self) {
@@ -66,9 +65,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             rate_limit_waits: self.rate_limit_waits.load(Ordering::Relaxed),
-            rate_limit_wait: Duration::from_micros(
-                self.rate_limit_wait_micros.load(Ordering::Relaxed),
-            ),
+            rate_limit_wait: Duration::from_micros(self.rate_limit_wait_micros.load(Ordering::Relaxed)),
             rate_limited_responses: self.rate_limited_responses.load(Ordering::Relaxed),
         }
     }

@@ -52,10 +52,7 @@ const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata"];
 
 /// Resolves a host name to addresses. Injectable so tests can script DNS answers.
 pub trait Lookup: Send + Sync + 'static {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>>;
+    fn lookup<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>>;
 }
 
 /// The operating system's resolver.
@@ -63,10 +60,7 @@ pub trait Lookup: Send + Sync + 'static {
 pub struct SystemLookup;
 
 impl Lookup for SystemLookup {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
+    fn lookup<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
         Box::pin(async move {
             let addrs = tokio::net::lookup_host((host, 0)).await?;
             Ok(addrs.map(|a| a.ip()).collect())
@@ -115,9 +109,7 @@ impl UrlPolicy {
         let mut hosts = Vec::new();
         let mut nets = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let invalid = || Error::Config {
-                message: format!("invalid GITLAB_URL_ALLOWLIST entry {entry:?}"),
-            };
+            let invalid = || Error::Config { message: format!("invalid GITLAB_URL_ALLOWLIST entry {entry:?}") };
             let (target, ports) = split_port(entry).ok_or_else(invalid)?;
             if let Ok(net) = target.parse::<IpNet>() {
                 nets.push((net.trunc(), ports));
@@ -129,11 +121,7 @@ impl UrlPolicy {
                 return Err(invalid());
             }
         }
-        Ok(UrlPolicy {
-            hosts: hosts.into(),
-            nets: nets.into(),
-            ..UrlPolicy::default()
-        })
+        Ok(UrlPolicy { hosts: hosts.into(), nets: nets.into(), ..UrlPolicy::default() })
     }
 
     /// The ports public (not allowlisted) URLs may use (`GITLAB_URL_PUBLIC_PORTS`), for
@@ -213,10 +201,7 @@ impl UrlPolicy {
 
     fn nets_containing(&self, ip: IpAddr) -> impl Iterator<Item = Ports> + '_ {
         let canonical = canonical(ip);
-        self.nets
-            .iter()
-            .filter(move |(net, _)| net.contains(&ip) || net.contains(&canonical))
-            .map(|(_, ports)| *ports)
+        self.nets.iter().filter(move |(net, _)| net.contains(&ip) || net.contains(&canonical)).map(|(_, ports)| *ports)
     }
 
     fn ip_allowlisted(&self, ip: IpAddr) -> bool {
@@ -252,23 +237,15 @@ impl UrlPolicy {
         if !trusted_name && METADATA_HOSTS.contains(&name.as_str()) {
             return Err(blocked(format!("{name} is a cloud metadata host")));
         }
-        let ips = self
-            .lookup
-            .lookup(&name)
-            .await
-            .map_err(|e| Error::Transient {
-                attempts: 1,
-                message: format!("DNS lookup for {name} failed: {e}"),
-                answered: false,
-            })?;
-        let allowed: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|&ip| trusted_name || self.address_allowed(ip, port, require_allowlisted))
-            .collect();
+        let ips = self.lookup.lookup(&name).await.map_err(|e| Error::Transient {
+            attempts: 1,
+            message: format!("DNS lookup for {name} failed: {e}"),
+            answered: false,
+        })?;
+        let allowed: Vec<IpAddr> =
+            ips.into_iter().filter(|&ip| trusted_name || self.address_allowed(ip, port, require_allowlisted)).collect();
         if allowed.is_empty() {
-            return Err(blocked(format!(
-                "{name} resolves to no address this service may connect to"
-            )));
+            return Err(blocked(format!("{name} resolves to no address this service may connect to")));
         }
         Ok(allowed)
     }
@@ -295,13 +272,9 @@ impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let this = self.clone();
         Box::pin(async move {
-            let ips = this
-                .resolve_host(name.as_str())
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+            let ips = this.resolve_host(name.as_str()).await.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
             // Port 0 is replaced by reqwest with the URL's port or the scheme's default.
-            let addrs: reqwest::dns::Addrs =
-                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
@@ -336,9 +309,7 @@ fn split_port(entry: &str) -> Option<(&str, Ports)> {
 }
 
 fn blocked(reason: impl Into<String>) -> Error {
-    Error::Blocked {
-        reason: reason.into(),
-    }
+    Error::Blocked { reason: reason.into() }
 }
 
 fn normalize_host(host: &str) -> String {

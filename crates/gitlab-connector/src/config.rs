@@ -183,9 +183,7 @@ impl Config {
         let no_jwt_keys = hs256_secret.is_none() && jwks_file.is_none() && jwks_url.is_none();
 
         let (master_keys_spec, hs256_secret) = if production {
-            let Some(spec) = master_keys_spec else {
-                bail!("APP_ENV=production refuses to start without MASTER_KEYS or MASTER_KEYS_FILE")
-            };
+            let Some(spec) = master_keys_spec else { bail!("APP_ENV=production refuses to start without MASTER_KEYS or MASTER_KEYS_FILE") };
             if no_jwt_keys {
                 bail!("APP_ENV=production refuses to start without JWT_HS256_SECRET, JWT_JWKS_FILE or JWT_JWKS_URL");
             }
@@ -211,7 +209,9 @@ impl Config {
         let public_url = url::Url::parse(&public_url).context("PUBLIC_URL is not a URL")?;
         let metrics_token = var("METRICS_TOKEN");
         match &metrics_token {
-            None if production => bail!("APP_ENV=production refuses to start without METRICS_TOKEN: /metrics would be open to anyone who reaches the port"),
+            None if production => {
+                bail!("APP_ENV=production refuses to start without METRICS_TOKEN: /metrics would be open to anyone who reaches the port")
+            }
             Some(token) if production && token.len() < 32 => bail!("METRICS_TOKEN must be at least 32 characters in production"),
             _ => {}
         }

@@ -116,7 +116,9 @@ async fn demo(connector: &Connector, sim: &SimHandle, started: Instant, small: b
         }
     }
     match check_isolation(connector, &tenants).await? {
-        Ok(()) => println!("   isolation: each tenant's API answers 404 for the other's connection and its feed holds none of the other's projects"),
+        Ok(()) => println!(
+            "   isolation: each tenant's API answers 404 for the other's connection and its feed holds none of the other's projects"
+        ),
         Err(problem) => {
             ok = false;
             println!("   isolation: BROKEN: {problem}");
@@ -125,7 +127,12 @@ async fn demo(connector: &Connector, sim: &SimHandle, started: Instant, small: b
     let stats = sim.sim.stats();
     println!(
         "   GitLab requests {} (429s {}), webhooks sent {} (failed {}), backfill {:.1?}, total {:.1?}",
-        stats.total_requests, stats.rate_limited, stats.webhooks_sent, stats.webhooks_failed, backfill_time, started.elapsed()
+        stats.total_requests,
+        stats.rate_limited,
+        stats.webhooks_sent,
+        stats.webhooks_failed,
+        backfill_time,
+        started.elapsed()
     );
     println!(
         "   webhook-to-visible latency over {} changes: p50 {:.0?}, p99 {:.0?}",
@@ -323,16 +330,38 @@ async fn check_ground_truth(store: &Store, tenant: &Tenant, truth: &Dataset, pro
     }
     let connection: uuid::Uuid = tenant.connection.parse()?;
     let mut tx = store.tenant_tx(&TenantId::parse(&tenant.name)?).await?;
-    let got_commits: BTreeSet<(i64, String)> =
-        sqlx::query_as("SELECT project_id, sha FROM commits WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await?.into_iter().collect();
+    let got_commits: BTreeSet<(i64, String)> = sqlx::query_as("SELECT project_id, sha FROM commits WHERE connection_id = $1")
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
     let got_mrs: BTreeSet<(i64, i64, String)> =
-        sqlx::query_as("SELECT project_id, iid, state FROM merge_requests WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await?.into_iter().collect();
-    let got_issues: BTreeSet<(i64, i64, String)> =
-        sqlx::query_as("SELECT project_id, iid, state FROM issues WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await?.into_iter().collect();
+        sqlx::query_as("SELECT project_id, iid, state FROM merge_requests WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let got_issues: BTreeSet<(i64, i64, String)> = sqlx::query_as("SELECT project_id, iid, state FROM issues WHERE connection_id = $1")
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
     let got_pipelines: BTreeSet<(i64, i64, String)> =
-        sqlx::query_as("SELECT project_id, gitlab_id, status FROM pipelines WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await?.into_iter().collect();
-    let got_notes: BTreeSet<(i64, i64)> =
-        sqlx::query_as("SELECT project_id, gitlab_id FROM notes WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await?.into_iter().collect();
+        sqlx::query_as("SELECT project_id, gitlab_id, status FROM pipelines WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let got_notes: BTreeSet<(i64, i64)> = sqlx::query_as("SELECT project_id, gitlab_id FROM notes WHERE connection_id = $1")
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
     let mut problems = Vec::new();
     let mut compare = |what: &str, got: usize, want: usize, equal: bool| {
         if !equal {

@@ -32,7 +32,12 @@ pub struct ServerLimits {
 }
 
 /// Serves `router` until `shutdown`, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, router: axum::Router, limits: ServerLimits, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let router = router.layer(axum::middleware::from_fn(limit_uri));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closed) = watch::channel(false);
@@ -94,7 +99,8 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Headers in one request; hyper's own default.
 const MAX_HEADERS: usize = 100;
 
-type Prefixed = tokio::io::Join<tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf>;
+type Prefixed =
+    tokio::io::Join<tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf>;
 
 /// What the first request's head, as far as it has arrived, says.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,7 +124,8 @@ impl Refusal {
     }
 }
 
-const URI_TOO_LONG: Refusal = Refusal { status: StatusCode::URI_TOO_LONG, code: "uri_too_long", message: "the request's URI is longer than 8 KiB" };
+const URI_TOO_LONG: Refusal =
+    Refusal { status: StatusCode::URI_TOO_LONG, code: "uri_too_long", message: "the request's URI is longer than 8 KiB" };
 /// The longest request line a URI within [`MAX_URI_BYTES`] makes.
 const MAX_REQUEST_LINE: usize = MAX_URI_BYTES + "CONNECT  HTTP/1.1\r".len();
 
@@ -233,6 +240,9 @@ mod tests {
         assert_eq!(judge(fits.as_bytes()), Head::Complete);
         assert!(matches!(judge(b"GET\x01/ HTTP/1.1\r\n\r\n"), Head::Refused(Refusal { status: StatusCode::BAD_REQUEST, .. })));
         let big = format!("GET / HTTP/1.1\r\nx: {}", "b".repeat(MAX_HEAD_BYTES));
-        assert!(matches!(judge(&big.as_bytes()[..MAX_HEAD_BYTES]), Head::Refused(Refusal { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, .. })));
+        assert!(matches!(
+            judge(&big.as_bytes()[..MAX_HEAD_BYTES]),
+            Head::Refused(Refusal { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, .. })
+        ));
     }
 }

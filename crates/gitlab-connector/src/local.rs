@@ -87,7 +87,8 @@ impl Connector {
             audience: "gitlab-connector".into(),
             tenant_claim: "tenant_id".into(),
         };
-        let keys = MasterKeyRing::parse(&crate::config::var("MASTER_KEYS").unwrap_or_else(|| MasterKeyRing::generate_entry(1))).context("MASTER_KEYS")?;
+        let keys = MasterKeyRing::parse(&crate::config::var("MASTER_KEYS").unwrap_or_else(|| MasterKeyRing::generate_entry(1)))
+            .context("MASTER_KEYS")?;
         let config = Config {
             app_env: AppEnv::Development,
             database: owner.clone(),
@@ -153,4 +154,3 @@ impl Connector {
         Ok(Store::connect(connector_store::app_connect_options(&self.owner), 2, Arc::new(self.keys.clone())).await?)
     }
 }
-

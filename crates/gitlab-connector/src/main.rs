@@ -6,9 +6,9 @@ mod demo;
 mod http;
 mod local;
 // Stop, restart and url serve the tests that include this file; the demo only starts a cluster.
+mod ops;
 #[allow(dead_code)]
 mod pg_cluster;
-mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,7 +223,12 @@ async fn run(command: Command, config: Config) -> Result<()> {
             let jobs = gitlab_jobs(&config, &store)?;
             ops::delete_tenant(&store, &jobs, &tenant).await
         }
-        Command::Openapi | Command::Migrate | Command::Keys { command: KeysCommand::Generate { .. } } | Command::Sim { .. } | Command::Demo { .. } | Command::Bench(_) => {
+        Command::Openapi
+        | Command::Migrate
+        | Command::Keys { command: KeysCommand::Generate { .. } }
+        | Command::Sim { .. }
+        | Command::Demo { .. }
+        | Command::Bench(_) => {
             unreachable!("handled before configuration")
         }
     }
@@ -310,7 +315,9 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
     // counters exist only in its own memory). For a worker alone the port is not essential: when
     // it is taken (another role of a local setup on the default address), the worker still works.
     let serves_traffic = http.is_some();
-    let router = http.unwrap_or_else(connector_api::liveness_router).merge(connector_api::metrics::router(store.clone(), config.metrics_token.clone()));
+    let router = http
+        .unwrap_or_else(connector_api::liveness_router)
+        .merge(connector_api::metrics::router(store.clone(), config.metrics_token.clone()));
     match TcpListener::bind(config.listen_addr.clone()).await {
         Ok(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "serving");
@@ -335,9 +342,7 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         };
         let shutdown = until_stopped();
         let worker_store = store.clone();
-        tasks.spawn(async move {
-            connector_worker::run_workers(worker_store, jobs, worker_config, shutdown).await.context("worker")
-        });
+        tasks.spawn(async move { connector_worker::run_workers(worker_store, jobs, worker_config, shutdown).await.context("worker") });
         let schedule = connector_worker::ScheduleConfig {
             catch_up_every: config.worker.catch_up_every,
             token_check_every: config.worker.token_check_every,
@@ -376,7 +381,13 @@ async fn sim(seed: u64, listen: std::net::SocketAddr, small: bool, dataset: Opti
     println!("GitLab simulator on {url} (API {url}/api/v4, control {url}/-/sim/)");
     println!("Personal access tokens it accepts:");
     for t in simulator.token_summary() {
-        let state = if t.usable { "usable" } else if t.revoked { "revoked" } else { "expired" };
+        let state = if t.usable {
+            "usable"
+        } else if t.revoked {
+            "revoked"
+        } else {
+            "expired"
+        };
         let expiry = t.expires_at.map(|d| format!("expires {d}")).unwrap_or_else(|| "no expiry".into());
         println!("  {:<28} user {:<11} scopes {:<9} {expiry}, {state}", t.value, t.username, t.scopes.join(","));
     }

@@ -71,7 +71,10 @@ pub async fn jobs(store: &Store, command: JobsCommand) -> Result<()> {
                 println!("no failed jobs");
             }
             for l in letters {
-                println!("{:>6}  {}  {:<13} connection {}  after {} attempts: {}", l.id, l.created_at, l.job_kind, l.connection_id, l.attempts, l.reason);
+                println!(
+                    "{:>6}  {}  {:<13} connection {}  after {} attempts: {}",
+                    l.id, l.created_at, l.job_kind, l.connection_id, l.attempts, l.reason
+                );
             }
         }
         JobsCommand::Retry { tenant: t, id } => {

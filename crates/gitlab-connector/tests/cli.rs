@@ -156,9 +156,6 @@ async fn serve_creates_migrates_serves_and_drains_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 
     let mut admin = PgConnectOptions::from_str(&base).unwrap().connect().await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)"))).execute(&mut admin).await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

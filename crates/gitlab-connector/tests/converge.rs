@@ -73,7 +73,14 @@ fn gitlab(sim: &SimHandle, project: u64, start: DateTime<Utc>, p: Precision, wit
     for mr in &t.merge_requests {
         o.merge_requests.insert(
             mr.iid as i64,
-            (mr.title.clone(), mr.state.as_str().into(), at(Some(mr.updated_at), p), at(mr.merged_at, p), at(mr.closed_at, p), Some(mr.sha.clone())),
+            (
+                mr.title.clone(),
+                mr.state.as_str().into(),
+                at(Some(mr.updated_at), p),
+                at(mr.merged_at, p),
+                at(mr.closed_at, p),
+                Some(mr.sha.clone()),
+            ),
         );
         o.merge_request_commits.extend(mr.commit_shas.iter().map(|sha| (mr.iid as i64, sha.clone())));
     }
@@ -107,12 +114,13 @@ async fn stored(owner: &PgPool, connection: Uuid, project: i64, p: Precision, wi
     for (iid, title, state, updated, merged, closed, sha) in rows {
         o.merge_requests.insert(iid, (title, state, at(updated, p), at(merged, p), at(closed, p), sha));
     }
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT mr_iid, sha FROM merge_request_commits WHERE connection_id = $1 AND project_id = $2")
-        .bind(connection)
-        .bind(project)
-        .fetch_all(owner)
-        .await
-        .unwrap();
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT mr_iid, sha FROM merge_request_commits WHERE connection_id = $1 AND project_id = $2")
+            .bind(connection)
+            .bind(project)
+            .fetch_all(owner)
+            .await
+            .unwrap();
     o.merge_request_commits = rows.into_iter().collect();
     type IssueRow = (i64, String, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Vec<String>);
     let rows: Vec<IssueRow> = sqlx::query_as(
@@ -160,7 +168,12 @@ async fn stored(owner: &PgPool, connection: Uuid, project: i64, p: Precision, wi
 
 /// Differences, by type and key, for a message that says what diverged.
 fn differences(got: &Objects, want: &Objects) -> Vec<String> {
-    fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(what: &str, got: &BTreeMap<K, V>, want: &BTreeMap<K, V>, out: &mut Vec<String>) {
+    fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+        what: &str,
+        got: &BTreeMap<K, V>,
+        want: &BTreeMap<K, V>,
+        out: &mut Vec<String>,
+    ) {
         for (k, w) in want {
             match got.get(k) {
                 Some(g) if g == w => {}
@@ -213,7 +226,11 @@ async fn random_change(rng: &mut Rng, http: &reqwest::Client, sim: &SimHandle, p
         2 => (post, format!("projects/{project}/merge_requests/{mr}/reopen"), json!({})),
         3 => (post, format!("projects/{project}/merge_requests/{mr}/merge"), json!({})),
         4 => (post, format!("projects/{project}/merge_requests/{mr}/commits"), json!({"count": 1 + rng.below(2)})),
-        5 => (put, format!("projects/{project}/issues/{issue}"), json!({"title": format!("Issue title {n}"), "labels": [format!("l{}", rng.below(3))]})),
+        5 => (
+            put,
+            format!("projects/{project}/issues/{issue}"),
+            json!({"title": format!("Issue title {n}"), "labels": [format!("l{}", rng.below(3))]}),
+        ),
         6 => (post, format!("projects/{project}/issues/{issue}/close"), json!({})),
         7 => (post, format!("projects/{project}/issues/{issue}/reopen"), json!({})),
         8 => {
@@ -233,7 +250,8 @@ async fn random_change(rng: &mut Rng, http: &reqwest::Client, sim: &SimHandle, p
         }
         _ => {
             // A pipeline that runs, and sometimes finishes within the same second.
-            let pipeline = sim.sim.dataset().project(project).unwrap().pipelines.iter().rev().find(|pl| pl.status == "running").map(|pl| pl.id);
+            let pipeline =
+                sim.sim.dataset().project(project).unwrap().pipelines.iter().rev().find(|pl| pl.status == "running").map(|pl| pl.id);
             match pipeline {
                 Some(id) if rng.below(2) == 0 => {
                     let status = ["success", "failed"][rng.below(2)];
@@ -276,14 +294,24 @@ async fn after_any_webhook_events_stored_objects_equal_gitlabs(owner: PgPool) {
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-converge-{}", Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
-    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let mut serve = common::serve(
+        "api,ingest,worker",
+        &database_url,
+        &MasterKeyRing::generate_entry(1),
+        &dev_state,
+        &format!("127.0.0.1:{port}"),
+        &base,
+    );
     // No catch-up but the one this test asks for: before it, only webhooks and read-backs.
     let _server = Running(serve.env("BACKFILL_SLICE", "2s").env("CATCH_UP_INTERVAL", "24h").spawn().unwrap());
     let api = Api::new(base);
     api.wait_ready(Duration::from_secs(30)).await;
     let start = "2024-01-01T00:00:00Z";
     let id = api
-        .connect("acme", json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": start, "gitlab_url": sim.base_url}))
+        .connect(
+            "acme",
+            json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": start, "gitlab_url": sim.base_url}),
+        )
         .await;
     api.wait_live("acme", &id).await;
     let connection: Uuid = id.parse().unwrap();
@@ -296,7 +324,14 @@ async fn after_any_webhook_events_stored_objects_equal_gitlabs(owner: PgPool) {
         .max_by_key(|p| p.merge_requests.len())
         .unwrap()
         .id;
-    assert_eq!(differences(&stored(&owner, connection, project as i64, Precision::Millis, true).await, &gitlab(&sim, project, start, Precision::Millis, true)), Vec::<String>::new(), "after the backfill");
+    assert_eq!(
+        differences(
+            &stored(&owner, connection, project as i64, Precision::Millis, true).await,
+            &gitlab(&sim, project, start, Precision::Millis, true)
+        ),
+        Vec::<String>::new(),
+        "after the backfill"
+    );
 
     let http = reqwest::Client::new();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -327,7 +362,10 @@ async fn after_any_webhook_events_stored_objects_equal_gitlabs(owner: PgPool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     settle(&owner, connection).await;
-    let diff = differences(&stored(&owner, connection, project as i64, Precision::Millis, true).await, &gitlab(&sim, project, start, Precision::Millis, true));
+    let diff = differences(
+        &stored(&owner, connection, project as i64, Precision::Millis, true).await,
+        &gitlab(&sim, project, start, Precision::Millis, true),
+    );
     assert!(diff.is_empty(), "after one catch-up, after:\n{}\n\ndiffers:\n{}", applied.join("\n"), diff.join("\n"));
     let (deliveries, read_backs): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM webhook_deliveries WHERE connection_id = $1),

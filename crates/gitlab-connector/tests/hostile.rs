@@ -17,11 +17,8 @@ const ANSWER_MIB: usize = 768;
 /// The process's peak resident set (VmHWM) in MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap();
     kib / 1024
 }
 
@@ -31,9 +28,9 @@ async fn a_gitlab_answering_hundreds_of_mebibytes_is_read_only_up_to_the_cap(own
     // streamed so that the hostile side itself holds one chunk at a time.
     let hostile = axum::Router::new().fallback(|| async {
         let chunk = Bytes::from(vec![b' '; 1 << 20]);
-        let body = futures_util::stream::iter((0..ANSWER_MIB).map(move |i| {
-            Ok::<_, std::io::Error>(if i == 0 { Bytes::from_static(b"[") } else { chunk.clone() })
-        }));
+        let body = futures_util::stream::iter(
+            (0..ANSWER_MIB).map(move |i| Ok::<_, std::io::Error>(if i == 0 { Bytes::from_static(b"[") } else { chunk.clone() })),
+        );
         ([("content-type", "application/json")], Body::from_stream(body))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -44,7 +41,8 @@ async fn a_gitlab_answering_hundreds_of_mebibytes_is_read_only_up_to_the_cap(own
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
-    let mut serve = common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let mut serve =
+        common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
     let server = Running(serve.spawn().unwrap());
     let pid = server.0.id();
     let api = Api::new(base);
@@ -89,7 +87,14 @@ async fn webhook_bodies_are_read_only_after_the_headers_prove_the_hook(owner: Pg
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
-    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let mut serve = common::serve(
+        "api,ingest,worker",
+        &database_url,
+        &MasterKeyRing::generate_entry(1),
+        &dev_state,
+        &format!("127.0.0.1:{port}"),
+        &base,
+    );
     let server = Running(serve.spawn().unwrap());
     let pid = server.0.id();
     let api = Api::new(base.clone());
@@ -273,7 +278,8 @@ async fn malformed_and_oversized_requests_get_json_errors(owner: PgPool) {
     let long_path = format!("GET /v1/{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(100_000));
     let medium_path = format!("GET /v1/connections?{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(20_000));
     let huge_header = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "b".repeat(600_000));
-    let many_headers = format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n", (0..200).map(|i| format!("x-h{i}: v\r\n")).collect::<String>());
+    let many_headers =
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n", (0..200).map(|i| format!("x-h{i}: v\r\n")).collect::<String>());
     let healthz: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
     let cases: Vec<(&str, Vec<&[u8]>, u16, bool)> = vec![
         ("a 100 kB path", vec![long_path.as_bytes()], 414, true),
@@ -319,7 +325,14 @@ async fn a_flooding_tenant_is_capped_and_does_not_delay_anothers_onboarding(owne
     let base = format!("http://127.0.0.1:{port}");
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
-    let mut serve = common::serve("api,ingest,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
+    let mut serve = common::serve(
+        "api,ingest,worker",
+        &database_url,
+        &MasterKeyRing::generate_entry(1),
+        &dev_state,
+        &format!("127.0.0.1:{port}"),
+        &base,
+    );
     let _server = Running(serve.env("TENANT_MAX_CONNECTIONS", CAP.to_string()).spawn().unwrap());
     let api = Api::new(base);
     api.wait_ready(Duration::from_secs(30)).await;
@@ -451,7 +464,8 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
     let keys = MasterKeyRing::generate_entry(1);
-    let _server = Running(common::serve("api,ingest,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let _server =
+        Running(common::serve("api,ingest,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     let token = gitlab_sim::TOKEN_OWNER;
@@ -460,7 +474,10 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
         .connect("leaver", json!({"access_token": token, "groups_list": "4", "projects_list": "2", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
         .await;
     let gone = api
-        .connect("gone-co", json!({"access_token": token, "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
+        .connect(
+            "gone-co",
+            json!({"access_token": token, "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}),
+        )
         .await;
     api.wait_live("leaver", &leaving).await;
     api.wait_live("gone-co", &gone).await;
@@ -492,8 +509,12 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
     .await
     .unwrap();
     let feed = api.get("/v1/changes?limit=100", "leaver").await;
-    let feed: Vec<(String, String)> =
-        feed["items"].as_array().unwrap().iter().map(|c| (c["entity"].as_str().unwrap().to_owned(), c["op"].as_str().unwrap().to_owned())).collect();
+    let feed: Vec<(String, String)> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["entity"].as_str().unwrap().to_owned(), c["op"].as_str().unwrap().to_owned()))
+        .collect();
     println!(
         "hostile: deleting a connection: rows before {before:?}; after: {rows_left:?}, {jobs_left} job rows, {hooks_left} of our hooks in GitLab; its tenant's feed {feed:?}"
     );
@@ -523,7 +544,9 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
     rows_left.extend(rows_naming(&owner, "tenant", "gone-co", json!({"never": true})).await);
     let tenant_row: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = 'gone-co'").fetch_one(&owner).await.unwrap();
     let feed = api.get("/v1/changes?limit=100", "gone-co").await;
-    println!("hostile: deleting a tenant said {said:?}; after: {rows_left:?}, tenant row {tenant_row}, {hooks_left} of our hooks in GitLab; a fresh token's feed {feed}");
+    println!(
+        "hostile: deleting a tenant said {said:?}; after: {rows_left:?}, tenant row {tenant_row}, {hooks_left} of our hooks in GitLab; a fresh token's feed {feed}"
+    );
     assert!(out.status.success(), "{said}");
     assert_eq!(hooks_left, 0);
     assert!(rows_left.is_empty(), "{rows_left:?}");
@@ -572,7 +595,12 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
     let base = format!("http://127.0.0.1:{port}");
     // One key ring for both servers below: a pod with another key under version 1 would not start.
     let keys = MasterKeyRing::generate_entry(1);
-    let server = Running(common::serve("api", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32").spawn().unwrap());
+    let server = Running(
+        common::serve("api", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base)
+            .env("GITLAB_URL_ALLOWLIST", "127.0.0.1/32")
+            .spawn()
+            .unwrap(),
+    );
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     for target in ["http://127.0.0.1:5432".to_owned(), format!("http://127.0.0.1:{port}")] {
@@ -587,10 +615,12 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
     // Every loopback port allowlisted: the worker must tell GitLab from the rest.
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Running(common::serve("api,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let _server =
+        Running(common::serve("api,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
-    let (http_port, http_heard) = trap(b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await;
+    let (http_port, http_heard) =
+        trap(b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await;
     let (raw_port, raw_heard) = trap(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     let closed = common::free_port();
     let pg_port = owner.connect_options().get_port();
@@ -632,7 +662,11 @@ async fn metrics_need_the_token_and_name_no_tenant(owner: PgPool) {
     let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
     let database_url = owner.connect_options().to_url_lossy().to_string();
     // No worker: the connection is made live by hand below, and validation would undo that.
-    let _server = Running(common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let _server = Running(
+        common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base)
+            .spawn()
+            .unwrap(),
+    );
     let api = Api::new(base.clone());
     api.wait_ready(Duration::from_secs(30)).await;
     let id = api

@@ -86,7 +86,8 @@ impl Launcher {
         let log = std::fs::File::create(self.work.join(format!("{}-{}.log", victim.roles(), self.started))).unwrap();
         // The worker's own port does not matter; the API must come back where GitLab delivers.
         let listen = if victim == Victim::ApiIngest { self.listen.as_str() } else { "127.0.0.1:0" };
-        let mut command = common::serve(victim.roles(), &self.database_url, &self.master_keys, &self.work.join("state"), listen, &self.public_url);
+        let mut command =
+            common::serve(victim.roles(), &self.database_url, &self.master_keys, &self.work.join("state"), listen, &self.public_url);
         // Short slices, beats and catch-up periods put many checkpoints, job hand-overs and
         // repairs inside the seconds between kills.
         command
@@ -128,7 +129,14 @@ async fn status(owner: &PgPool, connection: Uuid) -> String {
 }
 
 /// Kills `points` times at seeded moments, each time one victim picked by the seed.
-async fn kill_at_moments(service: &mut Service, moments: &mut Moments, phase: &str, points: usize, owner: &PgPool, connection: Uuid) -> Vec<Kill> {
+async fn kill_at_moments(
+    service: &mut Service,
+    moments: &mut Moments,
+    phase: &str,
+    points: usize,
+    owner: &PgPool,
+    connection: Uuid,
+) -> Vec<Kill> {
     let mut kills = Vec::new();
     for point in 0..points {
         let after = moments.pause();
@@ -302,7 +310,11 @@ async fn drive(gitlab: SimControl, lane: usize, targets: Vec<Target>, mut pick: 
             0 if is_mr || t.issues => {
                 let title = format!("Burst {lane}.{n}");
                 // A merge request brings its source branch and commits with it.
-                let body = if is_mr { json!({"source_branch": format!("burst-{lane}-{n}"), "title": title, "commits": 1 + pick.below(2)}) } else { json!({"title": title}) };
+                let body = if is_mr {
+                    json!({"source_branch": format!("burst-{lane}-{n}"), "title": title, "commits": 1 + pick.below(2)})
+                } else {
+                    json!({"title": title})
+                };
                 let iid = gitlab.post(&format!("projects/{p}/{}", kind.path), body).await["iid"].as_u64().unwrap();
                 kind.all.push((p, iid));
                 kind.open.push((p, iid));
@@ -310,7 +322,12 @@ async fn drive(gitlab: SimControl, lane: usize, targets: Vec<Target>, mut pick: 
             }
             1 if !kind.all.is_empty() => {
                 let (p, iid) = kind.all[pick.below(kind.all.len())];
-                gitlab.post(&format!("projects/{p}/notes"), json!({"noteable_type": kind.noteable_type, "iid": iid, "body": format!("note {n}")})).await;
+                gitlab
+                    .post(
+                        &format!("projects/{p}/notes"),
+                        json!({"noteable_type": kind.noteable_type, "iid": iid, "body": format!("note {n}")}),
+                    )
+                    .await;
                 format!("{} note", kind.what)
             }
             2 if !kind.open.is_empty() => {
@@ -321,7 +338,9 @@ async fn drive(gitlab: SimControl, lane: usize, targets: Vec<Target>, mut pick: 
             }
             3 if t.jobs => {
                 if running.is_empty() || pick.below(2) == 0 {
-                    let id = gitlab.post(&format!("projects/{p}/pipelines"), json!({"ref": t.branch, "status": "running"})).await["id"].as_u64().unwrap();
+                    let id = gitlab.post(&format!("projects/{p}/pipelines"), json!({"ref": t.branch, "status": "running"})).await["id"]
+                        .as_u64()
+                        .unwrap();
                     running.push((p, id));
                     "pipeline started".to_owned()
                 } else {
@@ -442,15 +461,23 @@ async fn killed_processes_lose_nothing_and_store_nothing_twice(owner: PgPool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut catch_ups = BTreeSet::new();
     loop {
-        let synced: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT last_synced_at FROM gitlab_connections WHERE id = $1").bind(connection).fetch_one(&owner).await.unwrap();
+        let synced: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT last_synced_at FROM gitlab_connections WHERE id = $1")
+            .bind(connection)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
         catch_ups.extend(synced.filter(|s| *s > burst_end));
         let waiting: i64 =
             sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'received'").fetch_one(&owner).await.unwrap();
         if catch_ups.len() >= 2 && waiting == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "not settled: {} catch-ups since the burst, {waiting} deliveries waiting; logs in {}", catch_ups.len(), work.display());
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {} catch-ups since the burst, {waiting} deliveries waiting; logs in {}",
+            catch_ups.len(),
+            work.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop_polling.store(true, Ordering::Relaxed);
@@ -469,20 +496,25 @@ async fn killed_processes_lose_nothing_and_store_nothing_twice(owner: PgPool) {
     .await
     .unwrap();
     assert!(repeated.is_empty(), "inserted more than once: {repeated:?}");
-    let deletes: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM changes WHERE connection_id = $1 AND op = 'delete'").bind(connection).fetch_one(&owner).await.unwrap();
+    let deletes: i64 = sqlx::query_scalar("SELECT count(*) FROM changes WHERE connection_id = $1 AND op = 'delete'")
+        .bind(connection)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
     assert_eq!(deletes, 0, "nothing was deleted in GitLab");
 
     // Every delivery GitLab saw answered 2xx is in the inbox and applied.
     let sent: Vec<Value> = reqwest::get(format!("{}/-/sim/deliveries", sim.base_url)).await.unwrap().json().await.unwrap();
-    let inbox: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>("SELECT dedup_key, status FROM webhook_deliveries WHERE connection_id = $1")
-        .bind(connection)
-        .fetch_all(&owner)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let acknowledged: Vec<&Value> = sent.iter().filter(|d| d["response_status"].as_u64().is_some_and(|s| (200..300).contains(&s))).collect();
+    let inbox: BTreeMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT dedup_key, status FROM webhook_deliveries WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&owner)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let acknowledged: Vec<&Value> =
+        sent.iter().filter(|d| d["response_status"].as_u64().is_some_and(|s| (200..300).contains(&s))).collect();
     let not_applied: Vec<String> = acknowledged
         .iter()
         .filter_map(|d| {
@@ -491,8 +523,18 @@ async fn killed_processes_lose_nothing_and_store_nothing_twice(owner: PgPool) {
             (status != "applied").then(|| format!("{} {key}: {status}", d["event"]))
         })
         .collect();
-    assert!(not_applied.is_empty(), "{} acknowledged deliveries not applied: {:?}", not_applied.len(), &not_applied[..not_applied.len().min(5)]);
-    assert!(acknowledged.len() >= changes / 2, "too few deliveries got through to prove anything: {} of {}", acknowledged.len(), sent.len());
+    assert!(
+        not_applied.is_empty(),
+        "{} acknowledged deliveries not applied: {:?}",
+        not_applied.len(),
+        &not_applied[..not_applied.len().min(5)]
+    );
+    assert!(
+        acknowledged.len() >= changes / 2,
+        "too few deliveries got through to prove anything: {} of {}",
+        acknowledged.len(),
+        sent.len()
+    );
     let failed = sent.len() - acknowledged.len();
     let acknowledged_keys: BTreeSet<&str> = acknowledged.iter().map(|d| d["idempotency_key"].as_str().unwrap()).collect();
     let unacknowledged_kept = inbox.keys().filter(|k| !acknowledged_keys.contains(k.as_str())).count();

@@ -76,7 +76,9 @@ async fn changes_in_gitlab_reach_the_right_tenant_once(owner: PgPool) {
     // A push to a Premium project arrives through the group hook.
     gitlab.post("projects/1/push", json!({"branch": "main", "commits": 3})).await;
     let latency = api
-        .until_in_feed("premium-co", &premium_cursor, |items| items.iter().filter(|c| c["entity"] == "commit" && c["op"] == "insert").count() >= 3)
+        .until_in_feed("premium-co", &premium_cursor, |items| {
+            items.iter().filter(|c| c["entity"] == "commit" && c["op"] == "insert").count() >= 3
+        })
         .await;
     println!("push visible in the premium tenant's feed {latency:?} after delivery");
 

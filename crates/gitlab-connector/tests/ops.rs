@@ -31,7 +31,8 @@ fn run(owner: &PgPool, keys: &str, args: &[&str]) -> (bool, String) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn failed_jobs_and_kept_aside_deliveries_go_back_to_work(owner: PgPool) {
     let entry = MasterKeyRing::generate_entry(1);
-    let store = Store::connect(app_connect_options(&owner.connect_options()), 2, Arc::new(MasterKeyRing::parse(&entry).unwrap())).await.unwrap();
+    let store =
+        Store::connect(app_connect_options(&owner.connect_options()), 2, Arc::new(MasterKeyRing::parse(&entry).unwrap())).await.unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     let mut tx = store.tenant_tx(&tenant).await.unwrap();
     let c = connections::insert(
@@ -78,10 +79,11 @@ async fn failed_jobs_and_kept_aside_deliveries_go_back_to_work(owner: PgPool) {
 
     let (ok, out) = run(&owner, &entry, &["jobs", "retry", "--tenant", "acme", "--id", &id]);
     assert!(ok && out.contains("queued again: validate"), "{out}");
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'validate'")
-        .fetch_one(&owner)
-        .await
-        .unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'validate'")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
     assert_eq!(queued, 1);
     let (ok, _) = run(&owner, &entry, &["jobs", "retry", "--tenant", "acme", "--id", &id]);
     assert!(!ok, "a letter is retried once");

@@ -99,7 +99,8 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
     let claims = json!({"iss": "coworker", "aud": "gitlab-connector", "exp": now + 3600, "tenant_id": "acme"});
     let jwt = jsonwebtoken::encode(&Default::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
     let body = json!({"access_token": "glpat-sim-owner-api-0001", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url});
-    let created: Value = http.post(format!("{base}/v1/connections")).bearer_auth(&jwt).json(&body).send().await.unwrap().json().await.unwrap();
+    let created: Value =
+        http.post(format!("{base}/v1/connections")).bearer_auth(&jwt).json(&body).send().await.unwrap().json().await.unwrap();
     let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -193,7 +194,8 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let list: Vec<Value> = http.get(format!("{}/-/sim/deliveries", sim.base_url)).send().await.unwrap().json().await.unwrap();
-            let load: Vec<Value> = list.into_iter().filter(|d| parse_ts(&d["created_at"]) >= restart_began - chrono::Duration::seconds(10)).collect();
+            let load: Vec<Value> =
+                list.into_iter().filter(|d| parse_ts(&d["created_at"]) >= restart_began - chrono::Duration::seconds(10)).collect();
             if load.len() as u64 >= changes {
                 break load;
             }
@@ -201,20 +203,21 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let started = |d: &Value| parse_ts(&d["created_at"]) - chrono::Duration::milliseconds((d["execution_duration"].as_f64().unwrap() * 1000.0) as i64);
+    let started = |d: &Value| {
+        parse_ts(&d["created_at"]) - chrono::Duration::milliseconds((d["execution_duration"].as_f64().unwrap() * 1000.0) as i64)
+    };
     let acked: BTreeSet<String> = deliveries
         .iter()
         .filter(|d| d["response_status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
         .map(|d| d["idempotency_key"].as_str().unwrap().to_owned())
         .collect();
     let in_outage: Vec<&Value> = deliveries.iter().filter(|d| started(d) >= down && parse_ts(&d["created_at"]) <= up_begins).collect();
-    let acked_in_outage: Vec<&Value> = in_outage.iter().copied().filter(|d| acked.contains(d["idempotency_key"].as_str().unwrap())).collect();
+    let acked_in_outage: Vec<&Value> =
+        in_outage.iter().copied().filter(|d| acked.contains(d["idempotency_key"].as_str().unwrap())).collect();
     assert!(!in_outage.is_empty(), "no delivery fell inside the outage: it proves nothing");
     assert!(acked_in_outage.is_empty(), "acknowledged while the database was down: {acked_in_outage:?}");
-    let refused_statuses: BTreeMap<String, usize> = deliveries
-        .iter()
-        .filter(|d| !acked.contains(d["idempotency_key"].as_str().unwrap()))
-        .fold(BTreeMap::new(), |mut m, d| {
+    let refused_statuses: BTreeMap<String, usize> =
+        deliveries.iter().filter(|d| !acked.contains(d["idempotency_key"].as_str().unwrap())).fold(BTreeMap::new(), |mut m, d| {
             *m.entry(d["response_status"].as_u64().map_or_else(|| "no answer".to_owned(), |s| s.to_string())).or_default() += 1;
             m
         });
@@ -273,7 +276,8 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
     let big_push = http.post(format!("{}/-/sim/projects/1/push?wait=true", sim.base_url)).json(&json!({"branch": "main", "commits": 25}));
     big_push.send().await.unwrap().error_for_status().unwrap();
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-    let truth: BTreeSet<String> = sim.sim.with_dataset(|d| d.synced_since(1, start).unwrap().commits.iter().map(|c| c.id.clone()).collect());
+    let truth: BTreeSet<String> =
+        sim.sim.with_dataset(|d| d.synced_since(1, start).unwrap().commits.iter().map(|c| c.id.clone()).collect());
     let deadline = Instant::now() + Duration::from_secs(90);
     let caught_up = Instant::now();
     loop {
@@ -283,7 +287,11 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
             break;
         }
         let missing = truth.difference(&stored).count();
-        assert!(Instant::now() < deadline, "{missing} commits of project 1 missing after the outage; extra: {:?}", stored.difference(&truth).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "{missing} commits of project 1 missing after the outage; extra: {:?}",
+            stored.difference(&truth).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let caught_up = caught_up.elapsed();

@@ -115,8 +115,13 @@ fn read_endpoints() -> Vec<ReadEndpoint> {
         .unwrap()
         .iter()
         .filter_map(|(path, item)| {
-            let query: Vec<&str> =
-                item.get("get")?["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "query").filter_map(|p| p["name"].as_str()).collect();
+            let query: Vec<&str> = item.get("get")?["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
             let pager = query.iter().find(|n| ["cursor", "after"].contains(n)).map(|n| (*n).to_owned());
             Some(ReadEndpoint { path: path.clone(), pager, limit: query.contains(&"limit") })
         })
@@ -279,7 +284,10 @@ async fn no_secret_in_the_dump_the_logs_or_the_responses_after_a_demo() {
     let responses_joined = responses.concat();
     let logs = [demo.stdout.as_slice(), demo.stderr.as_slice(), serve_output.as_slice()].concat();
     let log_text = String::from_utf8_lossy(&logs);
-    let found = scan(&needles, &[("pg_dump", &dump.stdout), ("logs", &logs), ("API responses", &responses_joined), ("debug forms", debug_forms.as_bytes())]);
+    let found = scan(
+        &needles,
+        &[("pg_dump", &dump.stdout), ("logs", &logs), ("API responses", &responses_joined), ("debug forms", debug_forms.as_bytes())],
+    );
     let panics = log_text.matches("panicked").count();
     let jwts = jwts_in(&log_text);
     println!(

@@ -23,19 +23,16 @@ fn presented_token(req: &Request) -> Option<String> {
     if let Some(v) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    let from_query = req.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "private_token")
-            .map(|(_, v)| v.trim().to_string())
-    });
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "private_token").map(|(_, v)| v.trim().to_string()));
     if from_query.is_some() {
         return from_query;
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, value) = auth.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| value.trim().to_string())
+    scheme.eq_ignore_ascii_case("bearer").then(|| value.trim().to_string())
 }
 
 fn resolve(sim: &Simulator, req: &Request) -> Result<Caller, SimError> {
@@ -46,32 +43,19 @@ fn resolve(sim: &Simulator, req: &Request) -> Result<Caller, SimError> {
         return Err(SimError::TokenRevoked);
     }
     // A token expires at the start of its `expires_at` day (UTC).
-    if token
-        .expires_at
-        .is_some_and(|d| d <= chrono::Utc::now().date_naive())
-    {
+    if token.expires_at.is_some_and(|d| d <= chrono::Utc::now().date_naive()) {
         return Err(SimError::TokenExpired);
     }
     // lib/api/api.rb: `api` allows everything; `read_api` only GET and HEAD.
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-    let allowed = token
-        .scopes
-        .iter()
-        .any(|s| s == "api" || (s == "read_api" && read_only));
+    let allowed = token.scopes.iter().any(|s| s == "api" || (s == "read_api" && read_only));
     if !allowed {
         return Err(SimError::InsufficientScope);
     }
-    Ok(Caller {
-        user_id: token.user_id,
-        token_id: token.id,
-    })
+    Ok(Caller { user_id: token.user_id, token_id: token.id })
 }
 
-pub(crate) async fn authenticate(
-    State(sim): State<Simulator>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn authenticate(State(sim): State<Simulator>, mut req: Request, next: Next) -> Response {
     let caller = match resolve(&sim, &req) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -83,12 +67,7 @@ pub(crate) async fn authenticate(
         && !v.allowed
     {
         lock(&sim.shared.stats).rate_limited += 1;
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::CONTENT_TYPE, "text/plain")],
-            "Retry later\n",
-        )
-            .into_response();
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "text/plain")], "Retry later\n").into_response();
         v.apply(response.headers_mut());
         return response;
     }

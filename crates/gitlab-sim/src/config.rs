@@ -37,11 +37,7 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig {
-            enabled: true,
-            requests: 2_000,
-            period_secs: 60,
-        }
+        RateLimitConfig { enabled: true, requests: 2_000, period_secs: 60 }
     }
 }
 
@@ -102,12 +98,6 @@ pub struct DeliveryConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig {
-            timeout_ms: 10_000,
-            duplicate: false,
-            delay_ms: 0,
-            out_of_order_ms: 0,
-            auto_disable: true,
-        }
+        DeliveryConfig { timeout_ms: 10_000, duplicate: false, delay_ms: 0, out_of_order_ms: 0, auto_disable: true }
     }
 }

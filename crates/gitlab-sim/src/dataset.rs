@@ -83,20 +83,14 @@ impl Dataset {
     pub fn group_by_ref(&self, key: &str) -> Option<&Group> {
         match key.parse::<u64>() {
             Ok(id) => self.group(id),
-            Err(_) => self
-                .groups
-                .iter()
-                .find(|g| g.full_path.eq_ignore_ascii_case(key)),
+            Err(_) => self.groups.iter().find(|g| g.full_path.eq_ignore_ascii_case(key)),
         }
     }
 
     pub fn project_by_ref(&self, key: &str) -> Option<&Project> {
         match key.parse::<u64>() {
             Ok(id) => self.project(id),
-            Err(_) => self
-                .projects
-                .iter()
-                .find(|p| p.path_with_namespace.eq_ignore_ascii_case(key)),
+            Err(_) => self.projects.iter().find(|p| p.path_with_namespace.eq_ignore_ascii_case(key)),
         }
     }
 
@@ -121,12 +115,7 @@ impl Dataset {
         let mut i = 0;
         while i < out.len() {
             let parent = out[i];
-            out.extend(
-                self.groups
-                    .iter()
-                    .filter(|g| g.parent_id == Some(parent))
-                    .map(|g| g.id),
-            );
+            out.extend(self.groups.iter().filter(|g| g.parent_id == Some(parent)).map(|g| g.id));
             i += 1;
         }
         out
@@ -159,31 +148,21 @@ impl Dataset {
     }
 
     pub fn can_see_group(&self, user_id: u64, group: &Group) -> bool {
-        if group.visibility != Visibility::Private || self.group_access(user_id, group.id).is_some()
-        {
+        if group.visibility != Visibility::Private || self.group_access(user_id, group.id).is_some() {
             return true;
         }
         // Members of a project or subgroup below can see the group it lives in.
         let below = self.descendants(group.id);
-        self.projects
-            .iter()
-            .filter(|p| below.contains(&p.namespace_id))
-            .any(|p| self.project_access(user_id, p).is_some())
-            || below
-                .iter()
-                .any(|g| self.group_access(user_id, *g).is_some())
+        self.projects.iter().filter(|p| below.contains(&p.namespace_id)).any(|p| self.project_access(user_id, p).is_some())
+            || below.iter().any(|g| self.group_access(user_id, *g).is_some())
     }
 
     pub fn visible_project(&self, user_id: u64, key: &str) -> Result<&Project> {
-        self.project_by_ref(key)
-            .filter(|p| self.can_see_project(user_id, p))
-            .ok_or(SimError::NotFound("Project"))
+        self.project_by_ref(key).filter(|p| self.can_see_project(user_id, p)).ok_or(SimError::NotFound("Project"))
     }
 
     pub fn visible_group(&self, user_id: u64, key: &str) -> Result<&Group> {
-        self.group_by_ref(key)
-            .filter(|g| self.can_see_group(user_id, g))
-            .ok_or(SimError::NotFound("Group"))
+        self.group_by_ref(key).filter(|g| self.can_see_group(user_id, g)).ok_or(SimError::NotFound("Group"))
     }
 
     pub fn token_by_value(&self, value: &str) -> Option<&Token> {
@@ -193,13 +172,9 @@ impl Dataset {
     /// Whether group hooks can fire for projects and events under this group.
     pub fn group_hooks_licensed(&self, group_id: u64) -> bool {
         if self.instance.self_managed {
-            return self.instance.edition == Edition::Ee
-                && self.instance.license.is_some_and(Plan::has_group_webhooks);
+            return self.instance.edition == Edition::Ee && self.instance.license.is_some_and(Plan::has_group_webhooks);
         }
-        self.instance.edition == Edition::Ee
-            && self
-                .root_of(group_id)
-                .is_some_and(|root| root.plan.has_group_webhooks())
+        self.instance.edition == Edition::Ee && self.root_of(group_id).is_some_and(|root| root.plan.has_group_webhooks())
     }
 
     /// The users holding Owner on the group or above, as `project_create` hooks list them.

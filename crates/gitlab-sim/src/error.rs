@@ -8,8 +8,7 @@ pub type Result<T, E = SimError> = std::result::Result<T, E>;
 
 const EXPIRED: &str = "Token is expired. You can either do re-authorization or token refresh.";
 const REVOKED: &str = "Token was revoked. You have to re-authorize from the user.";
-const INSUFFICIENT: &str =
-    "The request requires higher privileges than provided by the access token.";
+const INSUFFICIENT: &str = "The request requires higher privileges than provided by the access token.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -51,9 +50,7 @@ pub enum SimError {
 }
 
 fn bearer_challenge(error: &str, description: &str) -> HeaderValue {
-    let value = format!(
-        "Bearer realm=\"Protected by OAuth 2.0\", error=\"{error}\", error_description=\"{description}\""
-    );
+    let value = format!("Bearer realm=\"Protected by OAuth 2.0\", error=\"{error}\", error_description=\"{description}\"");
     HeaderValue::from_str(&value).expect("challenge is ASCII")
 }
 
@@ -64,11 +61,7 @@ impl IntoResponse for SimError {
             // doc/api/rest/authentication.md ("If authentication information is not valid or is
             // missing, GitLab returns ... 401"), `unauthorized!` in lib/api/helpers.rb. Clients
             // rely on this shape to tell a GitLab from anything else before sending a token.
-            SimError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                json!({"message": "401 Unauthorized"}),
-                None,
-            ),
+            SimError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"message": "401 Unauthorized"}), None),
             SimError::TokenExpired => (
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "invalid_token", "error_description": EXPIRED}),
@@ -86,42 +79,14 @@ impl IntoResponse for SimError {
                 json!({"error": "insufficient_scope", "error_description": INSUFFICIENT, "scope": "api read_api"}),
                 Some(bearer_challenge("insufficient_scope", INSUFFICIENT)),
             ),
-            SimError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                json!({"message": "403 Forbidden"}),
-                None,
-            ),
-            SimError::NotFound("") => (
-                StatusCode::NOT_FOUND,
-                json!({"message": "404 Not found"}),
-                None,
-            ),
-            SimError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                json!({"message": format!("404 {what} Not Found")}),
-                None,
-            ),
+            SimError::Forbidden => (StatusCode::FORBIDDEN, json!({"message": "403 Forbidden"}), None),
+            SimError::NotFound("") => (StatusCode::NOT_FOUND, json!({"message": "404 Not found"}), None),
+            SimError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"message": format!("404 {what} Not Found")}), None),
             // Grape's answer to a missing required parameter.
-            SimError::InvalidParam(name) => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("{name} is invalid")}),
-                None,
-            ),
-            SimError::MissingParam(name) => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("{name} is missing")}),
-                None,
-            ),
-            SimError::NoRoute => (
-                StatusCode::NOT_FOUND,
-                json!({"error": "404 Not Found"}),
-                None,
-            ),
-            SimError::BadRequest(msg) => (
-                StatusCode::BAD_REQUEST,
-                json!({"message": format!("400 (Bad request) {msg}")}),
-                None,
-            ),
+            SimError::InvalidParam(name) => (StatusCode::BAD_REQUEST, json!({"error": format!("{name} is invalid")}), None),
+            SimError::MissingParam(name) => (StatusCode::BAD_REQUEST, json!({"error": format!("{name} is missing")}), None),
+            SimError::NoRoute => (StatusCode::NOT_FOUND, json!({"error": "404 Not Found"}), None),
+            SimError::BadRequest(msg) => (StatusCode::BAD_REQUEST, json!({"message": format!("400 (Bad request) {msg}")}), None),
             // lib/api/helpers/pagination_strategies.rb: offset pagination beyond
             // `offset_pagination_limit` on keyset-capable endpoints is refused with Grape's
             // `error!(..., 405)`, whose body key is `error` (GitLab's specs assert on it).
@@ -130,27 +95,17 @@ impl IntoResponse for SimError {
                 json!({"error": format!("Offset pagination has a maximum allowed offset of {} for requests that return objects of type {kind}. Remaining records can be retrieved using keyset pagination.", crate::pagination::MAX_OFFSET)}),
                 None,
             ),
-            SimError::KeysetUnsupported => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"error": "Keyset pagination is not yet available for this type of request"}),
-                None,
-            ),
-            SimError::Control(msg) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": msg}),
-                None,
-            ),
-            SimError::Io(_) | SimError::Json(_) | SimError::Http(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"message": "500 Internal Server Error"}),
-                None,
-            ),
+            SimError::KeysetUnsupported => {
+                (StatusCode::METHOD_NOT_ALLOWED, json!({"error": "Keyset pagination is not yet available for this type of request"}), None)
+            }
+            SimError::Control(msg) => (StatusCode::UNPROCESSABLE_ENTITY, json!({"error": msg}), None),
+            SimError::Io(_) | SimError::Json(_) | SimError::Http(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "500 Internal Server Error"}), None)
+            }
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(challenge) = challenge {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -37,11 +37,7 @@ fn decide(sim: &Simulator) -> (u64, Fault) {
     let fault = if hits(f.drop_every, n) || rng.chance(f.drop_rate) {
         Fault::Drop
     } else if hits(f.error_every, n) || rng.chance(f.error_rate) {
-        let statuses = if f.error_statuses.is_empty() {
-            &[500][..]
-        } else {
-            &f.error_statuses[..]
-        };
+        let statuses = if f.error_statuses.is_empty() { &[500][..] } else { &f.error_statuses[..] };
         Fault::Error(*rng.pick(statuses))
     } else if hits(f.slow_every, n) || rng.chance(f.slow_rate) {
         Fault::Slow(f.slow_ms)
@@ -84,10 +80,7 @@ pub(crate) async fn inject(State(sim): State<Simulator>, req: Request, next: Nex
 }
 
 pub(crate) async fn track(State(sim): State<Simulator>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("(unmatched)".to_string(), |m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().map_or("(unmatched)".to_string(), |m| m.as_str().to_string());
     let response = next.run(req).await;
     lock(&sim.shared.stats).record(&route, response.status().as_u16());
     response

@@ -35,10 +35,7 @@ impl Instance {
     /// Whether this is GitLab `major.minor` or later; a version that does not parse (it is
     /// set through the control API) counts as the newest.
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        let mut parts = self
-            .version
-            .split(['.', '-'])
-            .map(|part| part.parse::<u32>().ok());
+        let mut parts = self.version.split(['.', '-']).map(|part| part.parse::<u32>().ok());
         match (parts.next().flatten(), parts.next().flatten()) {
             (Some(a), Some(b)) => (a, b) >= (major, minor),
             _ => true,
@@ -215,12 +212,7 @@ struct StoredRepository {
 
 impl From<StoredRepository> for Repository {
     fn from(s: StoredRepository) -> Repository {
-        let mut repo = Repository {
-            commits: s.commits,
-            branches: s.branches,
-            tags: s.tags,
-            index: HashMap::new(),
-        };
+        let mut repo = Repository { commits: s.commits, branches: s.branches, tags: s.tags, index: HashMap::new() };
         repo.reindex();
         repo
     }
@@ -228,12 +220,7 @@ impl From<StoredRepository> for Repository {
 
 impl Repository {
     pub fn reindex(&mut self) {
-        self.index = self
-            .commits
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.clone(), i))
-            .collect();
+        self.index = self.commits.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
     }
 
     pub fn commit(&self, sha: &str) -> Option<&Commit> {
@@ -264,12 +251,7 @@ impl Repository {
 
     /// Indices of the commits a branch or tag reaches (what `all=true` lists), newest first.
     pub fn reachable_from_refs(&self, first_parent: bool) -> Vec<usize> {
-        let heads: Vec<String> = self
-            .branches
-            .iter()
-            .map(|b| b.commit.clone())
-            .chain(self.tags.iter().map(|t| t.commit.clone()))
-            .collect();
+        let heads: Vec<String> = self.branches.iter().map(|b| b.commit.clone()).chain(self.tags.iter().map(|t| t.commit.clone())).collect();
         self.reachable(&heads, first_parent)
     }
 
@@ -287,10 +269,7 @@ impl Repository {
     /// Indices of the commits reachable from `heads`, newest first.
     pub fn reachable(&self, heads: &[String], first_parent: bool) -> Vec<usize> {
         let mut seen = vec![false; self.commits.len()];
-        let mut stack: Vec<usize> = heads
-            .iter()
-            .filter_map(|h| self.index.get(h).copied())
-            .collect();
+        let mut stack: Vec<usize> = heads.iter().filter_map(|h| self.index.get(h).copied()).collect();
         let mut out = Vec::new();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut seen[i], true) {
@@ -298,16 +277,8 @@ impl Repository {
             }
             out.push(i);
             let parents = &self.commits[i].parent_ids;
-            let take = if first_parent {
-                parents.len().min(1)
-            } else {
-                parents.len()
-            };
-            stack.extend(
-                parents[..take]
-                    .iter()
-                    .filter_map(|p| self.index.get(p).copied()),
-            );
+            let take = if first_parent { parents.len().min(1) } else { parents.len() };
+            stack.extend(parents[..take].iter().filter_map(|p| self.index.get(p).copied()));
         }
         out.sort_unstable_by(|a, b| {
             let (ca, cb) = (&self.commits[*a], &self.commits[*b]);

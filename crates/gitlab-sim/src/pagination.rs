@@ -14,11 +14,7 @@ pub const COUNT_LIMIT: usize = 10_000;
 /// `offset_pagination_limit`, enforced only where keyset is available.
 pub const MAX_OFFSET: usize = 50_000;
 
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The request's query string, order kept, so links can repeat it.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +22,7 @@ pub struct Params(pub Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn flag(&self, key: &str) -> Option<bool> {
@@ -48,23 +40,10 @@ impl Params {
 
     /// `base` + path + this query with the given keys replaced.
     fn link(&self, base: &str, replace: &[(&str, String)]) -> String {
-        let mut pairs: Vec<(String, String)> = self
-            .0
-            .iter()
-            .filter(|(k, _)| !replace.iter().any(|(r, _)| r == k))
-            .cloned()
-            .collect();
+        let mut pairs: Vec<(String, String)> = self.0.iter().filter(|(k, _)| !replace.iter().any(|(r, _)| r == k)).cloned().collect();
         pairs.extend(replace.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let query: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    utf8_percent_encode(k, QUERY),
-                    utf8_percent_encode(v, QUERY)
-                )
-            })
-            .collect();
+        let query: Vec<String> =
+            pairs.iter().map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(v, QUERY))).collect();
         format!("{base}?{}", query.join("&"))
     }
 }
@@ -92,12 +71,7 @@ pub fn per_page(params: &Params) -> usize {
 
 /// One page of `items` by `page`/`per_page`, and GitLab's headers for it. `keyset_type` names
 /// the record type when the endpoint also supports keyset, which caps the offset.
-pub fn offset<'a, T>(
-    items: &'a [T],
-    params: &Params,
-    origin: &Origin,
-    keyset_type: Option<&'static str>,
-) -> Result<(&'a [T], HeaderMap)> {
+pub fn offset<'a, T>(items: &'a [T], params: &Params, origin: &Origin, keyset_type: Option<&'static str>) -> Result<(&'a [T], HeaderMap)> {
     let per_page = per_page(params);
     let page = params.page();
     let start = offset_start(params);
@@ -115,35 +89,14 @@ pub fn offset<'a, T>(
     let mut headers = HeaderMap::new();
     set(&mut headers, "x-page", page);
     set(&mut headers, "x-per-page", per_page);
-    set(
-        &mut headers,
-        "x-next-page",
-        if has_next {
-            (page + 1).to_string()
-        } else {
-            String::new()
-        },
-    );
-    set(
-        &mut headers,
-        "x-prev-page",
-        if page > 1 {
-            (page - 1).to_string()
-        } else {
-            String::new()
-        },
-    );
+    set(&mut headers, "x-next-page", if has_next { (page + 1).to_string() } else { String::new() });
+    set(&mut headers, "x-prev-page", if page > 1 { (page - 1).to_string() } else { String::new() });
     if counted {
         set(&mut headers, "x-total", total);
         set(&mut headers, "x-total-pages", total_pages);
     }
     let base = format!("{}{}", origin.root, origin.path);
-    let link = |p: usize| {
-        params.link(
-            &base,
-            &[("page", p.to_string()), ("per_page", per_page.to_string())],
-        )
-    };
+    let link = |p: usize| params.link(&base, &[("page", p.to_string()), ("per_page", per_page.to_string())]);
     let mut links = Vec::new();
     if page > 1 {
         links.push(format!("<{}>; rel=\"prev\"", link(page - 1)));
@@ -182,14 +135,9 @@ impl Cursor {
 
     pub fn decode(raw: &str) -> Result<Cursor> {
         let bad = || SimError::BadRequest("cursor is invalid".into());
-        let bytes = URL_SAFE_NO_PAD
-            .decode(raw.trim_end_matches('='))
-            .map_err(|_| bad())?;
+        let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).map_err(|_| bad())?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        Ok(Cursor {
-            key: v["key"].as_str().ok_or_else(bad)?.to_string(),
-            id: v["id"].as_u64().ok_or_else(bad)?,
-        })
+        Ok(Cursor { key: v["key"].as_str().ok_or_else(bad)?.to_string(), id: v["id"].as_u64().ok_or_else(bad)? })
     }
 }
 
@@ -226,19 +174,13 @@ mod tests {
     use super::*;
 
     fn origin() -> Origin {
-        Origin {
-            root: "http://sim.test".into(),
-            path: "/api/v4/things".into(),
-        }
+        Origin { root: "http://sim.test".into(), path: "/api/v4/things".into() }
     }
 
     #[test]
     fn offset_headers_follow_gitlab() {
         let items: Vec<u32> = (0..45).collect();
-        let params = Params(vec![
-            ("page".into(), "2".into()),
-            ("state".into(), "all".into()),
-        ]);
+        let params = Params(vec![("page".into(), "2".into()), ("state".into(), "all".into())]);
         let (page, h) = offset(&items, &params, &origin(), None).unwrap();
         assert_eq!(page, &items[20..40]);
         assert_eq!(h["x-total"], "45");
@@ -246,35 +188,21 @@ mod tests {
         assert_eq!(h["x-next-page"], "3");
         assert_eq!(h["x-prev-page"], "1");
         let link = h["link"].to_str().unwrap();
-        assert!(
-            link.contains(
-                "<http://sim.test/api/v4/things?state=all&page=3&per_page=20>; rel=\"next\""
-            ),
-            "{link}"
-        );
+        assert!(link.contains("<http://sim.test/api/v4/things?state=all&page=3&per_page=20>; rel=\"next\""), "{link}");
         assert!(link.contains("rel=\"last\""));
     }
 
     #[test]
     fn offset_limit_only_where_keyset_exists() {
         let items: Vec<u32> = vec![];
-        let params = Params(vec![
-            ("page".into(), "501".into()),
-            ("per_page".into(), "100".into()),
-        ]);
+        let params = Params(vec![("page".into(), "501".into()), ("per_page".into(), "100".into())]);
         assert!(offset(&items, &params, &origin(), None).is_ok());
-        assert!(matches!(
-            offset(&items, &params, &origin(), Some("Project")),
-            Err(SimError::OffsetLimit("Project"))
-        ));
+        assert!(matches!(offset(&items, &params, &origin(), Some("Project")), Err(SimError::OffsetLimit("Project"))));
     }
 
     #[test]
     fn cursor_round_trips() {
-        let c = Cursor {
-            key: "2024-01-01T00:00:00.000Z".into(),
-            id: 9,
-        };
+        let c = Cursor { key: "2024-01-01T00:00:00.000Z".into(), id: 9 };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("!!").is_err());
     }

@@ -33,13 +33,7 @@ impl RateLimiter {
             *entry = (window, 0);
         }
         entry.1 = entry.1.saturating_add(1);
-        Some(Verdict {
-            allowed: entry.1 <= config.requests,
-            limit: config.requests,
-            observed: entry.1,
-            reset_at: window + period,
-            now,
-        })
+        Some(Verdict { allowed: entry.1 <= config.requests, limit: config.requests, observed: entry.1, reset_at: window + period, now })
     }
 }
 
@@ -51,32 +45,15 @@ fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
 
 impl Verdict {
     pub fn apply(&self, headers: &mut HeaderMap) {
-        put(
-            headers,
-            "ratelimit-name",
-            "throttle_authenticated_api".into(),
-        );
+        put(headers, "ratelimit-name", "throttle_authenticated_api".into());
         put(headers, "ratelimit-limit", self.limit.to_string());
         put(headers, "ratelimit-observed", self.observed.to_string());
-        put(
-            headers,
-            "ratelimit-remaining",
-            self.limit.saturating_sub(self.observed).to_string(),
-        );
+        put(headers, "ratelimit-remaining", self.limit.saturating_sub(self.observed).to_string());
         put(headers, "ratelimit-reset", self.reset_at.to_string());
         if !self.allowed {
-            put(
-                headers,
-                "retry-after",
-                self.reset_at.saturating_sub(self.now).max(1).to_string(),
-            );
-            let reset =
-                chrono::DateTime::from_timestamp(self.reset_at as i64, 0).unwrap_or_default();
-            put(
-                headers,
-                "ratelimit-resettime",
-                reset.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-            );
+            put(headers, "retry-after", self.reset_at.saturating_sub(self.now).max(1).to_string());
+            let reset = chrono::DateTime::from_timestamp(self.reset_at as i64, 0).unwrap_or_default();
+            put(headers, "ratelimit-resettime", reset.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
         }
     }
 }
@@ -87,25 +64,15 @@ mod tests {
 
     #[test]
     fn window_counts_then_resets() {
-        let config = RateLimitConfig {
-            enabled: true,
-            requests: 2,
-            period_secs: 60,
-        };
+        let config = RateLimitConfig { enabled: true, requests: 2, period_secs: 60 };
         let mut rl = RateLimiter::default();
         assert!(rl.check(1, &config, 120).unwrap().allowed);
         assert!(rl.check(1, &config, 130).unwrap().allowed);
         let third = rl.check(1, &config, 150).unwrap();
         assert!(!third.allowed);
         assert_eq!(third.reset_at, 180);
-        assert!(
-            rl.check(2, &config, 150).unwrap().allowed,
-            "limits are per token"
-        );
-        assert!(
-            rl.check(1, &config, 181).unwrap().allowed,
-            "a new window starts over"
-        );
+        assert!(rl.check(2, &config, 150).unwrap().allowed, "limits are per token");
+        assert!(rl.check(1, &config, 181).unwrap().allowed, "a new window starts over");
         let mut h = HeaderMap::new();
         third.apply(&mut h);
         assert_eq!(h["retry-after"], "30");

@@ -13,9 +13,7 @@ fn commit_date(ts: &crate::time::Ts) -> String {
 }
 
 pub fn avatar(email: &str) -> String {
-    let hash: u64 = email.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash: u64 = email.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("https://www.gravatar.com/avatar/{hash:016x}{hash:016x}?s=80&d=identicon")
 }
 
@@ -27,8 +25,7 @@ pub fn user_basic(u: &User, base: &str) -> Value {
 }
 
 pub fn user_ref(ds: &Dataset, id: Option<u64>, base: &str) -> Value {
-    id.and_then(|id| ds.user(id))
-        .map_or(Value::Null, |u| user_basic(u, base))
+    id.and_then(|id| ds.user(id)).map_or(Value::Null, |u| user_basic(u, base))
 }
 
 pub fn current_user(u: &User, base: &str) -> Value {
@@ -111,9 +108,7 @@ pub fn namespace(ds: &Dataset, g: &Group, base: &str, owner: bool) -> Value {
 pub fn project(ds: &Dataset, p: &Project, base: &str, user_id: u64, simple: bool) -> Value {
     let web_url = format!("{base}/{}", p.path_with_namespace);
     let host = base.split("://").nth(1).unwrap_or(base);
-    let ns = ds
-        .group(p.namespace_id)
-        .map_or(Value::Null, |g| namespace_brief(g, base));
+    let ns = ds.group(p.namespace_id).map_or(Value::Null, |g| namespace_brief(g, base));
     let mut v = json!({
         "id": p.id, "description": p.description, "name": p.name, "name_with_namespace": p.name_with_namespace,
         "path": p.path, "path_with_namespace": p.path_with_namespace, "created_at": api(&p.created_at),
@@ -133,9 +128,7 @@ pub fn project(ds: &Dataset, p: &Project, base: &str, user_id: u64, simple: bool
         .iter()
         .find(|m| m.user_id == user_id && m.source == MemberSource::Project(p.id))
         .map(|m| json!({"access_level": m.access_level, "notification_level": 3}));
-    let inherited = ds
-        .group_access(user_id, p.namespace_id)
-        .map(|l| json!({"access_level": l, "notification_level": 3}));
+    let inherited = ds.group_access(user_id, p.namespace_id).map(|l| json!({"access_level": l, "notification_level": 3}));
     let mut extra = json!({
         "updated_at": api(&p.last_activity_at), "archived": p.archived, "empty_repo": p.repository.commits.is_empty(),
         "container_registry_image_prefix": format!("registry.{host}/{}", p.path_with_namespace),
@@ -176,11 +169,7 @@ pub fn project(ds: &Dataset, p: &Project, base: &str, user_id: u64, simple: bool
     if p.issues_enabled
         && let Value::Object(m) = &mut extra
     {
-        let open = p
-            .issues
-            .iter()
-            .filter(|i| i.state == IssueState::Opened)
-            .count();
+        let open = p.issues.iter().filter(|i| i.state == IssueState::Opened).count();
         m.insert("open_issues_count".into(), open.into());
     }
     merge(&mut v, extra);
@@ -216,10 +205,7 @@ pub fn commit_detail(p: &Project, c: &Commit, base: &str) -> Value {
 }
 
 pub fn branch(p: &Project, b: &Branch, base: &str) -> Value {
-    let commit_json = p
-        .repository
-        .commit(&b.commit)
-        .map_or(Value::Null, |c| commit(p, c, base));
+    let commit_json = p.repository.commit(&b.commit).map_or(Value::Null, |c| commit(p, c, base));
     json!({
         "name": b.name, "merged": false, "protected": b.protected, "default": b.name == p.default_branch,
         "developers_can_push": false, "developers_can_merge": false, "can_push": true,
@@ -227,17 +213,8 @@ pub fn branch(p: &Project, b: &Branch, base: &str) -> Value {
     })
 }
 
-pub fn merge_request(
-    ds: &Dataset,
-    p: &Project,
-    m: &MergeRequest,
-    base: &str,
-    simple: bool,
-) -> Value {
-    let web_url = format!(
-        "{base}/{}/-/merge_requests/{}",
-        p.path_with_namespace, m.iid
-    );
+pub fn merge_request(ds: &Dataset, p: &Project, m: &MergeRequest, base: &str, simple: bool) -> Value {
+    let web_url = format!("{base}/{}/-/merge_requests/{}", p.path_with_namespace, m.iid);
     let mut v = json!({
         "id": m.id, "iid": m.iid, "project_id": p.id, "title": m.title, "description": m.description,
         "state": m.state.as_str(), "created_at": api(&m.created_at), "updated_at": api(&m.updated_at),
@@ -246,17 +223,8 @@ pub fn merge_request(
     if simple {
         return v;
     }
-    let notes = p
-        .notes
-        .iter()
-        .filter(|n| !n.system && n.noteable == Noteable::MergeRequest { iid: m.iid })
-        .count();
-    let users = |ids: &[u64]| {
-        ids.iter()
-            .filter_map(|id| ds.user(*id))
-            .map(|u| user_basic(u, base))
-            .collect::<Vec<_>>()
-    };
+    let notes = p.notes.iter().filter(|n| !n.system && n.noteable == Noteable::MergeRequest { iid: m.iid }).count();
+    let users = |ids: &[u64]| ids.iter().filter_map(|id| ds.user(*id)).map(|u| user_basic(u, base)).collect::<Vec<_>>();
     merge(
         &mut v,
         json!({
@@ -283,17 +251,8 @@ pub fn merge_request(
 }
 
 pub fn issue(ds: &Dataset, p: &Project, i: &Issue, base: &str) -> Value {
-    let notes = p
-        .notes
-        .iter()
-        .filter(|n| !n.system && n.noteable == Noteable::Issue { iid: i.iid })
-        .count();
-    let assignees: Vec<Value> = i
-        .assignee_ids
-        .iter()
-        .filter_map(|id| ds.user(*id))
-        .map(|u| user_basic(u, base))
-        .collect();
+    let notes = p.notes.iter().filter(|n| !n.system && n.noteable == Noteable::Issue { iid: i.iid }).count();
+    let assignees: Vec<Value> = i.assignee_ids.iter().filter_map(|id| ds.user(*id)).map(|u| user_basic(u, base)).collect();
     json!({
         "id": i.id, "iid": i.iid, "project_id": p.id, "title": i.title, "description": i.description,
         "state": i.state.as_str(), "created_at": api(&i.created_at), "updated_at": api(&i.updated_at),

@@ -32,11 +32,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
     }
 
     /// True with probability `p`.
@@ -71,10 +67,7 @@ mod tests {
         assert_eq!(sa, sb);
         let sha = a.sha();
         assert_eq!(sha.len(), 40);
-        assert!(
-            sha.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(Rng::new(8).next_u64(), Rng::new(7).next_u64());
     }
 }

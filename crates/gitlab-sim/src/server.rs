@@ -42,13 +42,7 @@ impl Simulator {
                 tracing::error!(error = %e, "simulator server stopped");
             }
         });
-        Ok(SimHandle {
-            base_url: self.base_url(),
-            addr,
-            sim: self,
-            stop: Some(tx),
-            task: Some(task),
-        })
+        Ok(SimHandle { base_url: self.base_url(), addr, sim: self, stop: Some(tx), task: Some(task) })
     }
 }
 
@@ -82,11 +76,7 @@ impl Drop for SimHandle {
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` completes; open connections are closed then.
 /// Uses the listener's address as the public base URL unless the config sets one.
-pub async fn serve(
-    listener: TcpListener,
-    sim: Simulator,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, sim: Simulator, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         sim.set_base_url_if_unset(format!("http://{addr}"));
     }
@@ -108,16 +98,13 @@ pub async fn serve(
         };
         let kill = Arc::new(Notify::new());
         let conn_kill = ConnKill(kill.clone());
-        let svc =
-            app.clone()
-                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(conn_kill.clone());
-                    req
-                });
+        let svc = app.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(conn_kill.clone());
+            req
+        });
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
             tokio::select! {
                 result = conn => {
                     if let Err(e) = result {

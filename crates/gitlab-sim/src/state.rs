@@ -60,14 +60,9 @@ pub struct TokenSummary {
 
 impl Simulator {
     pub fn new(dataset: Dataset, config: SimConfig) -> Simulator {
-        let base_url = config
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "http://127.0.0.1".into());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client builds without TLS roots");
+        let base_url = config.base_url.clone().unwrap_or_else(|| "http://127.0.0.1".into());
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client builds without TLS roots");
         Simulator {
             shared: Arc::new(Shared {
                 rng: Mutex::new(Rng::new(dataset.seed ^ 0xFA17)),
@@ -133,10 +128,7 @@ impl Simulator {
                     name: t.name.clone(),
                     value: t.value.clone(),
                     user_id: t.user_id,
-                    username: ds
-                        .user(t.user_id)
-                        .map(|u| u.username.clone())
-                        .unwrap_or_default(),
+                    username: ds.user(t.user_id).map(|u| u.username.clone()).unwrap_or_default(),
                     scopes: t.scopes.clone(),
                     expires_at: t.expires_at,
                     revoked: t.revoked,

@@ -25,19 +25,10 @@ pub struct Stats {
 impl Stats {
     pub fn record(&mut self, route: &str, status: u16) {
         self.total_requests += 1;
-        *self
-            .requests
-            .entry(route.to_string())
-            .or_default()
-            .entry(status)
-            .or_default() += 1;
+        *self.requests.entry(route.to_string()).or_default().entry(status).or_default() += 1;
     }
 
     pub fn count(&self, route: &str, status: u16) -> u64 {
-        self.requests
-            .get(route)
-            .and_then(|m| m.get(&status))
-            .copied()
-            .unwrap_or(0)
+        self.requests.get(route).and_then(|m| m.get(&status)).copied().unwrap_or(0)
     }
 }

@@ -10,8 +10,7 @@ pub fn api(ts: &Ts) -> String {
 }
 
 pub fn api_opt(ts: &Option<Ts>) -> serde_json::Value {
-    ts.as_ref()
-        .map_or(serde_json::Value::Null, |t| api(t).into())
+    ts.as_ref().map_or(serde_json::Value::Null, |t| api(t).into())
 }
 
 /// Hook payload format for most object attributes: `2024-03-01 10:20:30 UTC`.
@@ -20,8 +19,7 @@ pub fn hook(ts: &Ts) -> String {
 }
 
 pub fn hook_opt(ts: &Option<Ts>) -> serde_json::Value {
-    ts.as_ref()
-        .map_or(serde_json::Value::Null, |t| hook(t).into())
+    ts.as_ref().map_or(serde_json::Value::Null, |t| hook(t).into())
 }
 
 /// Commit timestamps in hooks carry an offset: `2024-03-01T12:20:30+02:00`.
@@ -37,9 +35,7 @@ pub fn zulu(ts: &Ts) -> String {
 /// Wall-clock now, truncated to milliseconds so it survives a JSON round trip unchanged.
 pub fn now() -> Ts {
     let now = Utc::now();
-    Utc.timestamp_millis_opt(now.timestamp_millis())
-        .single()
-        .unwrap_or(now)
+    Utc.timestamp_millis_opt(now.timestamp_millis()).single().unwrap_or(now)
 }
 
 /// Parses the ISO 8601 forms clients send in `since`, `updated_after`, ...
@@ -50,8 +46,5 @@ pub fn parse(value: &str) -> Option<Ts> {
     if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f") {
         return Some(t.and_utc());
     }
-    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }

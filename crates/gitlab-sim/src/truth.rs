@@ -30,37 +30,18 @@ impl Dataset {
     pub fn synced_since(&self, id: u64, start: Ts) -> Option<Synced<'_>> {
         let p = self.project(id)?;
         let repo = &p.repository;
-        let merge_requests: Vec<&MergeRequest> = p
-            .merge_requests
-            .iter()
-            .filter(|m| m.updated_at >= start)
-            .collect();
+        let merge_requests: Vec<&MergeRequest> = p.merge_requests.iter().filter(|m| m.updated_at >= start).collect();
         let mut seen = BTreeSet::new();
         let commits = repo
             .reachable_from_refs(false)
             .into_iter()
             .map(|i| &repo.commits[i])
             .filter(|c| c.committed_date >= start)
-            .chain(
-                merge_requests
-                    .iter()
-                    .flat_map(|m| m.commit_shas.iter().filter_map(|s| repo.commit(s))),
-            )
+            .chain(merge_requests.iter().flat_map(|m| m.commit_shas.iter().filter_map(|s| repo.commit(s))))
             .filter(|c| seen.insert(c.id.as_str()))
             .collect();
-        let issues: Vec<&Issue> = if p.issues_enabled {
-            p.issues.iter().filter(|i| i.updated_at >= start).collect()
-        } else {
-            Vec::new()
-        };
-        let pipelines = if p.jobs_enabled {
-            p.pipelines
-                .iter()
-                .filter(|pl| pl.updated_at >= start)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let issues: Vec<&Issue> = if p.issues_enabled { p.issues.iter().filter(|i| i.updated_at >= start).collect() } else { Vec::new() };
+        let pipelines = if p.jobs_enabled { p.pipelines.iter().filter(|pl| pl.updated_at >= start).collect() } else { Vec::new() };
         let mr_iids: BTreeSet<u64> = merge_requests.iter().map(|m| m.iid).collect();
         let issue_iids: BTreeSet<u64> = issues.iter().map(|i| i.iid).collect();
         let notes = p
@@ -72,13 +53,6 @@ impl Dataset {
                 Noteable::Commit { .. } => n.created_at >= start,
             })
             .collect();
-        Some(Synced {
-            project: p,
-            commits,
-            merge_requests,
-            issues,
-            pipelines,
-            notes,
-        })
+        Some(Synced { project: p, commits, merge_requests, issues, pipelines, notes })
     }
 }

@@ -58,27 +58,10 @@ pub const LAST_NAMES: &[&str] = &[
     "Zhang",
 ];
 
-pub const GROUP_NAMES: &[&str] = &[
-    "Northwind Labs",
-    "Kōan Systems",
-    "Blue Heron",
-    "Ærø Robotics",
-    "Quokka Finance",
-    "Meridian Health",
-];
+pub const GROUP_NAMES: &[&str] = &["Northwind Labs", "Kōan Systems", "Blue Heron", "Ærø Robotics", "Quokka Finance", "Meridian Health"];
 
-pub const SUBGROUP_NAMES: &[&str] = &[
-    "Platform",
-    "Payments",
-    "Mobile",
-    "Data",
-    "Infrastructure",
-    "Frontend",
-    "Security",
-    "Growth",
-    "Tooling",
-    "Research",
-];
+pub const SUBGROUP_NAMES: &[&str] =
+    &["Platform", "Payments", "Mobile", "Data", "Infrastructure", "Frontend", "Security", "Growth", "Tooling", "Research"];
 
 pub const PROJECT_NAMES: &[&str] = &[
     "api-gateway",
@@ -101,10 +84,7 @@ pub const PROJECT_NAMES: &[&str] = &[
     "feature-flags",
 ];
 
-pub const VERBS: &[&str] = &[
-    "Fix", "Add", "Refactor", "Remove", "Update", "Improve", "Document", "Rename", "Optimize",
-    "Revert",
-];
+pub const VERBS: &[&str] = &["Fix", "Add", "Refactor", "Remove", "Update", "Improve", "Document", "Rename", "Optimize", "Revert"];
 
 pub const OBJECTS: &[&str] = &[
     "pagination in list endpoint",

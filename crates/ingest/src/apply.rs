@@ -106,17 +106,48 @@ impl<'a> Scope<'a> {
 /// Deciding this needs no database, so the decision can be fuzzed on its own.
 #[derive(Debug, Clone)]
 pub enum Route<'a> {
-    Commits { project: i64, commits: Value, deleted_branch: Option<String>, needs_fetch: bool },
+    Commits {
+        project: i64,
+        commits: Value,
+        deleted_branch: Option<String>,
+        needs_fetch: bool,
+    },
     /// `fetch`: why the merge request must be read back from GitLab, when it must.
-    MergeRequest { project: i64, row: Value, fetch: Option<&'static str> },
-    Issue { project: i64, row: Value },
+    MergeRequest {
+        project: i64,
+        row: Value,
+        fetch: Option<&'static str>,
+    },
+    Issue {
+        project: i64,
+        row: Value,
+    },
     /// `noteable_row`: the merge request or issue as the hook shows it, when it does.
-    Note { project: i64, noteable: &'a str, parent: NoteParent<'a>, row: Value, noteable_row: Option<Value> },
-    Pipeline { project: i64, row: Value },
+    Note {
+        project: i64,
+        noteable: &'a str,
+        parent: NoteParent<'a>,
+        row: Value,
+        noteable_row: Option<Value>,
+    },
+    Pipeline {
+        project: i64,
+        row: Value,
+    },
     /// Kept as the latest payload per object: tags, jobs, releases, deployments, members, subgroups.
-    Event { kind: &'static str, key: String, project: Option<i64>, action: Option<&'a str> },
-    ProjectCreated { project: i64, row: Value },
-    ProjectDestroyed { project: i64 },
+    Event {
+        kind: &'static str,
+        key: String,
+        project: Option<i64>,
+        action: Option<&'a str>,
+    },
+    ProjectCreated {
+        project: i64,
+        row: Value,
+    },
+    ProjectDestroyed {
+        project: i64,
+    },
     OutOfScope(String),
     KeptAside(String),
 }
@@ -154,7 +185,8 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
         "push" => {
             let Some(p) = project else { return Route::KeptAside("push without a project id".into()) };
             let commits = payload.get("commits").cloned().unwrap_or(json!([]));
-            let deleted_branch = (str_at(payload, "/after") == Some(ZERO_SHA)).then(|| format!("{p}:{}", str_at(payload, "/ref").unwrap_or_default()));
+            let deleted_branch =
+                (str_at(payload, "/after") == Some(ZERO_SHA)).then(|| format!("{p}:{}", str_at(payload, "/ref").unwrap_or_default()));
             let total = payload.get("total_commits_count").and_then(Value::as_u64).unwrap_or(0);
             let carried = commits.as_array().map_or(0, Vec::len) as u64;
             Route::Commits { project: p, commits, deleted_branch, needs_fetch: total > carried }
@@ -245,7 +277,12 @@ pub fn route<'a>(scope: Scope<'_>, kind: &str, payload: &'a Value) -> Route<'a> 
         }
         "release" => {
             let key = str_at(payload, "/tag").map(str::to_owned).unwrap_or_else(|| payload["id"].to_string());
-            Route::Event { kind: "release", key: format!("{}:{key}", project.unwrap_or_default()), project, action: str_at(payload, "/action") }
+            Route::Event {
+                kind: "release",
+                key: format!("{}:{key}", project.unwrap_or_default()),
+                project,
+                action: str_at(payload, "/action"),
+            }
         }
         "deployment" => {
             let key = payload.get("deployment_id").map(Value::to_string).unwrap_or_default();
@@ -416,7 +453,14 @@ fn key(row: &Value, name: &str) -> i64 {
 }
 
 /// How the row's version stands against the stored one, at the second precision hooks give.
-async fn order(tx: &mut TenantTx, table: Versioned, connection: uuid::Uuid, project: i64, key: i64, row: &Value) -> connector_store::Result<VersionOrder> {
+async fn order(
+    tx: &mut TenantTx,
+    table: Versioned,
+    connection: uuid::Uuid,
+    project: i64,
+    key: i64,
+    row: &Value,
+) -> connector_store::Result<VersionOrder> {
     let updated_at = row.get("updated_at").and_then(Value::as_str).unwrap_or_default();
     sync::version_order(tx, table, connection, project, key, updated_at).await
 }

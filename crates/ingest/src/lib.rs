@@ -9,5 +9,6 @@ pub mod verify;
 
 pub use processor::{ProcessorConfig, run_processor};
 pub use receive::{
-    BODY_READ_TIMEOUT, IngestState, MAX_BODY_BYTES, MAX_BODY_BYTES_IN_FLIGHT, MAX_DEDUP_KEY_LEN, ParsedDelivery, parse_delivery, presented, router,
+    BODY_READ_TIMEOUT, IngestState, MAX_BODY_BYTES, MAX_BODY_BYTES_IN_FLIGHT, MAX_DEDUP_KEY_LEN, ParsedDelivery, parse_delivery, presented,
+    router,
 };

@@ -8,17 +8,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::middleware;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use connector_store::deliveries::{self, NewDelivery};
 use connector_store::{Store, hooks};
 use connector_telemetry::metrics::{self, Delivery};
+use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use futures_util::StreamExt;
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -150,10 +150,7 @@ enum BodyError {
 
 /// Reads the body within `BODY_READ_TIMEOUT`, holding budget for every byte it keeps.
 async fn read_body(budget: &Semaphore, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyError> {
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(BodyError::TooLarge);
     }
@@ -180,7 +177,9 @@ async fn read_body(budget: &Semaphore, headers: &HeaderMap, body: Body) -> Resul
 
 enum Stored {
     /// Stored; `kept_aside` when it can never be applied.
-    New { kept_aside: bool },
+    New {
+        kept_aside: bool,
+    },
     Duplicate,
 }
 
@@ -233,10 +232,7 @@ async fn lookup(store: &Store, endpoint: Uuid, headers: &HeaderMap) -> Result<Kn
 
 async fn store(store: &Store, hook: &KnownHook, headers: &HeaderMap, body: &[u8]) -> Result<Stored, Refused> {
     let endpoint = hook.endpoint;
-    let expected = Expected {
-        token: hook.secrets.token.expose_secret(),
-        signing_token: hook.secrets.signing_token.expose_secret(),
-    };
+    let expected = Expected { token: hook.secrets.token.expose_secret(), signing_token: hook.secrets.signing_token.expose_secret() };
     let mut tx = store.tenant_tx(&hook.tenant).await?;
     if let Err(rejection) = verify::verify(&presented(headers, body), &expected, chrono::Utc::now().timestamp()) {
         hooks::record_refusal(&mut tx, endpoint, &rejection.to_string()).await?;
@@ -306,15 +302,14 @@ pub fn parse_delivery<'a>(headers: &'a HeaderMap, body: &[u8]) -> ParsedDelivery
     // A signed delivery's `webhook-id` is covered by its signature; the other ids are not, so
     // a captured signed delivery replayed under new ones would be stored again.
     let signed_id = key("webhook-signature").and_then(|_| key("webhook-id"));
-    let dedup_key = match signed_id.or_else(|| key("idempotency-key")).or_else(|| key("webhook-id")).or_else(|| key("x-gitlab-event-uuid")) {
+    let dedup_key = match signed_id.or_else(|| key("idempotency-key")).or_else(|| key("webhook-id")).or_else(|| key("x-gitlab-event-uuid"))
+    {
         Some(key) if key.len() <= MAX_DEDUP_KEY_LEN => key.to_owned(),
         Some(key) => sha256_hex(key.as_bytes()),
         None => sha256_hex(body),
     };
-    let kept: serde_json::Map<String, Value> = KEPT_HEADERS
-        .iter()
-        .filter_map(|name| header(headers, name).map(|v| ((*name).to_owned(), Value::String(v.to_owned()))))
-        .collect();
+    let kept: serde_json::Map<String, Value> =
+        KEPT_HEADERS.iter().filter_map(|name| header(headers, name).map(|v| ((*name).to_owned(), Value::String(v.to_owned())))).collect();
     let event = header(headers, "x-gitlab-event");
     // Kept aside now if it can never be applied; still answered 2xx so GitLab keeps the hook.
     let kept_aside = parse_event(body, event).err();

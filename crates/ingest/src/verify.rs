@@ -61,11 +61,7 @@ pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64)
     if now_unix.abs_diff(sent) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(Rejection::Stale);
     }
-    let key = expected
-        .signing_token
-        .strip_prefix("whsec_")
-        .and_then(|k| BASE64.decode(k).ok())
-        .ok_or(Rejection::Signature)?;
+    let key = expected.signing_token.strip_prefix("whsec_").and_then(|k| BASE64.decode(k).ok()).ok_or(Rejection::Signature)?;
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).map_err(|_| Rejection::Signature)?;
     mac.update(id.as_bytes());
     mac.update(b".");
@@ -74,9 +70,10 @@ pub fn verify(presented: &Presented<'_>, expected: &Expected<'_>, now_unix: i64)
     mac.update(presented.body);
     let expected_mac = mac.finalize().into_bytes();
     // A space-separated list of `v1,<base64>`; any one matching is enough (key rotation).
-    let matches = signature.split_whitespace().filter_map(|entry| entry.strip_prefix("v1,")).any(|b64| {
-        BASE64.decode(b64).is_ok_and(|candidate| bool::from(candidate.as_slice().ct_eq(expected_mac.as_slice())))
-    });
+    let matches = signature
+        .split_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .any(|b64| BASE64.decode(b64).is_ok_and(|candidate| bool::from(candidate.as_slice().ct_eq(expected_mac.as_slice()))));
     if matches { Ok(()) } else { Err(Rejection::Signature) }
 }
 

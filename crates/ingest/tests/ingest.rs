@@ -76,11 +76,17 @@ impl Ingest {
 
     fn start_processor(&self) -> tokio::task::JoinHandle<()> {
         let (store, wake) = (self.store.clone(), self.wake.clone());
-        tokio::spawn(run_processor(store, wake, ProcessorConfig { poll: Duration::from_millis(50), ..Default::default() }, std::future::pending()))
+        tokio::spawn(run_processor(
+            store,
+            wake,
+            ProcessorConfig { poll: Duration::from_millis(50), ..Default::default() },
+            std::future::pending(),
+        ))
     }
 
     async fn deliver(&self, endpoint: Uuid, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}/webhooks/gitlab/{endpoint}", self.base)).body(body).header("content-type", "application/json");
+        let mut req =
+            self.http.post(format!("{}/webhooks/gitlab/{endpoint}", self.base)).body(body).header("content-type", "application/json");
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -155,23 +161,83 @@ async fn every_event_kind_lands_where_it_belongs(owner: PgPool) {
     // (fixture, X-Gitlab-Event, expected status, where it lands: (table query, rows) or reason)
     let cases: &[(&str, &str, &str, &str)] = &[
         ("webhook-push.json", "Push Hook", "applied", "SELECT count(*) FROM commits WHERE connection_id = $1"),
-        ("webhook-tag_push.json", "Tag Push Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'tag'"),
+        (
+            "webhook-tag_push.json",
+            "Tag Push Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'tag'",
+        ),
         ("webhook-merge_request.json", "Merge Request Hook", "applied", "SELECT count(*) FROM merge_requests WHERE connection_id = $1"),
         ("webhook-issue.json", "Issue Hook", "applied", "SELECT count(*) FROM issues WHERE connection_id = $1"),
-        ("webhook-note-merge_request.json", "Note Hook", "applied", "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'MergeRequest'"),
-        ("webhook-note-issue.json", "Note Hook", "applied", "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Issue'"),
-        ("webhook-note-commit.json", "Note Hook", "applied", "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Commit'"),
-        ("webhook-note-snippet.json", "Note Hook", "applied", "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Snippet'"),
+        (
+            "webhook-note-merge_request.json",
+            "Note Hook",
+            "applied",
+            "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'MergeRequest'",
+        ),
+        (
+            "webhook-note-issue.json",
+            "Note Hook",
+            "applied",
+            "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Issue'",
+        ),
+        (
+            "webhook-note-commit.json",
+            "Note Hook",
+            "applied",
+            "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Commit'",
+        ),
+        (
+            "webhook-note-snippet.json",
+            "Note Hook",
+            "applied",
+            "SELECT count(*) FROM notes WHERE connection_id = $1 AND noteable_type = 'Snippet'",
+        ),
         ("webhook-pipeline.json", "Pipeline Hook", "applied", "SELECT count(*) FROM pipelines WHERE connection_id = $1"),
         ("webhook-job.json", "Job Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'job'"),
         ("webhook-build.json", "Job Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'job'"),
-        ("webhook-release.json", "Release Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'release'"),
-        ("webhook-deployment.json", "Deployment Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'deployment'"),
-        ("webhook-deployment-docs.json", "Deployment Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'deployment'"),
-        ("webhook-member.json", "Member Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'member'"),
-        ("webhook-member-update.json", "Member Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'member'"),
-        ("webhook-subgroup.json", "Subgroup Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'subgroup'"),
-        ("webhook-subgroup_destroy.json", "Subgroup Hook", "applied", "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'subgroup'"),
+        (
+            "webhook-release.json",
+            "Release Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'release'",
+        ),
+        (
+            "webhook-deployment.json",
+            "Deployment Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'deployment'",
+        ),
+        (
+            "webhook-deployment-docs.json",
+            "Deployment Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'deployment'",
+        ),
+        (
+            "webhook-member.json",
+            "Member Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'member'",
+        ),
+        (
+            "webhook-member-update.json",
+            "Member Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'member'",
+        ),
+        (
+            "webhook-subgroup.json",
+            "Subgroup Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'subgroup'",
+        ),
+        (
+            "webhook-subgroup_destroy.json",
+            "Subgroup Hook",
+            "applied",
+            "SELECT count(*) FROM gitlab_events WHERE connection_id = $1 AND kind = 'subgroup'",
+        ),
         ("webhook-project_create-group.json", "Project Hook", "applied", "SELECT count(*) FROM projects WHERE connection_id = $1"),
         ("webhook-wiki_page.json", "Wiki Page Hook", "kept_aside", "not part of what Coworker reads"),
         ("webhook-feature_flag.json", "Feature Flag Hook", "kept_aside", "not part of what Coworker reads"),
@@ -199,10 +265,11 @@ async fn every_event_kind_lands_where_it_belongs(owner: PgPool) {
     assert_eq!(ingest.settled(&e).await.pop().unwrap().0, "applied");
     assert_eq!(count(&ingest.store, &e.tenant, "SELECT count(*) FROM projects WHERE connection_id = $1", e.connection).await, 0);
     // The push carried fewer commits than it announced: a catch-up is queued to fetch the rest.
-    let fetches: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'catch_up'")
-        .fetch_one(&owner)
-        .await
-        .unwrap();
+    let fetches: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'catch_up'")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
     assert_eq!(fetches, 1);
 }
 
@@ -221,7 +288,13 @@ async fn forged_stale_and_misrouted_deliveries_store_nothing(owner: PgPool) {
         ("no token", without("x-gitlab-token")),
         ("wrong token", with("x-gitlab-token", "nope".into())),
         ("tenant B's token on A's endpoint", with("x-gitlab-token", b.secrets.token.expose_secret().to_owned())),
-        ("B's signature on A's endpoint", b_signed.iter().map(|(k, v)| (*k, if *k == "x-gitlab-token" { a.secrets.token.expose_secret().to_owned() } else { v.clone() })).collect()),
+        (
+            "B's signature on A's endpoint",
+            b_signed
+                .iter()
+                .map(|(k, v)| (*k, if *k == "x-gitlab-token" { a.secrets.token.expose_secret().to_owned() } else { v.clone() }))
+                .collect(),
+        ),
         ("a valid token with a bad signature", with("webhook-signature", format!("v1,{}", BASE64.encode([7u8; 32])))),
         ("bad signature", with("webhook-signature", "v1,AAAA".into())),
         ("stale timestamp", with("webhook-timestamp", (now - 301).to_string())),
@@ -256,9 +329,8 @@ async fn a_valid_token_without_signature_headers_is_accepted_on_a_signing_hook(o
     let e = ingest.endpoint("acme", vec![], true).await;
     let body = fixture("webhook-issue.json");
     let signed = signed_headers(&e, "Issue Hook", "k-unsigned", Utc::now().timestamp(), &body);
-    let token_only: Vec<_> = ["webhook-signature", "webhook-id", "webhook-timestamp"]
-        .iter()
-        .fold(signed, |h, name| without_header(&h, name));
+    let token_only: Vec<_> =
+        ["webhook-signature", "webhook-id", "webhook-timestamp"].iter().fold(signed, |h, name| without_header(&h, name));
     let (status, answer) = ingest.deliver(e.hook, &token_only, body.clone()).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
     let _processor = ingest.start_processor();
@@ -328,7 +400,10 @@ async fn the_inbox_keeps_everything_once(owner: PgPool) {
     assert!(all[2].1.as_deref().unwrap().contains("not JSON"));
     // Two deliveries of the same issue state: one row, and the second changed nothing.
     assert_eq!(count(&ingest.store, &e.tenant, "SELECT count(*) FROM issues WHERE connection_id = $1", e.connection).await, 1);
-    assert_eq!(count(&ingest.store, &e.tenant, "SELECT count(*) FROM changes WHERE connection_id = $1 AND entity = 'issue'", e.connection).await, 1);
+    assert_eq!(
+        count(&ingest.store, &e.tenant, "SELECT count(*) FROM changes WHERE connection_id = $1 AND entity = 'issue'", e.connection).await,
+        1
+    );
 }
 
 /// An event about a project outside an explicit projects_list is not applied, and counted.
@@ -412,9 +487,11 @@ async fn a_nul_in_a_payload_is_applied_and_the_original_kept(owner: PgPool) {
     let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
     let message: String = sqlx::query_scalar("SELECT message FROM commits WHERE sha = $1").bind(&sha).fetch_one(&mut *tx).await.unwrap();
     assert_eq!(message, "fix\u{FFFD}ed the parser\n");
-    let kept: Vec<u8> = sqlx::query_scalar("SELECT body FROM webhook_deliveries WHERE dedup_key LIKE '%nul%'").fetch_one(&mut *tx).await.unwrap();
+    let kept: Vec<u8> =
+        sqlx::query_scalar("SELECT body FROM webhook_deliveries WHERE dedup_key LIKE '%nul%'").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(kept, body, "the delivery keeps the body byte for byte");
-    let clean: i64 = sqlx::query_scalar("SELECT count(*) FROM commits WHERE sha = $1").bind("f".repeat(40)).fetch_one(&mut *tx).await.unwrap();
+    let clean: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM commits WHERE sha = $1").bind("f".repeat(40)).fetch_one(&mut *tx).await.unwrap();
     assert_eq!(clean, 1);
 }
 
@@ -451,7 +528,8 @@ async fn failing_deliveries_are_retried_then_marked_failed(owner: PgPool) {
     assert!(all[0].1.as_deref().unwrap().contains("could not apply"), "{all:?}");
     assert_eq!(all[1].0, "applied");
     let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM webhook_deliveries WHERE dedup_key = 'broken'").fetch_one(&mut *tx).await.unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM webhook_deliveries WHERE dedup_key = 'broken'").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(attempts, 3);
 }
 
@@ -535,32 +613,128 @@ async fn every_bad_input_is_answered_without_a_5xx(owner: PgPool) {
     let cases: Vec<BadInput> = vec![
         ("a good delivery, for reference", a.hook, signed("good", now, &issue), issue.clone(), Want::Stored("applied", "")),
         ("the same delivery again (a replay)", a.hook, signed("good", now, &issue), issue.clone(), Want::Duplicate),
-        ("a replay under a new webhook-id", a.hook, with_header(&signed("good", now, &issue), "webhook-id", "fresh".into()), issue.clone(), Want::Refused(401)),
+        (
+            "a replay under a new webhook-id",
+            a.hook,
+            with_header(&signed("good", now, &issue), "webhook-id", "fresh".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
         ("a replay past the 5-minute window", a.hook, signed("old", now - skew, &issue), issue.clone(), Want::Refused(401)),
         ("a timestamp from the future", a.hook, signed("future", now + skew, &issue), issue.clone(), Want::Refused(401)),
-        ("a timestamp that is not a number", a.hook, with_header(&signed("nan", now, &issue), "webhook-timestamp", "yesterday".into()), issue.clone(), Want::Refused(401)),
-        ("a timestamp past i64", a.hook, with_header(&signed("huge", now, &issue), "webhook-timestamp", "-9223372036854775808".into()), issue.clone(), Want::Refused(401)),
+        (
+            "a timestamp that is not a number",
+            a.hook,
+            with_header(&signed("nan", now, &issue), "webhook-timestamp", "yesterday".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "a timestamp past i64",
+            a.hook,
+            with_header(&signed("huge", now, &issue), "webhook-timestamp", "-9223372036854775808".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
         ("no secret", a.hook, without_header(&signed("s1", now, &issue), "x-gitlab-token"), issue.clone(), Want::Refused(401)),
-        ("a wrong secret", a.hook, with_header(&signed("s2", now, &issue), "x-gitlab-token", "nope".into()), issue.clone(), Want::Refused(401)),
-        ("the secret of another hook", a.hook, with_header(&signed("s3", now, &issue), "x-gitlab-token", b.secrets.token.expose_secret().to_owned()), issue.clone(), Want::Refused(401)),
-        ("a signature by another hook's key", a.hook, with_header(&signed_headers(&b, "Issue Hook", "s4", now, &issue), "x-gitlab-token", a_token.clone()), issue.clone(), Want::Refused(401)),
-        ("a valid token and no signature on a signing hook (GitLab with signing off)", a.hook, without_header(&signed("s5", now, &issue), "webhook-signature"), issue.clone(), Want::Stored("applied", "")),
-        ("an invalid signature", a.hook, with_header(&signed("s6", now, &issue), "webhook-signature", "v1,AAAA".into()), issue.clone(), Want::Refused(401)),
-        ("a signature that is not base64", a.hook, with_header(&signed("s7", now, &issue), "webhook-signature", "v1,%%%not base64%%%".into()), issue.clone(), Want::Refused(401)),
-        ("a signed delivery without webhook-id", a.hook, without_header(&signed("s8", now, &issue), "webhook-id"), issue.clone(), Want::Refused(401)),
+        (
+            "a wrong secret",
+            a.hook,
+            with_header(&signed("s2", now, &issue), "x-gitlab-token", "nope".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "the secret of another hook",
+            a.hook,
+            with_header(&signed("s3", now, &issue), "x-gitlab-token", b.secrets.token.expose_secret().to_owned()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "a signature by another hook's key",
+            a.hook,
+            with_header(&signed_headers(&b, "Issue Hook", "s4", now, &issue), "x-gitlab-token", a_token.clone()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "a valid token and no signature on a signing hook (GitLab with signing off)",
+            a.hook,
+            without_header(&signed("s5", now, &issue), "webhook-signature"),
+            issue.clone(),
+            Want::Stored("applied", ""),
+        ),
+        (
+            "an invalid signature",
+            a.hook,
+            with_header(&signed("s6", now, &issue), "webhook-signature", "v1,AAAA".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "a signature that is not base64",
+            a.hook,
+            with_header(&signed("s7", now, &issue), "webhook-signature", "v1,%%%not base64%%%".into()),
+            issue.clone(),
+            Want::Refused(401),
+        ),
+        (
+            "a signed delivery without webhook-id",
+            a.hook,
+            without_header(&signed("s8", now, &issue), "webhook-id"),
+            issue.clone(),
+            Want::Refused(401),
+        ),
         ("a body truncated after signing", a.hook, signed("t1", now, &issue), truncated.clone(), Want::Refused(401)),
         ("a truncated body, signed as sent", a.hook, signed("t2", now, &truncated), truncated, Want::Stored("kept_aside", "not JSON")),
         ("a non-UTF-8 body", a.hook, signed("u1", now, &non_utf8), non_utf8, Want::Stored("kept_aside", "not JSON")),
         ("100,000 levels of nested JSON", a.hook, signed("d1", now, &deep), deep, Want::Stored("kept_aside", "not JSON")),
         ("a body of exactly 25 MB", a.hook, signed("l1", now, &at_limit), at_limit, Want::Stored("kept_aside", "not JSON")),
         ("a body over 25 MB", a.hook, signed("l2", now, &over_limit), over_limit, Want::Refused(413)),
-        ("an unknown event kind", a.hook, signed("k1", now, &unknown_kind), unknown_kind, Want::Stored("kept_aside", "vulnerability events are not part of what Coworker reads")),
-        ("no event kind at all", a.hook, without_header(&signed("k2", now, &kindless), "x-gitlab-event"), kindless, Want::Stored("kept_aside", "no object_kind")),
+        (
+            "an unknown event kind",
+            a.hook,
+            signed("k1", now, &unknown_kind),
+            unknown_kind,
+            Want::Stored("kept_aside", "vulnerability events are not part of what Coworker reads"),
+        ),
+        (
+            "no event kind at all",
+            a.hook,
+            without_header(&signed("k2", now, &kindless), "x-gitlab-event"),
+            kindless,
+            Want::Stored("kept_aside", "no object_kind"),
+        ),
         // Unsigned, so the Idempotency-Key is what dedupes (a signed delivery dedupes by its id).
-        ("an Idempotency-Key of 8 KB", a.hook, without_header(&with_header(&signed("i1", now, &issue), "idempotency-key", long_key.clone()), "webhook-signature"), issue.clone(), Want::Stored("applied", "")),
-        ("the same 8 KB key again", a.hook, without_header(&with_header(&signed("i2", now, &issue), "idempotency-key", long_key), "webhook-signature"), issue.clone(), Want::Duplicate),
-        ("a blank Idempotency-Key", a.hook, with_header(&signed("b1", now, &issue), "idempotency-key", String::new()), issue.clone(), Want::Stored("applied", "")),
-        ("another delivery with a blank Idempotency-Key", a.hook, with_header(&signed("b2", now, &issue), "idempotency-key", " ".into()), issue.clone(), Want::Stored("applied", "")),
+        (
+            "an Idempotency-Key of 8 KB",
+            a.hook,
+            without_header(&with_header(&signed("i1", now, &issue), "idempotency-key", long_key.clone()), "webhook-signature"),
+            issue.clone(),
+            Want::Stored("applied", ""),
+        ),
+        (
+            "the same 8 KB key again",
+            a.hook,
+            without_header(&with_header(&signed("i2", now, &issue), "idempotency-key", long_key), "webhook-signature"),
+            issue.clone(),
+            Want::Duplicate,
+        ),
+        (
+            "a blank Idempotency-Key",
+            a.hook,
+            with_header(&signed("b1", now, &issue), "idempotency-key", String::new()),
+            issue.clone(),
+            Want::Stored("applied", ""),
+        ),
+        (
+            "another delivery with a blank Idempotency-Key",
+            a.hook,
+            with_header(&signed("b2", now, &issue), "idempotency-key", " ".into()),
+            issue.clone(),
+            Want::Stored("applied", ""),
+        ),
         ("an endpoint no hook has", Uuid::now_v7(), signed("e1", now, &issue), issue.clone(), Want::Refused(404)),
     ];
     let tried = cases.len();
@@ -656,7 +830,9 @@ async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
     assert_eq!(times().await.0, "merged");
     assert_eq!(
         queued(&owner).await,
-        vec![serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})],
+        vec![
+            serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})
+        ],
         "the merge request, and only it, is read back for its merge time"
     );
 
@@ -668,14 +844,13 @@ async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
     ingest.settled(&e).await;
     let read = || async {
         let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
-        let row: (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>, Option<String>, String) = sqlx::query_as(
-            "SELECT authored_at, committed_at, author_name, message FROM commits WHERE connection_id = $1 AND sha = $2",
-        )
-        .bind(e.connection)
-        .bind(&sha)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+        let row: (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>, Option<String>, String) =
+            sqlx::query_as("SELECT authored_at, committed_at, author_name, message FROM commits WHERE connection_id = $1 AND sha = $2")
+                .bind(e.connection)
+                .bind(&sha)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
         row
     };
     let pushed = read().await;
@@ -806,7 +981,9 @@ async fn a_merge_request_update_that_pushed_commits_reads_its_commits_back(owner
     assert!(reason.unwrap_or_default().contains("commits"));
     assert_eq!(
         queued(&owner).await,
-        vec![serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})]
+        vec![
+            serde_json::json!({"kind": "refresh", "connection": e.connection, "object": {"type": "merge_request", "project": project, "iid": iid}})
+        ]
     );
 }
 

@@ -55,7 +55,12 @@ async fn processing_links_to_the_receiving_request(owner: PgPool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhooks/gitlab/{}", listener.local_addr().unwrap(), hook.id);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    tokio::spawn(run_processor(store.clone(), wake, ProcessorConfig { poll: Duration::from_millis(50), ..Default::default() }, std::future::pending()));
+    tokio::spawn(run_processor(
+        store.clone(),
+        wake,
+        ProcessorConfig { poll: Duration::from_millis(50), ..Default::default() },
+        std::future::pending(),
+    ));
 
     let body = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhook-issue.json")).unwrap();
     let resp = reqwest::Client::new()

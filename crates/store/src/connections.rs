@@ -43,8 +43,7 @@ impl Status {
     /// The states a job moves along (each has one queued or running), as opposed to the final
     /// ones, where the connection stays until something happens: `live` (kept current by
     /// webhooks and periodic catch-ups) and the three that need the user, each with its message.
-    pub const MOVING: [Status; 5] =
-        [Status::Pending, Status::Validating, Status::InstallingHooks, Status::Backfilling, Status::Deleting];
+    pub const MOVING: [Status; 5] = [Status::Pending, Status::Validating, Status::InstallingHooks, Status::Backfilling, Status::Deleting];
 
     /// The job that moves a connection on from this state, if it is a moving one.
     pub fn next_job(self, connection: Uuid) -> Option<Job> {
@@ -120,10 +119,7 @@ pub struct ConnectionChanges {
 
 impl ConnectionChanges {
     pub fn is_empty(&self) -> bool {
-        self.groups_list.is_none()
-            && self.projects_list.is_none()
-            && self.start_date.is_none()
-            && self.access_token.is_none()
+        self.groups_list.is_none() && self.projects_list.is_none() && self.start_date.is_none() && self.access_token.is_none()
     }
 }
 
@@ -169,10 +165,7 @@ pub async fn insert(tx: &mut TenantTx, keys: &MasterKeyRing, new: NewConnection)
     let data_key = tenants::data_key(tx, keys).await?;
     let id = Uuid::now_v7();
     let tenant = tx.tenant().clone();
-    let sealed = data_key.seal_str(
-        token_binding(tenant.as_str(), &id.to_string()),
-        new.access_token.expose_secret(),
-    );
+    let sealed = data_key.seal_str(token_binding(tenant.as_str(), &id.to_string()), new.access_token.expose_secret());
     let connection: Connection = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO gitlab_connections
              (tenant_id, id, gitlab_url, groups_list, projects_list, start_date, token_ciphertext, token_hint)
@@ -194,13 +187,12 @@ pub async fn insert(tx: &mut TenantTx, keys: &MasterKeyRing, new: NewConnection)
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Connection> {
     let (tenant, conn) = tx.parts();
-    let row: Option<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM gitlab_connections WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<Connection> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM gitlab_connections WHERE tenant_id = $1 AND id = $2")))
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.ok_or(Error::NotFound)
 }
 
@@ -222,12 +214,7 @@ pub async fn list(tx: &mut TenantTx, after: Option<Uuid>, limit: i64) -> Result<
 
 /// Applies `changes`. Any change to what is synced or with which token sends the connection
 /// back to `pending`, to be validated again.
-pub async fn update(
-    tx: &mut TenantTx,
-    keys: &MasterKeyRing,
-    id: Uuid,
-    changes: ConnectionChanges,
-) -> Result<Connection> {
+pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: ConnectionChanges) -> Result<Connection> {
     let tenant = tx.tenant().clone();
     let sealed = match &changes.access_token {
         Some(token) => {
@@ -311,23 +298,18 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
     .await?;
     crate::jobs::delete_waiting(tx, Some(id)).await?;
     let (_, conn) = tx.parts();
-    sqlx::query("DELETE FROM gitlab_rate_budgets WHERE budget_key LIKE '%#connection:' || $1::text")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("DELETE FROM gitlab_rate_budgets WHERE budget_key LIKE '%#connection:' || $1::text").bind(id).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// The connection's GitLab token, decrypted into a type that never prints.
 pub async fn access_token(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid) -> Result<SecretString> {
     let (tenant, conn) = tx.parts();
-    let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT token_ciphertext FROM gitlab_connections WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT token_ciphertext FROM gitlab_connections WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     let sealed = sealed.ok_or(Error::NotFound)?;
     let data_key = tenants::data_key(tx, keys).await?;
     let tenant = tx.tenant().clone();

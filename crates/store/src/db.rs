@@ -71,11 +71,7 @@ pub struct Store {
 
 impl Store {
     /// Connects and refuses a role that would bypass row-level security.
-    pub async fn connect(
-        options: PgConnectOptions,
-        max_connections: u32,
-        keys: Arc<MasterKeyRing>,
-    ) -> Result<Self> {
+    pub async fn connect(options: PgConnectOptions, max_connections: u32, keys: Arc<MasterKeyRing>) -> Result<Self> {
         // A future cancelled while its `BEGIN` is in flight (a worker shutting down, a request
         // timing out) can return its connection to the pool inside a transaction sqlx does not
         // know about; later statements on it then run in that transaction and hold their row
@@ -84,11 +80,8 @@ impl Store {
         // idle in one (no transaction of ours waits on GitLab), so only such a stray
         // session is ever ended, and the pool replaces it.
         let options = options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
         Self::from_pool(pool, keys).await
     }
 
@@ -130,11 +123,9 @@ impl Store {
     pub async fn readiness(&self) -> Result<()> {
         let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         let mut conn: sqlx::pool::PoolConnection<sqlx::Postgres> = self.pool.acquire().await?;
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT max(version) FROM _sqlx_migrations WHERE success",
-        )
-        .fetch_one(&mut *conn as &mut PgConnection)
-        .await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn as &mut PgConnection)
+            .await?;
         match applied {
             Some(v) if v >= expected => Ok(()),
             applied => Err(Error::NotMigrated { applied: applied.unwrap_or(0), expected }),

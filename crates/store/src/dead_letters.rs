@@ -72,7 +72,14 @@ pub async fn for_tenant(tx: &mut TenantTx, limit: i64) -> Result<Vec<DeadLetter>
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, connection_id, job_kind, attempts, reason, created_at)| DeadLetter { id, connection_id, job_kind, attempts, reason, created_at })
+        .map(|(id, connection_id, job_kind, attempts, reason, created_at)| DeadLetter {
+            id,
+            connection_id,
+            job_kind,
+            attempts,
+            reason,
+            created_at,
+        })
         .collect())
 }
 

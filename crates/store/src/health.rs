@@ -150,8 +150,18 @@ fn health<'a>(
         for h in hooks {
             let target = format!("our hook on GitLab {} {}", h.scope, h.gitlab_target_id);
             let hook_reason = match h.status.as_str() {
-                "failing" => Some((ReasonCode::HookFailing, format!("GitLab paused {target} after failed deliveries; the catch-up brings in what it misses and asks GitLab to resume it"))),
-                "disabled" => Some((ReasonCode::HookDisabled, format!("GitLab disabled {target} after repeated failed deliveries; the catch-up brings in what it misses and re-installs it"))),
+                "failing" => Some((
+                    ReasonCode::HookFailing,
+                    format!(
+                        "GitLab paused {target} after failed deliveries; the catch-up brings in what it misses and asks GitLab to resume it"
+                    ),
+                )),
+                "disabled" => Some((
+                    ReasonCode::HookDisabled,
+                    format!(
+                        "GitLab disabled {target} after repeated failed deliveries; the catch-up brings in what it misses and re-installs it"
+                    ),
+                )),
                 "missing" => Some((ReasonCode::HookMissing, format!("{target} was deleted in GitLab; the catch-up re-creates it"))),
                 _ => None,
             };
@@ -162,7 +172,9 @@ fn health<'a>(
                 let why = h.last_refusal.as_deref().unwrap_or("not verified");
                 reasons.push(Reason {
                     code: ReasonCode::DeliveriesRefused,
-                    message: format!("deliveries to {target} are refused ({why}); GitLab does not resend them, the catch-up brings them in"),
+                    message: format!(
+                        "deliveries to {target} are refused ({why}); GitLab does not resend them, the catch-up brings them in"
+                    ),
                     since,
                 });
             }
@@ -179,7 +191,11 @@ fn health<'a>(
         }
         if let Some(since) = c.sync_failing_since {
             let why = c.sync_failure.as_deref().unwrap_or("no reason recorded");
-            reasons.push(Reason { code: ReasonCode::SyncFailing, message: format!("reading from GitLab fails and is being retried: {why}"), since });
+            reasons.push(Reason {
+                code: ReasonCode::SyncFailing,
+                message: format!("reading from GitLab fails and is being retried: {why}"),
+                since,
+            });
         }
     }
     if c.status == Status::Live

@@ -36,15 +36,30 @@ impl Queue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
-    Validate { connection: Uuid },
-    InstallHooks { connection: Uuid },
-    Backfill { connection: Uuid },
-    CatchUp { connection: Uuid },
-    TokenHealth { connection: Uuid },
-    Disconnect { connection: Uuid },
+    Validate {
+        connection: Uuid,
+    },
+    InstallHooks {
+        connection: Uuid,
+    },
+    Backfill {
+        connection: Uuid,
+    },
+    CatchUp {
+        connection: Uuid,
+    },
+    TokenHealth {
+        connection: Uuid,
+    },
+    Disconnect {
+        connection: Uuid,
+    },
     /// Read one object back from GitLab: what a webhook could not tell (a merge's time, a merge
     /// request's commits after a push, which of two same-second versions is the later).
-    Refresh { connection: Uuid, object: ObjectRef },
+    Refresh {
+        connection: Uuid,
+        object: ObjectRef,
+    },
 }
 
 /// One object a read-back is for.
@@ -52,18 +67,25 @@ pub enum Job {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ObjectRef {
     /// With its notes and commits.
-    MergeRequest { project: i64, iid: i64 },
+    MergeRequest {
+        project: i64,
+        iid: i64,
+    },
     /// With its notes.
-    Issue { project: i64, iid: i64 },
-    Pipeline { project: i64, id: i64 },
+    Issue {
+        project: i64,
+        iid: i64,
+    },
+    Pipeline {
+        project: i64,
+        id: i64,
+    },
 }
 
 impl Job {
     pub fn queue(&self) -> Queue {
         match self {
-            Job::Validate { .. } | Job::InstallHooks { .. } | Job::TokenHealth { .. } | Job::Disconnect { .. } => {
-                Queue::Connections
-            }
+            Job::Validate { .. } | Job::InstallHooks { .. } | Job::TokenHealth { .. } | Job::Disconnect { .. } => Queue::Connections,
             Job::Backfill { .. } => Queue::Backfill,
             Job::CatchUp { .. } | Job::Refresh { .. } => Queue::Sync,
         }
@@ -169,12 +191,10 @@ pub async fn push(conn: &mut sqlx::PgConnection, envelope: &Envelope, delay: Dur
     let bytes = serde_json::to_vec(envelope).expect("a job envelope serializes");
     // One run per stored task: retries are ours (see Envelope).
     let task = TaskBuilder::new(bytes).run_after(delay).max_attempts(1).build();
-    apalis_postgres::queries::push_tasks(conn, envelope.job.queue().name(), vec![task])
-        .await
-        .map_err(|e| match e {
-            apalis_postgres::Error::Database(e) => crate::Error::Database(e),
-            other => crate::Error::Queue(other.to_string()),
-        })
+    apalis_postgres::queries::push_tasks(conn, envelope.job.queue().name(), vec![task]).await.map_err(|e| match e {
+        apalis_postgres::Error::Database(e) => crate::Error::Database(e),
+        other => crate::Error::Queue(other.to_string()),
+    })
 }
 
 /// Each queue's waiting jobs (due now or scheduled later) and how long the oldest due one has

@@ -4,11 +4,11 @@
 //! policies read, so a query that forgot the tenant filter still sees only that tenant's rows.
 
 pub mod connections;
+mod db;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod health;
 pub mod hooks;
-mod db;
 pub mod jobs;
 pub mod keys;
 pub mod read;

@@ -14,14 +14,13 @@ use crate::{Result, TenantTx};
 /// The branch heads stored for a project: name → sha.
 pub async fn branch_heads(tx: &mut TenantTx, connection: Uuid, project_id: i64) -> Result<BTreeMap<String, String>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, sha FROM branch_heads WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3",
-    )
-    .bind(tenant.as_str())
-    .bind(connection)
-    .bind(project_id)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, sha FROM branch_heads WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3")
+            .bind(tenant.as_str())
+            .bind(connection)
+            .bind(project_id)
+            .fetch_all(conn)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -57,14 +56,12 @@ pub async fn set_branch_heads(tx: &mut TenantTx, connection: Uuid, project_id: i
 /// history from them; one without (a backfill from before they existed) lists by date once.
 pub async fn has_branch_heads(tx: &mut TenantTx, connection: Uuid, project_id: i64) -> Result<bool> {
     let (tenant, conn) = tx.parts();
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM branch_heads WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3)",
-    )
-    .bind(tenant.as_str())
-    .bind(connection)
-    .bind(project_id)
-    .fetch_one(conn)
-    .await?)
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM branch_heads WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3)")
+        .bind(tenant.as_str())
+        .bind(connection)
+        .bind(project_id)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Removes the project's commits that are in neither `keep` (what GitLab lists for its refs since
@@ -90,7 +87,12 @@ pub async fn prune_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64,
 
 /// The commits of merge requests `iids` that no other stored merge request has, with their
 /// commit dates: what may have to go with them.
-pub async fn commits_only_of(tx: &mut TenantTx, connection: Uuid, project_id: i64, iids: &[i64]) -> Result<Vec<(String, Option<DateTime<Utc>>)>> {
+pub async fn commits_only_of(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    iids: &[i64],
+) -> Result<Vec<(String, Option<DateTime<Utc>>)>> {
     if iids.is_empty() {
         return Ok(Vec::new());
     }
@@ -159,13 +161,8 @@ pub async fn stored_parents(tx: &mut TenantTx, connection: Uuid, project_id: i64
         }
     };
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(i64, DateTime<Utc>, i64)> = sqlx::query_as(sql)
-        .bind(tenant.as_str())
-        .bind(connection)
-        .bind(project_id)
-        .bind(noteable)
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(i64, DateTime<Utc>, i64)> =
+        sqlx::query_as(sql).bind(tenant.as_str()).bind(connection).bind(project_id).bind(noteable).fetch_all(conn).await?;
     Ok(rows.into_iter().map(|(iid, updated_at, user_notes)| (iid, StoredParent { updated_at, user_notes })).collect())
 }
 

@@ -12,14 +12,7 @@ use crate::{Result, TenantTx};
 /// Runs one upsert statement whose `$1..$4` are tenant, connection, project and the JSON array.
 async fn upsert(tx: &mut TenantTx, sql: &'static str, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
     let (tenant, conn) = tx.parts();
-    Ok(sqlx::query(sql)
-        .bind(tenant.as_str())
-        .bind(connection)
-        .bind(project_id)
-        .bind(items)
-        .execute(conn)
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(sql).bind(tenant.as_str()).bind(connection).bind(project_id).bind(items).execute(conn).await?.rows_affected())
 }
 
 /// Commits never change, but a webhook's copy has fewer fields than the API's, so later copies
@@ -228,13 +221,7 @@ pub async fn upsert_projects(tx: &mut TenantTx, connection: Uuid, items: &Value)
 
 /// The commits a merge request holds, as GitLab listed them whole (a push to its branch does not
 /// move its `updated_at`; a force push replaces them): others it held before go.
-pub async fn set_merge_request_commits(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    project_id: i64,
-    mr_iid: i64,
-    shas: &[String],
-) -> Result<u64> {
+pub async fn set_merge_request_commits(tx: &mut TenantTx, connection: Uuid, project_id: i64, mr_iid: i64, shas: &[String]) -> Result<u64> {
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "DELETE FROM merge_request_commits WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3
@@ -277,10 +264,8 @@ pub async fn replace_notes(
     items: &Value,
     read_at: DateTime<Utc>,
 ) -> Result<u64> {
-    let ids: Vec<i64> = items
-        .as_array()
-        .map(|a| a.iter().filter_map(|n| n.get("id").and_then(Value::as_i64)).collect())
-        .unwrap_or_default();
+    let ids: Vec<i64> =
+        items.as_array().map(|a| a.iter().filter_map(|n| n.get("id").and_then(Value::as_i64)).collect()).unwrap_or_default();
     let (iid, sha) = match parent {
         NoteParent::Iid(iid) => (Some(iid), None),
         NoteParent::Commit(sha) => (None, Some(sha)),
@@ -509,10 +494,7 @@ pub async fn skipped(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<Skipped>
     .bind(connection)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(project_id, resource, reason, recorded_at)| Skipped { project_id, resource, reason, recorded_at })
-        .collect())
+    Ok(rows.into_iter().map(|(project_id, resource, reason, recorded_at)| Skipped { project_id, resource, reason, recorded_at }).collect())
 }
 
 /// When any of the connection's streams last moved on (a page stored with its checkpoint): a job

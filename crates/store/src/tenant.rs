@@ -18,9 +18,7 @@ impl TenantId {
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Error::InvalidTenant(
-                "must be 1 to 128 letters, digits or ._:- and start with a letter or digit".into(),
-            ))
+            Err(Error::InvalidTenant("must be 1 to 128 letters, digits or ._:- and start with a letter or digit".into()))
         }
     }
 
@@ -48,10 +46,7 @@ pub struct TenantTx {
 impl TenantTx {
     pub(crate) async fn begin(pool: &sqlx::PgPool, tenant: &TenantId) -> Result<Self> {
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(tenant.as_str()).execute(&mut *tx).await?;
         Ok(Self { tenant: tenant.clone(), tx })
     }
 

@@ -37,11 +37,10 @@ pub async fn data_key(tx: &mut TenantTx, keys: &MasterKeyRing) -> Result<DataKey
 
 async fn wrapped_key(tx: &mut TenantTx) -> Result<Option<WrappedKey>> {
     let (tenant, conn) = tx.parts();
-    let row: Option<(Vec<u8>, i32)> =
-        sqlx::query_as("SELECT data_key_wrapped, data_key_version FROM tenants WHERE id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<(Vec<u8>, i32)> = sqlx::query_as("SELECT data_key_wrapped, data_key_version FROM tenants WHERE id = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|(bytes, version)| WrappedKey { version: version as u32, bytes }))
 }
 
@@ -56,11 +55,7 @@ async fn wrapped_key(tx: &mut TenantTx) -> Result<Option<WrappedKey>> {
 pub async fn delete(tx: &mut TenantTx) -> Result<bool> {
     let (tenant, conn) = tx.parts();
     sqlx::query("SELECT set_config('app.suppress_changes', 'on', true)").execute(&mut *conn).await?;
-    let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
-        .bind(tenant.as_str())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
     sqlx::query("SELECT set_config('app.suppress_changes', 'off', true)").execute(&mut *conn).await?;
     let feed = sqlx::query("DELETE FROM changes WHERE tenant_id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
     let jobs = crate::jobs::delete_waiting(tx, None).await?;
@@ -109,10 +104,8 @@ pub async fn rotate_keys(store: &Store) -> Result<RotationReport> {
         tx.commit().await?;
     }
     let mut tx = store.system_tx().await?;
-    let current: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE data_key_version = $1")
-        .bind(newest)
-        .fetch_one(&mut *tx)
-        .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE data_key_version = $1").bind(newest).fetch_one(&mut *tx).await?;
     report.already_current = current as u64 - report.rewrapped;
     Ok(report)
 }

@@ -57,10 +57,7 @@ async fn every_tenant_table_has_forced_rls(owner: PgPool) {
     .await
     .unwrap();
     assert!(tables.len() >= 12, "expected the tenant tables, found {tables:?}");
-    let unprotected: Vec<_> = tables
-        .iter()
-        .filter(|(_, rls, forced, policies)| !rls || !forced || *policies == 0)
-        .collect();
+    let unprotected: Vec<_> = tables.iter().filter(|(_, rls, forced, policies)| !rls || !forced || *policies == 0).collect();
     assert!(unprotected.is_empty(), "tables without forced RLS and a policy: {unprotected:?}");
 
     // Every tenant_id column is NOT NULL, so no row can escape the policy by having none.
@@ -79,22 +76,43 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
     let mut tx = store.tenant_tx(t).await.unwrap();
     let c = connections::insert(&mut tx, keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap().id;
     let at = "2024-02-01T00:00:00Z";
-    sync::upsert_projects(&mut tx, c, &json!([{"id": 11, "path_with_namespace": "g/p", "name": "p", "namespace": {"id": 42}, "last_activity_at": at}]))
-        .await
-        .unwrap();
+    sync::upsert_projects(
+        &mut tx,
+        c,
+        &json!([{"id": 11, "path_with_namespace": "g/p", "name": "p", "namespace": {"id": 42}, "last_activity_at": at}]),
+    )
+    .await
+    .unwrap();
     sync::upsert_commits(&mut tx, c, 11, &json!([{"id": "a1", "title": "t", "message": "t", "committed_date": at}])).await.unwrap();
     let mr = json!([{"id": 900, "iid": 7, "title": "t", "state": "opened", "author": {"id": 3, "username": "ana"}, "created_at": at, "updated_at": at}]);
     sync::upsert_merge_requests(&mut tx, c, 11, &mr).await.unwrap();
     sync::set_merge_request_commits(&mut tx, c, 11, 7, &["a1".into()]).await.unwrap();
-    sync::upsert_issues(&mut tx, c, 11, &json!([{"id": 901, "iid": 8, "title": "t", "state": "opened", "created_at": at, "updated_at": at}]))
-        .await
-        .unwrap();
-    sync::upsert_notes(&mut tx, c, 11, "Issue", sync::NoteParent::Iid(8), &json!([{"id": 902, "body": "b", "created_at": at, "updated_at": at}]))
-        .await
-        .unwrap();
-    sync::upsert_pipelines(&mut tx, c, 11, &json!([{"id": 903, "iid": 1, "status": "success", "ref": "main", "created_at": at, "updated_at": at}]))
-        .await
-        .unwrap();
+    sync::upsert_issues(
+        &mut tx,
+        c,
+        11,
+        &json!([{"id": 901, "iid": 8, "title": "t", "state": "opened", "created_at": at, "updated_at": at}]),
+    )
+    .await
+    .unwrap();
+    sync::upsert_notes(
+        &mut tx,
+        c,
+        11,
+        "Issue",
+        sync::NoteParent::Iid(8),
+        &json!([{"id": 902, "body": "b", "created_at": at, "updated_at": at}]),
+    )
+    .await
+    .unwrap();
+    sync::upsert_pipelines(
+        &mut tx,
+        c,
+        11,
+        &json!([{"id": 903, "iid": 1, "status": "success", "ref": "main", "created_at": at, "updated_at": at}]),
+    )
+    .await
+    .unwrap();
     let (hook, _) = hooks::ensure(&mut tx, keys, c, "group", 42).await.unwrap();
     let delivery = deliveries::NewDelivery {
         connection_id: c,
@@ -162,7 +180,8 @@ async fn without_a_tenant_no_tenant_table_shows_a_row(owner: PgPool) {
         for (t, expected) in [(&a, in_a), (&b, in_b)] {
             let mut tx = store.tenant_tx(t).await.unwrap();
             let sql = format!("SELECT count(*), count(*) FILTER (WHERE {column} <> $1) FROM {table}");
-            let (seen, foreign): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(t.to_string()).fetch_one(&mut *tx).await.unwrap();
+            let (seen, foreign): (i64, i64) =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(t.to_string()).fetch_one(&mut *tx).await.unwrap();
             assert_eq!((seen, foreign), (expected, 0), "{table} as {t}");
         }
         rows_hidden += in_a + in_b;
@@ -175,12 +194,11 @@ async fn without_a_tenant_no_tenant_table_shows_a_row(owner: PgPool) {
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn service_role_cannot_bypass_rls(owner: PgPool) {
-    let (superuser, bypass, inherit): (bool, bool, bool) = sqlx::query_as(
-        "SELECT rolsuper, rolbypassrls, rolinherit FROM pg_roles WHERE rolname = 'gitlab_connector_app'",
-    )
-    .fetch_one(&owner)
-    .await
-    .unwrap();
+    let (superuser, bypass, inherit): (bool, bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls, rolinherit FROM pg_roles WHERE rolname = 'gitlab_connector_app'")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
     assert!(!superuser && !bypass && !inherit);
 
     // The test's own pool is a superuser: the store refuses it.
@@ -211,33 +229,22 @@ async fn one_connection_pool_does_not_carry_a_tenant_over(owner: PgPool) {
     for t in [&a, &b] {
         let mut tx = store.tenant_tx(t).await.unwrap();
         // No WHERE clause at all: RLS alone limits what is visible.
-        let seen: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM gitlab_connections")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        let seen: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM gitlab_connections").fetch_all(&mut *tx).await.unwrap();
         assert_eq!(seen, vec![t.to_string()]);
-        let tenants_seen: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+        let tenants_seen: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *tx).await.unwrap();
         assert_eq!(tenants_seen, 1);
         tx.commit().await.unwrap();
     }
 
     // The same single connection, outside any tenant transaction.
     for table in ["gitlab_connections", "tenants"] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(store.pool()).await.unwrap();
         assert_eq!(n, 0, "{table} visible without a tenant");
     }
     // And in a transaction that set nothing.
     let mut tx = store.pool().begin().await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gitlab_connections")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gitlab_connections").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(n, 0);
 }
 
@@ -261,12 +268,11 @@ async fn a_tenant_cannot_write_another_tenants_rows(owner: PgPool) {
         .unwrap()
         .rows_affected();
     assert_eq!(updated, 0);
-    let insert = sqlx::query(
-        "INSERT INTO sync_checkpoints (tenant_id, connection_id, project_id, resource) VALUES ('tenant-a', $1, 1, 'commits')",
-    )
-    .bind(conn_a.id)
-    .execute(&mut *tx)
-    .await;
+    let insert =
+        sqlx::query("INSERT INTO sync_checkpoints (tenant_id, connection_id, project_id, resource) VALUES ('tenant-a', $1, 1, 'commits')")
+            .bind(conn_a.id)
+            .execute(&mut *tx)
+            .await;
     assert!(insert.is_err(), "RLS WITH CHECK let B write a row for A");
     drop(tx);
 
@@ -358,10 +364,7 @@ async fn a_ciphertext_moved_to_another_row_does_not_open(owner: PgPool) {
     .await
     .unwrap();
     assert!(connections::access_token(&mut tx, &keys, second.id).await.is_err());
-    assert_eq!(
-        connections::access_token(&mut tx, &keys, first.id).await.unwrap().expose_secret(),
-        "glpat-first-token-123456"
-    );
+    assert_eq!(connections::access_token(&mut tx, &keys, first.id).await.unwrap().expose_secret(), "glpat-first-token-123456");
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
@@ -378,12 +381,11 @@ async fn deleting_a_tenant_removes_its_key_and_data(owner: PgPool) {
     assert!(tenants::delete(&mut tx).await.unwrap());
     tx.commit().await.unwrap();
 
-    let remaining: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT t.id, (SELECT count(*) FROM gitlab_connections c WHERE c.tenant_id = t.id) FROM tenants t",
-    )
-    .fetch_all(&owner)
-    .await
-    .unwrap();
+    let remaining: Vec<(String, i64)> =
+        sqlx::query_as("SELECT t.id, (SELECT count(*) FROM gitlab_connections c WHERE c.tenant_id = t.id) FROM tenants t")
+            .fetch_all(&owner)
+            .await
+            .unwrap();
     assert_eq!(remaining, vec![("tenant-b".to_owned(), 1)]);
 }
 
@@ -401,13 +403,7 @@ async fn plaintext_token_is_not_in_a_database_dump(owner: PgPool) {
     let opts = owner.connect_options();
     let dump = std::process::Command::new("pg_dump")
         .args(["--data-only", "--no-owner"])
-        .arg(format!(
-            "postgres://{}@{}:{}/{}",
-            opts.get_username(),
-            opts.get_host(),
-            opts.get_port(),
-            opts.get_database().unwrap()
-        ))
+        .arg(format!("postgres://{}@{}:{}/{}", opts.get_username(), opts.get_host(), opts.get_port(), opts.get_database().unwrap()))
         .output()
         .expect("pg_dump runs");
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));

@@ -68,12 +68,11 @@ async fn a_webhook_commit_is_completed_by_the_api_copy(owner: PgPool) {
         "parent_ids": ["p1"], "web_url": "https://x/c/abc123"}]);
     sync::upsert_commits(&mut tx, conn, 5, &from_api).await.unwrap();
     sync::upsert_commits(&mut tx, conn, 5, &from_hook).await.unwrap();
-    let row: (String, Option<String>, Vec<String>, i64) = sqlx::query_as(
-        "SELECT author_name, committer_name, parent_ids, (SELECT count(*) FROM commits) FROM commits",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    let row: (String, Option<String>, Vec<String>, i64) =
+        sqlx::query_as("SELECT author_name, committer_name, parent_ids, (SELECT count(*) FROM commits) FROM commits")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
     assert_eq!(row, ("Ana".into(), Some("Bo".into()), vec!["p1".into()], 1));
 }
 

@@ -72,9 +72,7 @@ impl Settings {
         // Built on a thread of its own: the exporter's blocking client owns a runtime, which
         // may be neither created nor dropped inside the caller's async context.
         let exporter = std::thread::scope(|scope| {
-            scope
-                .spawn(|| opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint.as_str()).build())
-                .join()
+            scope.spawn(|| opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint.as_str()).build()).join()
         })
         .map_err(|_| failed("building the exporter panicked".into()))?
         .map_err(|e| failed(e.to_string()))?;
@@ -96,12 +94,7 @@ pub fn init(default_filter: &str) -> Result<(), Error> {
     let fmt = if settings.json_logs { fmt.json().boxed() } else { fmt.boxed() };
     let provider = settings.tracer_provider()?;
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("gitlab-connector")));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init()
-        .map_err(|_| Error::AlreadyInitialized)?;
+    tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init().map_err(|_| Error::AlreadyInitialized)?;
     if let Some(provider) = provider {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         // Kept for `shutdown`, and for `global::tracer_provider` users.

@@ -6,8 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// What became of a webhook delivery. Each delivery that reaches the endpoint is counted once
@@ -140,7 +139,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .unwrap(),
         queue_oldest_age: GaugeVec::new(
-            Opts::new(name("queue_oldest_job_age_seconds"), "How long the oldest due job of each queue has waited (0: none due), read when scraped"),
+            Opts::new(
+                name("queue_oldest_job_age_seconds"),
+                "How long the oldest due job of each queue has waited (0: none due), read when scraped",
+            ),
             &["queue"],
         )
         .unwrap(),
@@ -149,7 +151,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["status"],
         )
         .unwrap(),
-        gitlab_rate_limit_waits: IntCounter::new(name("gitlab_rate_limit_waits_total"), "Requests to GitLab the rate budget delayed").unwrap(),
+        gitlab_rate_limit_waits: IntCounter::new(name("gitlab_rate_limit_waits_total"), "Requests to GitLab the rate budget delayed")
+            .unwrap(),
         gitlab_rate_limit_wait_seconds: prometheus::Counter::new(
             name("gitlab_rate_limit_wait_seconds_total"),
             "Time requests to GitLab spent waiting for the rate budget",
@@ -169,7 +172,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         // Buckets rather than one series per connection: no tenant's connection is named in
         // metrics (find which lags with `gitlab-connector connections list`).
         connections_by_sync_lag: GaugeVec::new(
-            Opts::new(name("connections_by_sync_lag"), "Live connections whose last finished sync is at most `le` seconds ago, read when scraped"),
+            Opts::new(
+                name("connections_by_sync_lag"),
+                "Live connections whose last finished sync is at most `le` seconds ago, read when scraped",
+            ),
             &["le"],
         )
         .unwrap(),

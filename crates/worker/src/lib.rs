@@ -12,4 +12,6 @@ pub use gitlab::{DEFAULT_OUTAGE_PATIENCE, Disconnected, GitLabJobs, SyncSettings
 pub use rate_budget::SharedRateBudget;
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};
-pub use scheduler::{Periodic, STALL_CHECK_EVERY, STALLED_AFTER, ScheduleConfig, claim_period, enqueue_due, requeue_stalled, run_scheduler};
+pub use scheduler::{
+    Periodic, STALL_CHECK_EVERY, STALLED_AFTER, ScheduleConfig, claim_period, enqueue_due, requeue_stalled, run_scheduler,
+};

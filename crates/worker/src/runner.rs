@@ -110,11 +110,7 @@ pub async fn run_workers<J: Jobs>(
             let backend = PostgresStorage::<Envelope>::new(&pool)
                 .with_config(backend_config.clone())
                 .poll_with_strategy(Strategy::new().interval(poll));
-            WorkerBuilder::new(name)
-                .backend(backend)
-                .data(shared.clone())
-                .concurrency(concurrency)
-                .build(handle::<J>)
+            WorkerBuilder::new(name).backend(backend).data(shared.clone()).concurrency(concurrency).build(handle::<J>)
         });
     }
     monitor

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use connector_store::{Store, connections};
 use connector_store::jobs::{self, Envelope, Job};
+use connector_store::{Store, connections};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

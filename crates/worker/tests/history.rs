@@ -31,12 +31,7 @@ fn paged_dataset(seed: u64) -> Dataset {
 }
 
 async fn control(env: &Env, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}/-/sim/{path}", env.sim.base_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = reqwest::Client::new().request(method, format!("{}/-/sim/{path}", env.sim.base_url)).json(&body).send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     assert!(status.is_success(), "{path}: {status} {text}");
@@ -164,10 +159,14 @@ async fn one_catch_up_stores_the_commits_gitlab_has_whatever_their_dates(owner: 
     let old: Vec<_> = repo.commits.iter().filter(|c| c.committed_date.to_rfc3339().starts_with("2019-03-01")).collect();
     assert_eq!(old.len(), 2);
     assert!(old.iter().all(|c| !got.commits.contains(&(project as i64, c.id.clone()))), "dated before the start date: not stored");
-    let rewritten: BTreeSet<_> = repo.commits.iter().map(|c| (project as i64, c.id.clone())).filter(|k| !want.commits.contains(k)).collect();
+    let rewritten: BTreeSet<_> =
+        repo.commits.iter().map(|c| (project as i64, c.id.clone())).filter(|k| !want.commits.contains(k)).collect();
     assert!(rewritten.iter().all(|k| !got.commits.contains(k)), "commits a force push left unreachable are gone");
     assert_same(&got, &want, "acme");
-    println!("after a future-dated commit, a 4-ref push, months- and years-old dates and a force push: {} commits equal GitLab's", got.commits.len());
+    println!(
+        "after a future-dated commit, a 4-ref push, months- and years-old dates and a force push: {} commits equal GitLab's",
+        got.commits.len()
+    );
 }
 
 async fn feed_deletes(env: &Env, tenant: &str, entity: &str) -> Vec<Value> {
@@ -200,7 +199,11 @@ async fn deletions_leave_our_data_and_the_feed_reports_them(owner: PgPool) {
             let issue = p.issues.iter().find(|i| i.updated_at >= env.start)?.iid;
             let pipeline = p.pipelines.iter().find(|pl| pl.updated_at >= env.start)?.id;
             let (note, parent) = p.notes.iter().filter(|n| !n.system).find_map(|n| match n.noteable {
-                gitlab_sim::Noteable::MergeRequest { iid } if iid != mr && p.merge_request(iid).is_some_and(|m| m.updated_at >= env.start) => Some((n.id, iid)),
+                gitlab_sim::Noteable::MergeRequest { iid }
+                    if iid != mr && p.merge_request(iid).is_some_and(|m| m.updated_at >= env.start) =>
+                {
+                    Some((n.id, iid))
+                }
                 _ => None,
             })?;
             Some((p.id, mr, issue, pipeline, note, parent))
@@ -241,7 +244,9 @@ async fn deletions_leave_our_data_and_the_feed_reports_them(owner: PgPool) {
         assert!(commits.iter().any(|k| k["project_id"] == json!(gone)), "project {gone}: its commits' deletes are in the feed");
     }
     assert!(got.notes.keys().any(|(p, _)| *p == k) && !got.notes.contains_key(&(k, note as i64)), "note {note} of !{note_parent} gone");
-    println!("deleted: a merge request, an issue, a note, a pipeline, a project and a project moved out; all gone after one catch-up, each in the feed");
+    println!(
+        "deleted: a merge request, an issue, a note, a pipeline, a project and a project moved out; all gone after one catch-up, each in the feed"
+    );
 }
 
 /// U+0000 in a commit message, an issue title and a note body (PostgreSQL's text cannot hold
@@ -255,10 +260,22 @@ async fn a_nul_in_text_never_stops_a_stream(owner: PgPool) {
     let projects = group_projects(&dataset, PREMIUM_GROUP);
     let project = *projects.iter().find(|&&p| dataset.project(p).unwrap().issues_enabled).unwrap();
     let branch = dataset.project(project).unwrap().default_branch.clone();
-    control(&env, reqwest::Method::POST, &format!("projects/{project}/push?wait=true"), json!({"branch": branch, "commits": 1, "message": "fix\u{0}parser\n\nbody"})).await;
+    control(
+        &env,
+        reqwest::Method::POST,
+        &format!("projects/{project}/push?wait=true"),
+        json!({"branch": branch, "commits": 1, "message": "fix\u{0}parser\n\nbody"}),
+    )
+    .await;
     let issue = control(&env, reqwest::Method::POST, &format!("projects/{project}/issues"), json!({"title": "crash on \u{0} input"})).await;
     let iid = issue["iid"].as_u64().expect("the control API answers the issue");
-    control(&env, reqwest::Method::POST, &format!("projects/{project}/notes"), json!({"noteable_type": "Issue", "iid": iid, "body": "nul \u{0} here"})).await;
+    control(
+        &env,
+        reqwest::Method::POST,
+        &format!("projects/{project}/notes"),
+        json!({"noteable_type": "Issue", "iid": iid, "body": "nul \u{0} here"}),
+    )
+    .await;
     catch_up(&jobs, "acme", id).await;
     // And once more: nothing is stuck at that page.
     control(&env, reqwest::Method::POST, &format!("projects/{project}/push?wait=true"), json!({"branch": branch, "commits": 2})).await;
@@ -307,7 +324,13 @@ async fn backfilled_pipelines_have_their_timings(owner: PgPool) {
         }
         for pl in p.pipelines.iter().filter(|pl| pl.updated_at >= env.start) {
             let duration = pl.finished_at.zip(pl.started_at).map(|(f, s)| (f - s).num_seconds());
-            want.insert((pid as i64, pl.id as i64, pl.started_at.map(|t| t.timestamp_millis()), pl.finished_at.map(|t| t.timestamp_millis()), duration));
+            want.insert((
+                pid as i64,
+                pl.id as i64,
+                pl.started_at.map(|t| t.timestamp_millis()),
+                pl.finished_at.map(|t| t.timestamp_millis()),
+                duration,
+            ));
         }
     }
     assert!(want.iter().any(|(_, _, s, f, d)| s.is_some() && f.is_some() && d.is_some()), "the dataset has finished pipelines");
@@ -319,8 +342,10 @@ async fn backfilled_pipelines_have_their_timings(owner: PgPool) {
     .fetch_all(&mut *tx)
     .await
     .unwrap();
-    let got: BTreeSet<_> =
-        rows.into_iter().map(|(p, i, s, f, d)| (p, i, s.map(|t| t.timestamp_millis()), f.map(|t| t.timestamp_millis()), d.map(|d| d as i64))).collect();
+    let got: BTreeSet<_> = rows
+        .into_iter()
+        .map(|(p, i, s, f, d)| (p, i, s.map(|t| t.timestamp_millis()), f.map(|t| t.timestamp_millis()), d.map(|d| d as i64)))
+        .collect();
     assert_eq!(got, want);
 }
 

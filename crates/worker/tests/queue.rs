@@ -97,7 +97,9 @@ impl Jobs for Script {
                 Err(match failure {
                     Failure::Permanent => JobError::Permanent("the token lacks scope api".into()),
                     Failure::Retry => JobError::Retry { reason: "GitLab answered 503".into(), after: None },
-                    Failure::RateLimited => JobError::Retry { reason: "GitLab rate limit reached".into(), after: Some(Duration::from_millis(10)) },
+                    Failure::RateLimited => {
+                        JobError::Retry { reason: "GitLab rate limit reached".into(), after: Some(Duration::from_millis(10)) }
+                    }
                     Failure::Interrupted => JobError::Interrupted { reason: "GitLab answered 502 after 3 pages".into() },
                     Failure::Outage => JobError::Outage { reason: "GitLab unavailable after 4 attempts".into() },
                 })
@@ -331,7 +333,10 @@ async fn a_step_that_gives_up_leaves_its_connection_failed_with_what_to_do(owner
     let (status, message) = status_of(&store, validating).await;
     assert_eq!(status, Status::Failed);
     let message = message.unwrap();
-    assert!(message.starts_with("validating the connection to https://gitlab.example.com stopped after 3 attempts: GitLab answered 503"), "{message}");
+    assert!(
+        message.starts_with("validating the connection to https://gitlab.example.com stopped after 3 attempts: GitLab answered 503"),
+        "{message}"
+    );
     assert!(message.contains(&format!("POST /v1/connections/{validating}/resync")), "{message}");
     let (status, message) = status_of(&store, backfilling).await;
     assert_eq!(status, Status::Failed);

@@ -109,7 +109,11 @@ async fn a_long_storm_slows_the_backfill_which_then_finishes_right(owner: PgPool
     while storm_began.elapsed() < storm {
         let connection = env.connection("acme", id).await;
         let status = connection.status;
-        assert!(matches!(status, Status::Backfilling | Status::Live), "the storm moved the connection to {status:?}: {:?}", connection.status_message);
+        assert!(
+            matches!(status, Status::Backfilling | Status::Live),
+            "the storm moved the connection to {status:?}: {:?}",
+            connection.status_message
+        );
         *statuses.entry(status.as_str()).or_default() += 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -136,7 +140,11 @@ async fn a_long_storm_slows_the_backfill_which_then_finishes_right(owner: PgPool
     // RateLimit headers GitLab sends, as requests it held back until the window reset.
     let held_back = paced() - paced_before;
     assert!(
-        during.injected_errors >= 50 && during.rate_limited >= 50 && during.injected_slow >= 3 && server_errors >= 1 && throttled + held_back >= 1,
+        during.injected_errors >= 50
+            && during.rate_limited >= 50
+            && during.injected_slow >= 3
+            && server_errors >= 1
+            && throttled + held_back >= 1,
         "a storm too mild to prove anything: ours {ours_during:?} ({held_back} held back by the rate budget), all {during:?}; calm {calm_rate:.1} requests/s"
     );
     assert!(still_backfilling, "the backfill finished during the storm: make it longer than STORM_SECS");

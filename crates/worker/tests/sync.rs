@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use connector_store::TenantId;
 use connector_store::connections::{self, Status};
 use connector_store::jobs::{self, Job};
-use connector_store::TenantId;
 use connector_worker::Jobs;
 use gitlab_sim::{Dataset, HookOwner, SimHandle, Size};
 use sqlx::PgPool;
@@ -64,11 +64,8 @@ async fn premium_and_free_tenants_reach_live_with_the_ground_truth(owner: PgPool
         .collect();
     assert_eq!(skipped, ci_off);
     // Neither tenant sees a row of the other's.
-    let foreign: i64 = sqlx::query_scalar("SELECT count(*) FROM commits WHERE connection_id = $1")
-        .bind(free)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+    let foreign: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM commits WHERE connection_id = $1").bind(free).fetch_one(&mut *tx).await.unwrap();
     assert_eq!(foreign, 0);
     drop(tx);
 
@@ -378,10 +375,12 @@ async fn a_tenant_runs_no_more_syncs_at_once_than_its_cap(owner: PgPool) {
         jobs.run(&tenant, &Job::InstallHooks { connection: id }).await.unwrap();
     }
     let queued = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'")
-            .fetch_one(&owner)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'",
+        )
+        .fetch_one(&owner)
+        .await
+        .unwrap()
     };
     let before = queued().await;
     let (job_a, job_b) = (Job::Backfill { connection: a }, Job::Backfill { connection: b });
@@ -407,10 +406,12 @@ async fn a_backfill_that_finds_the_connection_busy_comes_back(owner: PgPool) {
     jobs.run(&tenant, &Job::InstallHooks { connection: id }).await.unwrap();
     assert_eq!(env.connection("acme", id).await.status, Status::Backfilling);
     let queued = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'")
-            .fetch_one(&owner)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb -> 'job' ->> 'kind' = 'backfill'",
+        )
+        .fetch_one(&owner)
+        .await
+        .unwrap()
     };
     let before = queued().await;
     // The connection's sync lock, as another job's session holds it.
@@ -438,7 +439,10 @@ async fn an_unreachable_gitlab_ends_in_failed_with_what_to_do(owner: PgPool) {
     let failed = env.wait_for("acme", id, Status::Failed, Duration::from_secs(60)).await;
     let message = failed.status_message.unwrap();
     // The one message for every URL where no GitLab answers (see the hostile suite).
-    assert!(message.starts_with("validating the connection to http://127.0.0.1:9 stopped after 3 attempts: no GitLab answered at gitlab_url"), "{message}");
+    assert!(
+        message.starts_with("validating the connection to http://127.0.0.1:9 stopped after 3 attempts: no GitLab answered at gitlab_url"),
+        "{message}"
+    );
     assert!(message.contains(&format!("POST /v1/connections/{id}/resync")), "{message}");
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
@@ -505,7 +509,13 @@ async fn refused_group_hooks_on_self_managed_fall_back_to_project_hooks(owner: P
     let projects = group_projects(&dataset, PREMIUM_GROUP);
     let hooks = env.sim.sim.with_dataset(|d| d.hooks.clone());
     assert!(hooks.iter().all(|h| !matches!(h.owner, HookOwner::Group(_))), "no group hook left");
-    let mut hooked: Vec<u64> = hooks.iter().filter_map(|h| match h.owner { HookOwner::Project(p) => Some(p), _ => None }).collect();
+    let mut hooked: Vec<u64> = hooks
+        .iter()
+        .filter_map(|h| match h.owner {
+            HookOwner::Project(p) => Some(p),
+            _ => None,
+        })
+        .collect();
     hooked.sort();
     assert_eq!(hooked, projects, "one project hook per project");
     let tenant = TenantId::parse("acme").unwrap();

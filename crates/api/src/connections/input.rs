@@ -101,7 +101,11 @@ fn projects_list_schema() -> Schema {
         .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))))
         .item(
             ArrayBuilder::new()
-                .items(AnyOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Integer)).item(ObjectBuilder::new().schema_type(Type::String)))
+                .items(
+                    AnyOfBuilder::new()
+                        .item(ObjectBuilder::new().schema_type(Type::Integer))
+                        .item(ObjectBuilder::new().schema_type(Type::String)),
+                )
                 .max_items(Some(MAX_PROJECTS)),
         )
         .item(ObjectBuilder::new().schema_type(Type::Null))
@@ -177,10 +181,7 @@ pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result
         start_date: req.start_date.as_ref().map(|v| start_date(v, now)).and_then(|r| p.take(r)),
     };
     if p.0.is_empty() && changes.is_empty() {
-        p.0.push(FieldError::new(
-            "body",
-            "nothing to change: give at least one of access_token, groups_list, projects_list, start_date",
-        ));
+        p.0.push(FieldError::new("body", "nothing to change: give at least one of access_token, groups_list, projects_list, start_date"));
     }
     p.finish(Some(changes))
 }
@@ -253,10 +254,7 @@ pub fn projects_list(value: &Value) -> Field<Vec<String>> {
             Item::Text(_) => None,
         }
         .ok_or_else(|| {
-            FieldError::new(
-                field,
-                format!("{item} is neither a project id nor a full project path like group/subgroup/project"),
-            )
+            FieldError::new(field, format!("{item} is neither a project id nor a full project path like group/subgroup/project"))
         })?;
         if projects.contains(&project) {
             return Err(FieldError::new(field, format!("{project} is listed twice")));
@@ -270,11 +268,7 @@ pub fn start_date(value: &Value, now: DateTime<Utc>) -> Field<DateTime<Utc>> {
     let err = |m: String| FieldError::new("start_date", m);
     let Value::String(text) = value else { return Err(err("must be a string".into())) };
     let date = DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            err(format!(
-                "{text:?} is not an RFC 3339 date-time with a time zone; use e.g. 2024-01-01T00:00:00Z"
-            ))
-        })?
+        .map_err(|_| err(format!("{text:?} is not an RFC 3339 date-time with a time zone; use e.g. 2024-01-01T00:00:00Z")))?
         .with_timezone(&Utc);
     if date > now {
         return Err(err("is in the future; nothing would be synchronized".into()));
@@ -339,17 +333,19 @@ fn list_items(field: &str, value: &Value, what: &str, example: &str) -> Field<Ve
             s.split(',')
                 .map(|part| {
                     if part.is_empty() {
-                        Err(FieldError::new(field, format!("has an empty entry; must be {what} separated by single commas, e.g. {example}")))
+                        Err(FieldError::new(
+                            field,
+                            format!("has an empty entry; must be {what} separated by single commas, e.g. {example}"),
+                        ))
                     } else {
                         Ok(Item::Text(part.to_owned()))
                     }
                 })
                 .collect()
         }
-        Value::Number(n) => n
-            .as_i64()
-            .map(|n| vec![Item::Number(n)])
-            .ok_or_else(|| FieldError::new(field, format!("must be {what}, e.g. {example}"))),
+        Value::Number(n) => {
+            n.as_i64().map(|n| vec![Item::Number(n)]).ok_or_else(|| FieldError::new(field, format!("must be {what}, e.g. {example}")))
+        }
         Value::Array(values) => values
             .iter()
             .map(|v| match v {
@@ -489,8 +485,19 @@ mod tests {
 
     #[test]
     fn group_rules() {
-        for bad in [json!(""), json!("a"), json!("1,,2"), json!("1,1"), json!("-1"), json!("0"), json!([1.5]), json!([" 1"]),
-                    json!({}), json!("99999999999999999999"), json!([0])] {
+        for bad in [
+            json!(""),
+            json!("a"),
+            json!("1,,2"),
+            json!("1,1"),
+            json!("-1"),
+            json!("0"),
+            json!([1.5]),
+            json!([" 1"]),
+            json!({}),
+            json!("99999999999999999999"),
+            json!([0]),
+        ] {
             assert!(groups_list(&bad).is_err(), "{bad} accepted");
         }
         assert_eq!(groups_list(&json!(5)).unwrap(), vec![5]);
@@ -500,8 +507,17 @@ mod tests {
 
     #[test]
     fn project_rules() {
-        for bad in [json!("group"), json!("a//b"), json!("a/b,a/b"), json!("/a/b"), json!("a/b/"), json!("a/-b"),
-                    json!("a/b.git"), json!("a b/c"), json!([true])] {
+        for bad in [
+            json!("group"),
+            json!("a//b"),
+            json!("a/b,a/b"),
+            json!("/a/b"),
+            json!("a/b/"),
+            json!("a/-b"),
+            json!("a/b.git"),
+            json!("a b/c"),
+            json!([true]),
+        ] {
             assert!(projects_list(&bad).is_err(), "{bad} accepted");
         }
         assert_eq!(projects_list(&json!(null)).unwrap(), Vec::<String>::new());
@@ -518,7 +534,9 @@ mod tests {
 
     #[test]
     fn url_rules() {
-        for bad in ["gitlab.com", "ftp://gitlab.com", "https://user:pw@gitlab.com", "https://gitlab.com/?a=1", "https://gitlab.com/#x", "https://"] {
+        for bad in
+            ["gitlab.com", "ftp://gitlab.com", "https://user:pw@gitlab.com", "https://gitlab.com/?a=1", "https://gitlab.com/#x", "https://"]
+        {
             assert!(gitlab_url(&json!(bad)).is_err(), "{bad} accepted");
         }
         assert_eq!(gitlab_url(&json!("https://GitLab.Example.com/")).unwrap(), "https://gitlab.example.com");

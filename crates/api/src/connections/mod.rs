@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use connector_store::connections::{self, Connection, Status};
-use connector_store::jobs::{self, Job};
 use connector_store::health::{self, Health, HealthState, ReasonCode};
+use connector_store::jobs::{self, Job};
 use connector_store::{TenantTx, dead_letters, hooks, sync};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -254,7 +254,9 @@ async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab_url: &str)
     let refuse = |e: gitlab_client::Error| match e {
         gitlab_client::Error::Blocked { reason } => FieldError::new(
             "gitlab_url",
-            format!("is not an address this service may connect to ({reason}); use the public https URL of your GitLab, or ask the operator to allowlist it"),
+            format!(
+                "is not an address this service may connect to ({reason}); use the public https URL of your GitLab, or ask the operator to allowlist it"
+            ),
         ),
         other => FieldError::new("gitlab_url", other.to_string()),
     };
@@ -284,19 +286,17 @@ pub async fn list(
     Tenant(tenant): Tenant,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<ConnectionList>> {
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::invalid(vec![FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))]))?,
-    };
+    let limit =
+        match params.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(raw) => raw.parse::<i64>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                ApiError::invalid(vec![FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))])
+            })?,
+        };
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(
-            Uuid::parse_str(raw)
-                .map_err(|_| ApiError::invalid(vec![FieldError::new("cursor", "is not a cursor this API returned")]))?,
+            Uuid::parse_str(raw).map_err(|_| ApiError::invalid(vec![FieldError::new("cursor", "is not a cursor this API returned")]))?,
         ),
     };
     let mut tx = state.store.tenant_tx(&tenant).await?;
@@ -333,10 +333,8 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
     let connection = view(&mut tx, connection).await?;
     tx.commit().await?;
     let streams_total = projects_total * RESOURCES_PER_PROJECT as usize;
-    let estimated_seconds_left = (status == Status::Backfilling && progress.streams_done > 0)
-        .then(|| progress.started_at)
-        .flatten()
-        .map(|started| {
+    let estimated_seconds_left =
+        (status == Status::Backfilling && progress.streams_done > 0).then(|| progress.started_at).flatten().map(|started| {
             let elapsed = (Utc::now() - started).num_seconds().max(1);
             let left = streams_total as i64 - progress.streams_done;
             elapsed * left.max(0) / progress.streams_done

@@ -65,11 +65,9 @@ async fn status_with(app: &TestApp, authorization: &str) -> (u16, Value) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn good_tokens_of_each_algorithm_pass(owner: PgPool) {
     let app = TestApp::spawn(owner).await;
-    for token in [
-        hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &claims()),
-        rs256(Some("rsa-test-1"), &claims()),
-        es256("ec-test-1", &claims()),
-    ] {
+    for token in
+        [hs(Algorithm::HS256, HS256_SECRET.as_bytes(), &claims()), rs256(Some("rsa-test-1"), &claims()), es256("ec-test-1", &claims())]
+    {
         let (status, body) = status_with(&app, &format!("Bearer {token}")).await;
         assert_eq!(status, 200, "{body}");
     }
@@ -78,7 +76,8 @@ async fn good_tokens_of_each_algorithm_pass(owner: PgPool) {
 /// A token signed with the shared secret whose header and payload are taken as written.
 fn signed_raw(header: &str, payload: &str) -> String {
     let message = format!("{}.{}", B64.encode(header), B64.encode(payload));
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(HS256_SECRET.as_bytes()), Algorithm::HS256).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(HS256_SECRET.as_bytes()), Algorithm::HS256).unwrap();
     format!("{message}.{signature}")
 }
 
@@ -113,14 +112,21 @@ async fn every_bad_token_is_401(owner: PgPool) {
         ("oversized", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "pad", json!("x".repeat(20_000)))))),
         // Decided strictly, each one way: a token means one thing.
         ("issuer as an array", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "iss", json!(["coworker"]))))),
-        ("issued ten years ahead", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "iat", json!(now() + 10 * 365 * 86_400))))),
-        ("numeric tenant claim (42 and \"42\" would be one tenant)", format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "tenant_id", json!(42))))),
-        ("an unknown critical header (RFC 7515 4.1.11)", format!("Bearer {}", signed_raw(r#"{"alg":"HS256","typ":"JWT","crit":["exp-v2"],"exp-v2":1}"#, &claims().to_string()))),
+        (
+            "issued ten years ahead",
+            format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "iat", json!(now() + 10 * 365 * 86_400)))),
+        ),
+        (
+            "numeric tenant claim (42 and \"42\" would be one tenant)",
+            format!("Bearer {}", hs(Algorithm::HS256, secret, &with(claims(), "tenant_id", json!(42)))),
+        ),
+        (
+            "an unknown critical header (RFC 7515 4.1.11)",
+            format!("Bearer {}", signed_raw(r#"{"alg":"HS256","typ":"JWT","crit":["exp-v2"],"exp-v2":1}"#, &claims().to_string())),
+        ),
         ("a claim given twice", {
-            let payload = format!(
-                r#"{{"iss":"coworker","aud":"gitlab-connector","exp":{},"tenant_id":"acme","tenant_id":"victim"}}"#,
-                now() + 600
-            );
+            let payload =
+                format!(r#"{{"iss":"coworker","aud":"gitlab-connector","exp":{},"tenant_id":"acme","tenant_id":"victim"}}"#, now() + 600);
             format!("Bearer {}", signed_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &payload))
         }),
         ("tampered payload", {

@@ -25,7 +25,7 @@ pub fn auth_config() -> AuthConfig {
         hs256_secret: Some(SecretString::from(HS256_SECRET)),
         jwks_file: Some(fixture("jwks.json")),
         jwks_url: None,
-            jwks_refresh: connector_api::auth::JwksRefresh::default(),
+        jwks_refresh: connector_api::auth::JwksRefresh::default(),
         issuer: "coworker".into(),
         audience: "gitlab-connector".into(),
         tenant_claim: "tenant_id".into(),

@@ -121,16 +121,36 @@ async fn bad_input_is_named_and_loses_nothing(owner: PgPool) {
         (json!({"access_token": "t", "groups_list": "abc", "start_date": "2024-01-01T00:00:00Z"}), "groups_list", "not a group id"),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01"}), "start_date", "time zone"),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00"}), "start_date", "time zone"),
-        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "projects_list": "a b"}), "projects_list", "without spaces"),
-        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": "gitlab"}), "gitlab_url", "not a URL"),
+        (
+            json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "projects_list": "a b"}),
+            "projects_list",
+            "without spaces",
+        ),
+        (
+            json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": "gitlab"}),
+            "gitlab_url",
+            "not a URL",
+        ),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "group": 1}), "group", "unknown field"),
         // What a paste can carry along, and an HTTP header cannot hold: refused, not sent empty.
-        (json!({"access_token": "glpat-abc\u{200b}def", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "printable ASCII"),
-        (json!({"access_token": "glpat-äbcdef", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}), "access_token", "printable ASCII"),
+        (
+            json!({"access_token": "glpat-abc\u{200b}def", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}),
+            "access_token",
+            "printable ASCII",
+        ),
+        (
+            json!({"access_token": "glpat-äbcdef", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z"}),
+            "access_token",
+            "printable ASCII",
+        ),
         // Dates no GitLab data has, which would be echoed back as year -1.
         (json!({"access_token": "t", "groups_list": "1", "start_date": "0000-01-01T00:00:00+23:59"}), "start_date", "1970"),
         (json!({"access_token": "t", "groups_list": "1", "start_date": "1900-01-01T00:00:00Z"}), "start_date", "1970"),
-        (json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": format!("https://gitlab.example.com/{}", "a".repeat(60_000))}), "gitlab_url", "longer than"),
+        (
+            json!({"access_token": "t", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": format!("https://gitlab.example.com/{}", "a".repeat(60_000))}),
+            "gitlab_url",
+            "longer than",
+        ),
     ];
     for (body, field, needle) in cases {
         let (status, resp) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(body.clone())).await;
@@ -191,11 +211,7 @@ async fn another_tenant_gets_exactly_what_a_missing_id_gets(owner: PgPool) {
     let a_path = format!("/v1/connections/{}", a["id"].as_str().unwrap());
     let missing_path = format!("/v1/connections/{}", uuid::Uuid::now_v7());
 
-    for (method, body) in [
-        (Method::GET, None),
-        (Method::PATCH, Some(json!({"groups_list": "1"}))),
-        (Method::DELETE, None),
-    ] {
+    for (method, body) in [(Method::GET, None), (Method::PATCH, Some(json!({"groups_list": "1"}))), (Method::DELETE, None)] {
         let foreign = app.call(method.clone(), &a_path, Some("tenant-b"), body.clone()).await;
         let missing = app.call(method.clone(), &missing_path, Some("tenant-b"), body).await;
         assert_eq!(foreign.0, 404, "{method} {foreign:?}");
@@ -204,9 +220,7 @@ async fn another_tenant_gets_exactly_what_a_missing_id_gets(owner: PgPool) {
     let (_, list) = app.call(Method::GET, "/v1/connections", Some("tenant-b"), None).await;
     assert_eq!(list["items"], json!([]));
     // A's cursor walks B's own (empty) list, not A's.
-    let (_, list) = app
-        .call(Method::GET, &format!("/v1/connections?cursor={}", uuid::Uuid::nil()), Some("tenant-b"), None)
-        .await;
+    let (_, list) = app.call(Method::GET, &format!("/v1/connections?cursor={}", uuid::Uuid::nil()), Some("tenant-b"), None).await;
     assert_eq!(list["items"], json!([]));
 
     let (status, still) = app.call(Method::GET, &a_path, Some("tenant-a"), None).await;

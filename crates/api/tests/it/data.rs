@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use connector_store::TenantId;
 use connector_store::connections::{self, NewConnection};
 use connector_store::sync::{self, NoteParent};
-use connector_store::TenantId;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -94,7 +94,10 @@ pub(crate) async fn seed(app: &TestApp, tenant: &str, c: Uuid) {
     sync::upsert_projects(
         &mut tx,
         c,
-        &json!([project(12, &format!("{tenant}/web"), "2024-05-01T00:00:00Z"), project(11, &format!("{tenant}/api"), "2024-02-01T00:00:00Z")]),
+        &json!([
+            project(12, &format!("{tenant}/web"), "2024-05-01T00:00:00Z"),
+            project(11, &format!("{tenant}/api"), "2024-02-01T00:00:00Z")
+        ]),
     )
     .await
     .unwrap();
@@ -124,9 +127,7 @@ pub(crate) async fn seed(app: &TestApp, tenant: &str, c: Uuid) {
     )
     .await
     .unwrap();
-    sync::upsert_merge_requests(&mut tx, c, 12, &json!([merge_request(1, &t("web mr"), "opened", "2024-04-01T00:00:00Z")]))
-        .await
-        .unwrap();
+    sync::upsert_merge_requests(&mut tx, c, 12, &json!([merge_request(1, &t("web mr"), "opened", "2024-04-01T00:00:00Z")])).await.unwrap();
     sync::set_merge_request_commits(&mut tx, c, 11, 2, &["b2".into(), "a1".into()]).await.unwrap();
     sync::upsert_issues(
         &mut tx,
@@ -433,7 +434,8 @@ async fn paging_neither_repeats_nor_skips_rows_updated_between_pages(owner: PgPo
     let tenant = TenantId::parse("acme").unwrap();
     let mut tx = app.store.tenant_tx(&tenant).await.unwrap();
     for project in [11, 12, 13] {
-        let mrs: Vec<Value> = (1..=7).map(|iid| merge_request(iid, &format!("mr {project}/{iid}"), "opened", "2024-02-01T00:00:00Z")).collect();
+        let mrs: Vec<Value> =
+            (1..=7).map(|iid| merge_request(iid, &format!("mr {project}/{iid}"), "opened", "2024-02-01T00:00:00Z")).collect();
         sync::upsert_merge_requests(&mut tx, a, project, &json!(mrs)).await.unwrap();
         let commits: Vec<Value> = (0..5).map(|n| commit(&format!("{n:x}{project}"), "c", "2024-02-01T00:00:00Z")).collect();
         sync::upsert_commits(&mut tx, a, project, &json!(commits)).await.unwrap();
@@ -448,7 +450,8 @@ async fn paging_neither_repeats_nor_skips_rows_updated_between_pages(owner: PgPo
         let mut tx = store.tenant_tx(&tenant).await.unwrap();
         let updated = format!("2024-03-{:02}T00:00:00Z", page + 1);
         for project in [11, 12, 13] {
-            let mrs: Vec<Value> = (1..=7).map(|iid| merge_request(iid, &format!("mr {project}/{iid} v{page}"), "closed", &updated)).collect();
+            let mrs: Vec<Value> =
+                (1..=7).map(|iid| merge_request(iid, &format!("mr {project}/{iid} v{page}"), "closed", &updated)).collect();
             sync::upsert_merge_requests(&mut tx, a, project, &json!(mrs)).await.unwrap();
         }
         tx.commit().await.unwrap();
@@ -470,7 +473,8 @@ async fn paging_neither_repeats_nor_skips_rows_updated_between_pages(owner: PgPo
     .await;
     let got = keys(&json!({"items": paged}), &["project_id", "sha"]);
     assert_eq!(got.len(), got.iter().collect::<HashSet<_>>().len(), "a commit repeated: {got:?}");
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM commits WHERE connection_id = $1").bind(a).fetch_one(&app.owner).await.unwrap();
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM commits WHERE connection_id = $1").bind(a).fetch_one(&app.owner).await.unwrap();
     assert_eq!(got.len() as i64, total, "{got:?}");
 }
 
@@ -562,9 +566,11 @@ async fn the_feed_shows_inserts_updates_and_deletes_in_order(owner: PgPool) {
         sync::upsert_merge_requests(&mut tx, a, 11, &items).await.unwrap();
         tx.commit().await.unwrap();
     };
-    upsert(json!([merge_request(1, "one", "opened", "2024-02-01T00:00:00Z"), merge_request(2, "two", "opened", "2024-02-01T00:00:00Z")])).await;
+    upsert(json!([merge_request(1, "one", "opened", "2024-02-01T00:00:00Z"), merge_request(2, "two", "opened", "2024-02-01T00:00:00Z")]))
+        .await;
     // The same page again (a retried job, a webhook for what the backfill stored) is no change.
-    upsert(json!([merge_request(1, "one", "opened", "2024-02-01T00:00:00Z"), merge_request(2, "two", "opened", "2024-02-01T00:00:00Z")])).await;
+    upsert(json!([merge_request(1, "one", "opened", "2024-02-01T00:00:00Z"), merge_request(2, "two", "opened", "2024-02-01T00:00:00Z")]))
+        .await;
     // Nor is an older version arriving late.
     upsert(json!([merge_request(1, "stale", "opened", "2024-01-01T00:00:00Z")])).await;
     upsert(json!([merge_request(1, "one", "merged", "2024-02-02T00:00:00Z")])).await;
@@ -661,6 +667,7 @@ async fn a_change_committed_later_with_a_lower_seq_is_not_skipped(owner: PgPool)
     late.commit().await.unwrap();
     let rest = feed_until(&app, "acme", Some(&cursor), |c| !c.is_empty()).await;
     assert_eq!(issue_iids(&rest), [1], "the lower seq, committed last, is still read");
-    let stored: Vec<(i64, i64)> = sqlx::query_as("SELECT seq, (key->>'iid')::bigint FROM changes ORDER BY seq").fetch_all(&app.owner).await.unwrap();
+    let stored: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT seq, (key->>'iid')::bigint FROM changes ORDER BY seq").fetch_all(&app.owner).await.unwrap();
     assert_eq!(stored.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2], "iid 1 has the lower seq");
 }

@@ -211,7 +211,14 @@ impl Answer {
     }
 }
 
-async fn send(app: &TestApp, method: &Method, path: &str, query: &[(String, String)], tenant: Option<&str>, body: Option<Value>) -> (Answer, Duration) {
+async fn send(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    tenant: Option<&str>,
+    body: Option<Value>,
+) -> (Answer, Duration) {
     let mut url = url::Url::parse(&app.url(path)).unwrap();
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
@@ -308,23 +315,37 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     let mut tx = app.store.tenant_tx(&tenant).await.unwrap();
     let t = |s: &str| format!("{A} {s}");
     let [p1, p2] = A_PROJECTS;
-    sync::upsert_projects(&mut tx, c, &json!([project(p1, &format!("{A}/api"), "2024-02-01T00:00:00Z"), project(p2, &format!("{A}/web"), "2024-05-01T00:00:00Z")]))
-        .await
-        .unwrap();
+    sync::upsert_projects(
+        &mut tx,
+        c,
+        &json!([project(p1, &format!("{A}/api"), "2024-02-01T00:00:00Z"), project(p2, &format!("{A}/web"), "2024-05-01T00:00:00Z")]),
+    )
+    .await
+    .unwrap();
     let [s1, s2, s3] = A_SHAS;
-    sync::upsert_commits(&mut tx, c, p1, &json!([commit(s1, &t("first"), "2024-01-10T00:00:00Z"), commit(s2, &t("second"), "2024-02-01T00:00:00Z")]))
-        .await
-        .unwrap();
+    sync::upsert_commits(
+        &mut tx,
+        c,
+        p1,
+        &json!([commit(s1, &t("first"), "2024-01-10T00:00:00Z"), commit(s2, &t("second"), "2024-02-01T00:00:00Z")]),
+    )
+    .await
+    .unwrap();
     sync::upsert_commits(&mut tx, c, p2, &json!([commit(s3, &t("web"), "2024-04-01T00:00:00Z")])).await.unwrap();
     sync::upsert_merge_requests(
         &mut tx,
         c,
         p1,
-        &json!([merge_request(100_001, &t("mr one"), "opened", "2024-02-01T00:00:00Z"), merge_request(100_002, &t("mr two"), "merged", "2024-03-01T00:00:00Z")]),
+        &json!([
+            merge_request(100_001, &t("mr one"), "opened", "2024-02-01T00:00:00Z"),
+            merge_request(100_002, &t("mr two"), "merged", "2024-03-01T00:00:00Z")
+        ]),
     )
     .await
     .unwrap();
-    sync::upsert_merge_requests(&mut tx, c, p2, &json!([merge_request(100_001, &t("web mr"), "opened", "2024-04-01T00:00:00Z")])).await.unwrap();
+    sync::upsert_merge_requests(&mut tx, c, p2, &json!([merge_request(100_001, &t("web mr"), "opened", "2024-04-01T00:00:00Z")]))
+        .await
+        .unwrap();
     sync::set_merge_request_commits(&mut tx, c, p1, 100_002, &[s1.into(), s2.into()]).await.unwrap();
     sync::upsert_issues(&mut tx, c, p1, &json!([issue(100_001, &t("issue one"), "opened", "2024-02-01T00:00:00Z")])).await.unwrap();
     sync::upsert_issues(&mut tx, c, p2, &json!([issue(100_001, &t("web issue"), "closed", "2024-04-01T00:00:00Z")])).await.unwrap();
@@ -337,9 +358,14 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     for (p, kind, parent, id) in notes {
         sync::upsert_notes(&mut tx, c, p, kind, parent, &json!([note(id, &t("note"), "2024-03-01T00:00:00Z")])).await.unwrap();
     }
-    sync::upsert_pipelines(&mut tx, c, p1, &json!([pipeline(100_201, "success", "2024-02-01T00:00:00Z"), pipeline(100_202, "failed", "2024-03-01T00:00:00Z")]))
-        .await
-        .unwrap();
+    sync::upsert_pipelines(
+        &mut tx,
+        c,
+        p1,
+        &json!([pipeline(100_201, "success", "2024-02-01T00:00:00Z"), pipeline(100_202, "failed", "2024-03-01T00:00:00Z")]),
+    )
+    .await
+    .unwrap();
     sync::upsert_pipelines(&mut tx, c, p2, &json!([pipeline(100_301, "running", "2024-04-01T00:00:00Z")])).await.unwrap();
 
     let (group_hook, _) = hooks::ensure(&mut tx, app.store.keys(), c, "group", 100_005).await.unwrap();
@@ -421,7 +447,9 @@ async fn snapshot(owner: &PgPool) -> BTreeMap<String, String> {
     .unwrap();
     let mut rows = BTreeMap::new();
     for (table, column) in tables.iter().map(|t| (t.as_str(), "tenant_id")).chain([("tenants", "id")]) {
-        let sql = format!("SELECT coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM {table} t WHERE {column} = $1");
+        let sql = format!(
+            "SELECT coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM {table} t WHERE {column} = $1"
+        );
         let dump: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(A).fetch_one(owner).await.unwrap();
         rows.insert(table.to_owned(), dump);
     }
@@ -458,7 +486,8 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
 
     // Both feeds complete (what other tests' open transactions hold back shows a moment later).
     for tenant in [A, B] {
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM changes WHERE tenant_id = $1").bind(tenant).fetch_one(&app.owner).await.unwrap();
+        let total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM changes WHERE tenant_id = $1").bind(tenant).fetch_one(&app.owner).await.unwrap();
         assert!(total > 10, "{tenant}: {total} changes");
         feed_until(&app, tenant, None, |read| read.len() as i64 >= total).await;
     }
@@ -567,7 +596,9 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
             }
             Call::Create => {
                 // Naming A's object or tenant in the body (mass assignment) is refused...
-                for (field, value) in [("id", json!(a.main)), ("tenant_id", json!(A)), ("tenant", json!(A)), ("connection_id", json!(a.main))] {
+                for (field, value) in
+                    [("id", json!(a.main)), ("tenant_id", json!(A)), ("tenant", json!(A)), ("connection_id", json!(a.main))]
+                {
                     let mut body = valid_connection();
                     body[field] = value;
                     let (answer, _) = send(&app, &op.method, &op.path, &[], Some(B), Some(body)).await;
@@ -628,10 +659,17 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
         a.object_ids.len(),
         leaks.len()
     );
-    println!("isolation: {own_calls} calls of B's own lists and feed with A's ids, filters and cursors: {own_clean} held none of A's ids; {a_flagged} control calls as A showed A's data to the same detector");
-    println!("isolation: {mutating} mutating calls of B on A's ids (PATCH, DELETE) and {timed_mutations} more while timing: A's rows in {} tables and its queued jobs unchanged", before.len());
+    println!(
+        "isolation: {own_calls} calls of B's own lists and feed with A's ids, filters and cursors: {own_clean} held none of A's ids; {a_flagged} control calls as A showed A's data to the same detector"
+    );
+    println!(
+        "isolation: {mutating} mutating calls of B on A's ids (PATCH, DELETE) and {timed_mutations} more while timing: A's rows in {} tables and its queued jobs unchanged",
+        before.len()
+    );
     println!("isolation: create with A's id or tenant in the body: {refused}/{smuggled} refused 422; B's own create holds nothing of A's");
-    println!("isolation: /metrics (to the operator's token only, not routed by the Ingress) names {metrics_names} of A's ids and nothing else of A's");
+    println!(
+        "isolation: /metrics (to the operator's token only, not routed by the Ingress) names {metrics_names} of A's ids and nothing else of A's"
+    );
     let mut slow = Vec::new();
     for (route, foreign, missing) in &timings {
         let gap = foreign.abs_diff(*missing);

@@ -10,10 +10,7 @@ fn committed_openapi_matches_the_code() {
         std::fs::write(&path, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi.yaml differs from the code: run UPDATE_OPENAPI=1 cargo test -p connector-api openapi"
-    );
+    assert!(committed == generated, "openapi.yaml differs from the code: run UPDATE_OPENAPI=1 cargo test -p connector-api openapi");
 }
 
 #[test]
@@ -21,7 +18,11 @@ fn every_route_is_documented_with_its_errors() {
     let doc: serde_json::Value = serde_json::to_value(<connector_api::openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
     let paths = doc["paths"].as_object().unwrap();
     let data = ["projects", "commits", "merge_requests", "issues", "notes", "pipelines"].map(|l| format!("/v1/connections/{{id}}/{l}"));
-    for path in ["/healthz", "/readyz", "/v1/connections", "/v1/connections/{id}", "/v1/changes"].iter().copied().chain(data.iter().map(String::as_str)) {
+    for path in ["/healthz", "/readyz", "/v1/connections", "/v1/connections/{id}", "/v1/changes"]
+        .iter()
+        .copied()
+        .chain(data.iter().map(String::as_str))
+    {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
     for path in data.iter().map(String::as_str).chain(["/v1/changes"]) {

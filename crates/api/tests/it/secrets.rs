@@ -27,12 +27,8 @@ async fn the_token_appears_in_no_response_and_no_log(owner: PgPool) {
     responses.push(app.call(Method::GET, "/v1/connections", Some("acme"), None).await.1.to_string());
     responses.push(app.call(Method::PATCH, &path, Some("acme"), Some(json!({"access_token": second}))).await.1.to_string());
     // A rejected token is not echoed either.
-    responses.push(
-        app.call(Method::PATCH, &path, Some("acme"), Some(json!({"access_token": format!("{second} tail")})))
-            .await
-            .1
-            .to_string(),
-    );
+    responses
+        .push(app.call(Method::PATCH, &path, Some("acme"), Some(json!({"access_token": format!("{second} tail")}))).await.1.to_string());
     for body in &responses {
         assert!(!body.contains("Canary"), "a response holds the token: {body}");
     }

@@ -139,13 +139,7 @@ const REFUSED: &[(&str, &[&str])] = &[
             "https://v4mapped.attacker.example",
         ],
     ),
-    (
-        "ports other than 443 on public hosts",
-        &[
-            "https://gitlab.example.com:22",
-            "https://93.184.215.14:5432",
-        ],
-    ),
+    ("ports other than 443 on public hosts", &["https://gitlab.example.com:22", "https://93.184.215.14:5432"]),
     (
         "private",
         &[
@@ -214,7 +208,8 @@ fn dns() -> Dns {
 
 /// Asks for a connection to `url` as the attacking tenant.
 async fn create(app: &TestApp, url: &str) -> (u16, Value) {
-    let body = json!({"access_token": "glpat-ssrf-probe-0000000000", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": url});
+    let body =
+        json!({"access_token": "glpat-ssrf-probe-0000000000", "groups_list": "1", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": url});
     app.call(Method::POST, "/v1/connections", Some(TENANT), Some(body)).await
 }
 
@@ -263,7 +258,13 @@ async fn internal_gitlab_urls_are_refused_and_never_reached(owner: PgPool) {
         figures.push(format!("{} {class}", urls.len()));
     }
     // The scripted names were looked up by the API itself, not refused by their shape alone.
-    for name in ["v4mapped.attacker.example", "intranet.corp.example", "multi.attacker.example", "ula.attacker.example", "linklocal.attacker.example"] {
+    for name in [
+        "v4mapped.attacker.example",
+        "intranet.corp.example",
+        "multi.attacker.example",
+        "ula.attacker.example",
+        "linklocal.attacker.example",
+    ] {
         assert_eq!(dns.calls(name), 1, "{name} looked up {} times", dns.calls(name));
     }
     let (_, list) = app.call(Method::GET, "/v1/connections", Some(TENANT), None).await;
@@ -309,7 +310,8 @@ async fn an_allowlisted_internal_address_is_accepted_and_reached(owner: PgPool) 
     let app = TestApp::spawn_with_gitlab_urls(owner, policy.clone()).await;
     let worker = worker(&app, policy);
     let tenant = TenantId::parse(TENANT).unwrap();
-    let urls = [format!("http://127.0.0.1:{}", wire.port), format!("http://[::1]:{}", wire.port), format!("http://localhost:{}", wire.port)];
+    let urls =
+        [format!("http://127.0.0.1:{}", wire.port), format!("http://[::1]:{}", wire.port), format!("http://localhost:{}", wire.port)];
     for url in &urls {
         let before = wire.hits();
         let (status, created) = create(&app, url).await;

@@ -72,11 +72,7 @@ impl PageRequest {
     /// `GET /projects/:id/repository/commits?all=true[&since=]`: commits of every branch,
     /// not only the default one.
     pub fn commits(project: impl Into<ResourceId>, since: Option<&Timestamp>) -> PageRequest {
-        let request = PageRequest::new(format!(
-            "/projects/{}/repository/commits",
-            project.into().segment()
-        ))
-        .query("all", "true");
+        let request = PageRequest::new(format!("/projects/{}/repository/commits", project.into().segment())).query("all", "true");
         match since {
             Some(since) => request.query("since", iso8601(since)),
             None => request,
@@ -87,51 +83,31 @@ impl PageRequest {
     /// revision range (`old..new`: reachable from `new` and not from `old`, as `git log`), found
     /// from the repository's graph whatever dates the commits carry (doc/api/commits.md).
     pub fn commits_of(project: impl Into<ResourceId>, ref_name: &str) -> PageRequest {
-        PageRequest::new(format!(
-            "/projects/{}/repository/commits",
-            project.into().segment()
-        ))
-        .query("ref_name", ref_name)
+        PageRequest::new(format!("/projects/{}/repository/commits", project.into().segment())).query("ref_name", ref_name)
     }
 
     /// `GET /projects/:id/repository/commits/:sha/comments` (doc/api/commits.md).
     pub fn commit_comments(project: impl Into<ResourceId>, sha: &str) -> PageRequest {
-        PageRequest::new(format!(
-            "/projects/{}/repository/commits/{}/comments",
-            project.into().segment(),
-            encode_segment(sha)
-        ))
+        PageRequest::new(format!("/projects/{}/repository/commits/{}/comments", project.into().segment(), encode_segment(sha)))
     }
 
     /// `GET /projects/:id/repository/commits/:sha/refs?type=all`: the branches and tags a
     /// commit is reachable from (doc/api/commits.md, "Get references a commit is pushed to");
     /// none for a commit that only a deleted branch or a rewritten history held.
     pub fn commit_refs(project: impl Into<ResourceId>, sha: &str) -> PageRequest {
-        PageRequest::new(format!(
-            "/projects/{}/repository/commits/{}/refs",
-            project.into().segment(),
-            encode_segment(sha)
-        ))
-        .query("type", "all")
+        PageRequest::new(format!("/projects/{}/repository/commits/{}/refs", project.into().segment(), encode_segment(sha)))
+            .query("type", "all")
     }
 
     /// `GET /projects/:id/merge_requests/:iid/commits`.
     pub fn merge_request_commits(project: impl Into<ResourceId>, iid: u64) -> PageRequest {
-        PageRequest::new(format!(
-            "/projects/{}/merge_requests/{iid}/commits",
-            project.into().segment()
-        ))
+        PageRequest::new(format!("/projects/{}/merge_requests/{iid}/commits", project.into().segment()))
     }
 }
 
 impl GitLabClient {
     /// `GET /projects/:id/repository/commits/:sha`.
     pub async fn commit(&self, project: impl Into<ResourceId>, sha: &str) -> Result<Commit> {
-        self.get(&format!(
-            "/projects/{}/repository/commits/{}",
-            project.into().segment(),
-            encode_segment(sha)
-        ))
-        .await
+        self.get(&format!("/projects/{}/repository/commits/{}", project.into().segment(), encode_segment(sha))).await
     }
 }

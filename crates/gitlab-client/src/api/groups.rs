@@ -69,12 +69,7 @@ impl Member {
 impl PageRequest {
     /// `GET /groups/:id/descendant_groups`: all subgroups at any depth.
     pub fn descendant_groups(group: impl Into<ResourceId>) -> PageRequest {
-        PageRequest::new(format!(
-            "/groups/{}/descendant_groups",
-            group.into().segment()
-        ))
-        .query("order_by", "id")
-        .query("sort", "asc")
+        PageRequest::new(format!("/groups/{}/descendant_groups", group.into().segment())).query("order_by", "id").query("sort", "asc")
     }
 
     /// `GET /groups/:id/projects` over the group and all its subgroups, without projects
@@ -91,25 +86,16 @@ impl PageRequest {
 impl GitLabClient {
     /// `GET /namespaces/:id`.
     pub async fn namespace(&self, namespace: impl Into<ResourceId>) -> Result<Namespace> {
-        self.get(&format!("/namespaces/{}", namespace.into().segment()))
-            .await
+        self.get(&format!("/namespaces/{}", namespace.into().segment())).await
     }
 
     /// `GET /groups/:id` (without the deprecated embedded project list).
     pub async fn group(&self, group: impl Into<ResourceId>) -> Result<Group> {
-        self.get(&format!(
-            "/groups/{}?with_projects=false",
-            group.into().segment()
-        ))
-        .await
+        self.get(&format!("/groups/{}?with_projects=false", group.into().segment())).await
     }
 
     /// `GET /groups/:id/members/all/:user_id`: the user's effective membership.
     pub async fn group_member(&self, group: impl Into<ResourceId>, user_id: u64) -> Result<Member> {
-        self.get(&format!(
-            "/groups/{}/members/all/{user_id}",
-            group.into().segment()
-        ))
-        .await
+        self.get(&format!("/groups/{}/members/all/{user_id}", group.into().segment())).await
     }
 }

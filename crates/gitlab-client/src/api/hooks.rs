@@ -81,16 +81,10 @@ pub struct HookSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Sent back as `X-Gitlab-Token` on deliveries.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "expose_secret"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose_secret")]
     pub token: Option<SecretString>,
     /// `whsec_...` HMAC signing key (GitLab 19.0+; older versions ignore it).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "expose_secret"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose_secret")]
     pub signing_token: Option<SecretString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_ssl_verification: Option<bool>,
@@ -172,19 +166,12 @@ impl GitLabClient {
         self.post(&owner.hooks_path(), spec).await
     }
 
-    pub async fn update_hook(
-        &self,
-        owner: &HookOwner,
-        hook_id: u64,
-        spec: &HookSpec,
-    ) -> Result<Hook> {
-        self.put(&format!("{}/{hook_id}", owner.hooks_path()), spec)
-            .await
+    pub async fn update_hook(&self, owner: &HookOwner, hook_id: u64, spec: &HookSpec) -> Result<Hook> {
+        self.put(&format!("{}/{hook_id}", owner.hooks_path()), spec).await
     }
 
     /// Deletes a hook. A retried delete that already succeeded returns `NotFound`.
     pub async fn delete_hook(&self, owner: &HookOwner, hook_id: u64) -> Result<()> {
-        self.delete(&format!("{}/{hook_id}", owner.hooks_path()))
-            .await
+        self.delete(&format!("{}/{hook_id}", owner.hooks_path())).await
     }
 }

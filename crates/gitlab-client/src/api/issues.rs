@@ -60,20 +60,12 @@ pub enum IssuePagination {
 impl PageRequest {
     /// `GET /projects/:id/issues`, every author, changed since `updated_after`, oldest first by
     /// creation: an order that edits made while reading do not move, which offset pages need.
-    pub fn issues(
-        project: impl Into<ResourceId>,
-        updated_after: Option<&Timestamp>,
-        pagination: IssuePagination,
-    ) -> PageRequest {
-        let mut request =
-            PageRequest::new(format!("/projects/{}/issues", project.into().segment()));
+    pub fn issues(project: impl Into<ResourceId>, updated_after: Option<&Timestamp>, pagination: IssuePagination) -> PageRequest {
+        let mut request = PageRequest::new(format!("/projects/{}/issues", project.into().segment()));
         if pagination == IssuePagination::Keyset {
             request = request.query("pagination", "keyset");
         }
-        request = request
-            .query("scope", "all")
-            .query("order_by", "created_at")
-            .query("sort", "asc");
+        request = request.query("scope", "all").query("order_by", "created_at").query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,

@@ -107,18 +107,12 @@ impl PageRequest {
     /// page already read to the end, and the next page starts past one it never showed),
     /// `created_at` does not (doc/api/merge_requests.md; gitlab-reference "Offset pages over a
     /// moving order skip items").
-    pub fn merge_requests(
-        project: impl Into<ResourceId>,
-        updated_after: Option<&Timestamp>,
-    ) -> PageRequest {
-        let request = PageRequest::new(format!(
-            "/projects/{}/merge_requests",
-            project.into().segment()
-        ))
-        .query("state", "all")
-        .query("scope", "all")
-        .query("order_by", "created_at")
-        .query("sort", "asc");
+    pub fn merge_requests(project: impl Into<ResourceId>, updated_after: Option<&Timestamp>) -> PageRequest {
+        let request = PageRequest::new(format!("/projects/{}/merge_requests", project.into().segment()))
+            .query("state", "all")
+            .query("scope", "all")
+            .query("order_by", "created_at")
+            .query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,

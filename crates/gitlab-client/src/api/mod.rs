@@ -24,11 +24,7 @@ pub type Timestamp = DateTime<Utc>;
 
 /// Everything except RFC 3986 unreserved characters is encoded, so `/` in a full path
 /// becomes `%2F` as GitLab requires for `:id` segments.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A project, group or namespace, by numeric id or by full path (`group/sub/project`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

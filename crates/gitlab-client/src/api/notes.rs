@@ -51,10 +51,5 @@ impl PageRequest {
 }
 
 fn notes(project: ResourceId, parent: &str, iid: u64) -> PageRequest {
-    PageRequest::new(format!(
-        "/projects/{}/{parent}/{iid}/notes",
-        project.segment()
-    ))
-    .query("order_by", "created_at")
-    .query("sort", "asc")
+    PageRequest::new(format!("/projects/{}/{parent}/{iid}/notes", project.segment())).query("order_by", "created_at").query("sort", "asc")
 }

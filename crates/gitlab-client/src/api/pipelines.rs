@@ -35,13 +35,9 @@ impl PageRequest {
     /// change every few seconds, and an `updated_at` order would move under offset pages.
     /// List items lack `started_at`, `finished_at` and `duration`; [`GitLabClient::pipeline`]
     /// has them.
-    pub fn pipelines(
-        project: impl Into<ResourceId>,
-        updated_after: Option<&Timestamp>,
-    ) -> PageRequest {
-        let request = PageRequest::new(format!("/projects/{}/pipelines", project.into().segment()))
-            .query("order_by", "id")
-            .query("sort", "asc");
+    pub fn pipelines(project: impl Into<ResourceId>, updated_after: Option<&Timestamp>) -> PageRequest {
+        let request =
+            PageRequest::new(format!("/projects/{}/pipelines", project.into().segment())).query("order_by", "id").query("sort", "asc");
         match updated_after {
             Some(after) => request.query("updated_after", iso8601(after)),
             None => request,

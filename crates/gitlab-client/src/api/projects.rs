@@ -99,17 +99,13 @@ pub struct BranchCommit {
 impl PageRequest {
     /// `GET /projects/:id/repository/branches`.
     pub fn branches(project: impl Into<ResourceId>) -> PageRequest {
-        PageRequest::new(format!(
-            "/projects/{}/repository/branches",
-            project.into().segment()
-        ))
+        PageRequest::new(format!("/projects/{}/repository/branches", project.into().segment()))
     }
 }
 
 impl GitLabClient {
     /// `GET /projects/:id` by id or full path.
     pub async fn project(&self, project: impl Into<ResourceId>) -> Result<Project> {
-        self.get(&format!("/projects/{}", project.into().segment()))
-            .await
+        self.get(&format!("/projects/{}", project.into().segment())).await
     }
 }

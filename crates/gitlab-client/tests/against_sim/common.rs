@@ -32,22 +32,14 @@ pub fn large() -> Dataset {
             spec.issues_per_project = 2;
             spec.pipelines_per_project = 1;
             spec.max_notes_per_item = 1;
-            spec.heavy_project = Some(HeavyProject {
-                commits: HEAVY_COMMITS,
-                merge_requests: 3,
-                issues: 250,
-                pipelines: 1,
-            });
+            spec.heavy_project = Some(HeavyProject { commits: HEAVY_COMMITS, merge_requests: 3, issues: 250, pipelines: 1 });
             Dataset::generate(11, Size::Custom(spec))
         })
         .clone()
 }
 
 pub async fn start(dataset: Dataset, config: SimConfig) -> SimHandle {
-    Simulator::new(dataset, config)
-        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind the simulator")
+    Simulator::new(dataset, config).spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind the simulator")
 }
 
 /// Short timeouts and near-zero backoff keep failure paths fast; the retry logic is the same.
@@ -58,11 +50,7 @@ pub fn options() -> ClientOptions {
         verify_gitlab: false,
         request_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
-        retry: RetryConfig {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        },
+        retry: RetryConfig { max_attempts: 4, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) },
         ..ClientOptions::default()
     }
 }
@@ -72,13 +60,7 @@ pub fn loopback() -> UrlPolicy {
 }
 
 pub fn client_with(sim: &SimHandle, token: &str, options: ClientOptions) -> GitLabClient {
-    GitLabClient::new(
-        &sim.base_url,
-        SecretString::from(token.to_owned()),
-        loopback(),
-        options,
-    )
-    .unwrap()
+    GitLabClient::new(&sim.base_url, SecretString::from(token.to_owned()), loopback(), options).unwrap()
 }
 
 pub fn client(sim: &SimHandle, token: &str) -> GitLabClient {
@@ -86,10 +68,7 @@ pub fn client(sim: &SimHandle, token: &str) -> GitLabClient {
 }
 
 /// Every item from `first` on, and how many pages that took.
-pub async fn walk<T: DeserializeOwned + Send + 'static>(
-    gitlab: &GitLabClient,
-    first: PageRequest,
-) -> (Vec<T>, usize) {
+pub async fn walk<T: DeserializeOwned + Send + 'static>(gitlab: &GitLabClient, first: PageRequest) -> (Vec<T>, usize) {
     let pages: Vec<_> = gitlab.pages::<T>(first).try_collect().await.unwrap();
     let count = pages.len();
     (pages.into_iter().flat_map(|p| p.items).collect(), count)

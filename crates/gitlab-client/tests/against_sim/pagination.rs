@@ -20,17 +20,9 @@ async fn group_projects_include_subgroups_across_pages() {
     let (root, expected, in_subgroups) = sim.sim.with_dataset(|ds| {
         let root = ds.groups.iter().find(|g| g.parent_id.is_none()).unwrap().id;
         let below = ds.descendants(root);
-        let projects: Vec<_> = ds
-            .projects
-            .iter()
-            .filter(|p| below.contains(&p.namespace_id))
-            .collect();
+        let projects: Vec<_> = ds.projects.iter().filter(|p| below.contains(&p.namespace_id)).collect();
         let in_subgroups = projects.iter().filter(|p| p.namespace_id != root).count();
-        (
-            root,
-            projects.iter().map(|p| p.id).collect::<Vec<_>>(),
-            in_subgroups,
-        )
+        (root, projects.iter().map(|p| p.id).collect::<Vec<_>>(), in_subgroups)
     });
     assert!(expected.len() > PER_PAGE as usize && in_subgroups > 0);
 
@@ -50,20 +42,10 @@ async fn commits_of_all_branches_since_a_date_span_several_offset_pages() {
         let mut dates: Vec<_> = repo.commits.iter().map(|c| c.committed_date).collect();
         dates.sort_unstable_by(|a, b| b.cmp(a));
         let since = dates[349];
-        let expected: HashSet<String> = repo
-            .commits
-            .iter()
-            .filter(|c| c.committed_date >= since)
-            .map(|c| c.id.clone())
-            .collect();
-        let default_head = repo
-            .resolve(&ds.project(HEAVY).unwrap().default_branch)
-            .unwrap();
-        let on_default: HashSet<usize> =
-            repo.reachable(&[default_head], false).into_iter().collect();
-        let off_default = (0..repo.commits.len())
-            .filter(|i| !on_default.contains(i))
-            .count();
+        let expected: HashSet<String> = repo.commits.iter().filter(|c| c.committed_date >= since).map(|c| c.id.clone()).collect();
+        let default_head = repo.resolve(&ds.project(HEAVY).unwrap().default_branch).unwrap();
+        let on_default: HashSet<usize> = repo.reachable(&[default_head], false).into_iter().collect();
+        let off_default = (0..repo.commits.len()).filter(|i| !on_default.contains(i)).count();
         (since, expected, off_default)
     });
     // `all=true` is only observable if some commits live on other branches only.
@@ -89,10 +71,7 @@ async fn more_than_ten_thousand_commits_are_walked_without_totals() {
 
     // GitLab stops counting past 10,000 records; the client must not need the totals.
     let first = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v4/projects/{HEAVY}/repository/commits?all=true&per_page=100",
-            sim.base_url
-        ))
+        .get(format!("{}/api/v4/projects/{HEAVY}/repository/commits?all=true&per_page=100", sim.base_url))
         .header("PRIVATE-TOKEN", TOKEN_OWNER)
         .send()
         .await
@@ -103,12 +82,8 @@ async fn more_than_ten_thousand_commits_are_walked_without_totals() {
     assert!(!headers["link"].to_str().unwrap().contains("rel=\"last\""));
 
     let gitlab = client(&sim, TOKEN_OWNER);
-    let (commits, pages) =
-        walk::<serde_json::Value>(&gitlab, PageRequest::commits(HEAVY, None)).await;
-    let ids: HashSet<String> = commits
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
+    let (commits, pages) = walk::<serde_json::Value>(&gitlab, PageRequest::commits(HEAVY, None)).await;
+    let ids: HashSet<String> = commits.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(commits.len(), expected.len(), "every commit exactly once");
     assert_eq!(ids, expected);
     assert_eq!(pages, expected.len().div_ceil(PER_PAGE as usize));
@@ -120,43 +95,23 @@ async fn keyset_issues_by_creation_and_keyset_projects() {
     let (issues_expected, projects_expected) = sim.sim.with_dataset(|ds| {
         let mut issues: Vec<_> = ds.project(HEAVY).unwrap().issues.iter().collect();
         issues.sort_by_key(|i| (i.created_at, i.id));
-        (
-            issues.iter().map(|i| i.id).collect::<Vec<_>>(),
-            ds.projects.iter().map(|p| p.id).collect::<Vec<_>>(),
-        )
+        (issues.iter().map(|i| i.id).collect::<Vec<_>>(), ds.projects.iter().map(|p| p.id).collect::<Vec<_>>())
     });
     let gitlab = client(&sim, TOKEN_OWNER);
 
     let keyset = PageRequest::issues(HEAVY, None, IssuePagination::Keyset);
     assert!(keyset.is_keyset());
     let (issues, pages) = walk::<Issue>(&gitlab, keyset).await;
-    assert_eq!(
-        issues.iter().map(|i| i.id).collect::<Vec<_>>(),
-        issues_expected
-    );
+    assert_eq!(issues.iter().map(|i| i.id).collect::<Vec<_>>(), issues_expected);
     assert_eq!(pages, issues_expected.len().div_ceil(PER_PAGE as usize));
-    assert!(
-        issues
-            .windows(2)
-            .all(|w| w[0].created_at <= w[1].created_at)
-    );
+    assert!(issues.windows(2).all(|w| w[0].created_at <= w[1].created_at));
     // The offset fallback for older instances lists the same issues in the same order.
-    let (offset, _) = walk::<Issue>(
-        &gitlab,
-        PageRequest::issues(HEAVY, None, IssuePagination::Offset),
-    )
-    .await;
+    let (offset, _) = walk::<Issue>(&gitlab, PageRequest::issues(HEAVY, None, IssuePagination::Offset)).await;
     assert_eq!(offset, issues);
 
-    let projects = PageRequest::new("/projects")
-        .query("pagination", "keyset")
-        .query("order_by", "id")
-        .query("sort", "asc");
+    let projects = PageRequest::new("/projects").query("pagination", "keyset").query("order_by", "id").query("sort", "asc");
     let (projects, pages) = walk::<Project>(&gitlab, projects).await;
-    assert_eq!(
-        projects.iter().map(|p| p.id).collect::<Vec<_>>(),
-        projects_expected
-    );
+    assert_eq!(projects.iter().map(|p| p.id).collect::<Vec<_>>(), projects_expected);
     assert_eq!(pages, projects_expected.len().div_ceil(PER_PAGE as usize));
 }
 
@@ -172,17 +127,11 @@ async fn a_stored_checkpoint_resumes_in_a_fresh_client() {
         let (all, _) = walk::<serde_json::Value>(&client(&sim, TOKEN_OWNER), first.clone()).await;
 
         let before_crash = client(&sim, TOKEN_OWNER);
-        let page = before_crash
-            .page::<serde_json::Value>(&first)
-            .await
-            .unwrap();
+        let page = before_crash.page::<serde_json::Value>(&first).await.unwrap();
         let stored = serde_json::to_string(&page.next.expect("more than one page")).unwrap();
         drop(before_crash);
         // A checkpoint is path and query only: neither the host nor the token is stored.
-        assert!(
-            !stored.contains("127.0.0.1") && !stored.contains(TOKEN_OWNER),
-            "{stored}"
-        );
+        assert!(!stored.contains("127.0.0.1") && !stored.contains(TOKEN_OWNER), "{stored}");
 
         let resumed: PageRequest = serde_json::from_str(&stored).unwrap();
         let (rest, _) = walk::<serde_json::Value>(&client(&sim, TOKEN_OWNER), resumed).await;

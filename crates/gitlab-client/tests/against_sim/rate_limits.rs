@@ -10,14 +10,7 @@ use gitlab_sim::{RateLimitConfig, SimConfig, TOKEN_OWNER};
 use crate::common::{assert_no_token, client, client_with, options, small, start};
 
 fn limited(requests: u32, period_secs: u64) -> SimConfig {
-    SimConfig {
-        rate_limit: RateLimitConfig {
-            enabled: true,
-            requests,
-            period_secs,
-        },
-        ..SimConfig::default()
-    }
+    SimConfig { rate_limit: RateLimitConfig { enabled: true, requests, period_secs }, ..SimConfig::default() }
 }
 
 #[tokio::test]
@@ -57,11 +50,7 @@ async fn an_exhausted_limit_gives_rate_limited_with_the_servers_retry_after() {
     // A budget that never waits, so every request of the storm reaches the server and the
     // test shows the client itself does not sleep on a 429.
     let never_waits = ClientOptions {
-        rate_budget: Arc::new(LocalRateBudget::new(PacingConfig {
-            low_water_percent: 0,
-            low_water_min: 0,
-            max_delay: Duration::ZERO,
-        })),
+        rate_budget: Arc::new(LocalRateBudget::new(PacingConfig { low_water_percent: 0, low_water_min: 0, max_delay: Duration::ZERO })),
         ..options()
     };
     let gitlab = client_with(&sim, TOKEN_OWNER, never_waits);
@@ -86,30 +75,16 @@ async fn an_exhausted_limit_gives_rate_limited_with_the_servers_retry_after() {
 
     // The server's own Retry-After, read right after the storm: the client's values are the
     // same, give or take the second that may have ticked in between.
-    let raw = reqwest::Client::new()
-        .get(format!("{}/api/v4/version", sim.base_url))
-        .header("PRIVATE-TOKEN", TOKEN_OWNER)
-        .send()
-        .await
-        .unwrap();
+    let raw =
+        reqwest::Client::new().get(format!("{}/api/v4/version", sim.base_url)).header("PRIVATE-TOKEN", TOKEN_OWNER).send().await.unwrap();
     assert_eq!(raw.status(), 429);
-    let server_says: u64 = raw.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server_says: u64 = raw.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     for wait in &waits {
         let secs = wait.as_secs();
-        assert!(
-            (server_says..=server_says + 1).contains(&secs),
-            "{secs} vs {server_says}"
-        );
+        assert!((server_says..=server_says + 1).contains(&secs), "{secs} vs {server_says}");
     }
     // Retry-After is at least a second, so sleeping on even one 429 would show.
-    assert!(
-        storm_took < Duration::from_secs(1),
-        "the client slept on the 429s: {storm_took:?}"
-    );
+    assert!(storm_took < Duration::from_secs(1), "the client slept on the 429s: {storm_took:?}");
 
     assert_eq!(client_stats.requests, LIMIT as u64 + STORM);
     assert_eq!(client_stats.rate_limited_responses, STORM);

@@ -14,10 +14,7 @@ fn connect(base: &str, policy: UrlPolicy) -> gitlab_client::Result<GitLabClient>
 async fn loopback_is_refused_unless_allowlisted() {
     let sim = start(small(), SimConfig::default()).await;
 
-    for policy in [
-        UrlPolicy::default(),
-        UrlPolicy::from_allowlist("10.0.0.0/8,gitlab.internal.example").unwrap(),
-    ] {
+    for policy in [UrlPolicy::default(), UrlPolicy::from_allowlist("10.0.0.0/8,gitlab.internal.example").unwrap()] {
         let err = connect(&sim.base_url, policy).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Blocked, "{err:?}");
         assert_no_token(&err, TOKEN_OWNER);
@@ -30,17 +27,9 @@ async fn loopback_is_refused_unless_allowlisted() {
     let err = gitlab.version().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Blocked, "{err:?}");
     assert_no_token(&err, TOKEN_OWNER);
-    assert_eq!(
-        sim.sim.stats().total_requests,
-        0,
-        "nothing reached the simulator"
-    );
+    assert_eq!(sim.sim.stats().total_requests, 0, "nothing reached the simulator");
 
-    let gitlab = connect(
-        &sim.base_url,
-        UrlPolicy::from_allowlist("127.0.0.1/32:*").unwrap(),
-    )
-    .unwrap();
+    let gitlab = connect(&sim.base_url, UrlPolicy::from_allowlist("127.0.0.1/32:*").unwrap()).unwrap();
     let expected = sim.sim.with_dataset(|ds| ds.instance.version.clone());
     assert_eq!(gitlab.version().await.unwrap().version, expected);
     assert_eq!(sim.sim.stats().total_requests, 1);

@@ -50,24 +50,12 @@ async fn single_resources_use_encoded_full_paths() {
     .await;
     let gitlab = client(&server.base);
     let project = gitlab.project("acme/platform/sync").await.unwrap();
-    assert_eq!(
-        project.permissions.unwrap().effective_access_level(),
-        Some(50)
-    );
-    assert_eq!(
-        gitlab.namespace("acme").await.unwrap().plan.as_deref(),
-        Some("premium")
-    );
+    assert_eq!(project.permissions.unwrap().effective_access_level(), Some(50));
+    assert_eq!(gitlab.namespace("acme").await.unwrap().plan.as_deref(), Some("premium"));
     assert_eq!(gitlab.group("acme/platform").await.unwrap().id, 31);
-    assert_eq!(
-        gitlab.group_member(31, 2207).await.unwrap().access_level,
-        40
-    );
+    assert_eq!(gitlab.group_member(31, 2207).await.unwrap().access_level, 40);
     assert_eq!(gitlab.commit(77, "feature/x").await.unwrap().id, "abc");
-    assert_eq!(
-        gitlab.personal_access_token_self().await.unwrap().scopes,
-        ["api"]
-    );
+    assert_eq!(gitlab.personal_access_token_self().await.unwrap().scopes, ["api"]);
 }
 
 #[tokio::test]
@@ -78,100 +66,49 @@ async fn list_requests_carry_the_backfill_filters() {
         assert_eq!(url.path(), path);
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         for (k, v) in params {
-            assert!(
-                pairs.contains(&(k.to_string(), v.to_string())),
-                "{path}: {k}={v} missing in {pairs:?}"
-            );
+            assert!(pairs.contains(&(k.to_string(), v.to_string())), "{path}: {k}={v} missing in {pairs:?}");
         }
     };
     let at = "2025-01-02T03:04:05.000Z";
-    check(
-        PageRequest::commits(7, Some(&since)),
-        "/projects/7/repository/commits",
-        &[("all", "true"), ("since", at)],
-    );
+    check(PageRequest::commits(7, Some(&since)), "/projects/7/repository/commits", &[("all", "true"), ("since", at)]);
     check(
         PageRequest::merge_requests(7, Some(&since)),
         "/projects/7/merge_requests",
-        &[
-            ("updated_after", at),
-            ("order_by", "created_at"),
-            ("sort", "asc"),
-            ("state", "all"),
-            ("scope", "all"),
-        ],
+        &[("updated_after", at), ("order_by", "created_at"), ("sort", "asc"), ("state", "all"), ("scope", "all")],
     );
     check(
         PageRequest::issues(7, Some(&since), IssuePagination::Keyset),
         "/projects/7/issues",
-        &[
-            ("pagination", "keyset"),
-            ("updated_after", at),
-            ("order_by", "created_at"),
-            ("sort", "asc"),
-            ("scope", "all"),
-        ],
+        &[("pagination", "keyset"), ("updated_after", at), ("order_by", "created_at"), ("sort", "asc"), ("scope", "all")],
     );
     assert!(!PageRequest::issues(7, None, IssuePagination::Offset).is_keyset());
-    check(
-        PageRequest::pipelines(7, Some(&since)),
-        "/projects/7/pipelines",
-        &[("updated_after", at), ("order_by", "id"), ("sort", "asc")],
-    );
-    check(
-        PageRequest::commits_of(7, "abc..def"),
-        "/projects/7/repository/commits",
-        &[("ref_name", "abc..def")],
-    );
-    check(
-        PageRequest::commit_comments(7, "abc"),
-        "/projects/7/repository/commits/abc/comments",
-        &[],
-    );
-    check(
-        PageRequest::commit_refs(7, "abc"),
-        "/projects/7/repository/commits/abc/refs",
-        &[("type", "all")],
-    );
+    check(PageRequest::pipelines(7, Some(&since)), "/projects/7/pipelines", &[("updated_after", at), ("order_by", "id"), ("sort", "asc")]);
+    check(PageRequest::commits_of(7, "abc..def"), "/projects/7/repository/commits", &[("ref_name", "abc..def")]);
+    check(PageRequest::commit_comments(7, "abc"), "/projects/7/repository/commits/abc/comments", &[]);
+    check(PageRequest::commit_refs(7, "abc"), "/projects/7/repository/commits/abc/refs", &[("type", "all")]);
     check(
         PageRequest::comment_events(7, &since),
         "/projects/7/events",
         &[("action", "commented"), ("target_type", "note"), ("after", "2025-01-01"), ("sort", "asc")],
     );
-    check(
-        PageRequest::merge_request_notes(7, 3),
-        "/projects/7/merge_requests/3/notes",
-        &[("sort", "asc")],
-    );
-    check(
-        PageRequest::issue_notes(7, 4),
-        "/projects/7/issues/4/notes",
-        &[("sort", "asc")],
-    );
-    check(
-        PageRequest::merge_request_commits(7, 3),
-        "/projects/7/merge_requests/3/commits",
-        &[],
-    );
-    check(
-        PageRequest::descendant_groups("a/b"),
-        "/groups/a%2Fb/descendant_groups",
-        &[],
-    );
-    check(
-        PageRequest::group_projects(9),
-        "/groups/9/projects",
-        &[("include_subgroups", "true"), ("with_shared", "false")],
-    );
+    check(PageRequest::merge_request_notes(7, 3), "/projects/7/merge_requests/3/notes", &[("sort", "asc")]);
+    check(PageRequest::issue_notes(7, 4), "/projects/7/issues/4/notes", &[("sort", "asc")]);
+    check(PageRequest::merge_request_commits(7, 3), "/projects/7/merge_requests/3/commits", &[]);
+    check(PageRequest::descendant_groups("a/b"), "/groups/a%2Fb/descendant_groups", &[]);
+    check(PageRequest::group_projects(9), "/groups/9/projects", &[("include_subgroups", "true"), ("with_shared", "false")]);
 }
 
 #[tokio::test]
 async fn typed_and_raw_pages_of_the_same_collection() {
     let server = stub(|_, _| {
-        json(200, &json!([{
-            "id": 1, "body": "LGTM", "created_at": "2025-01-01T00:00:00Z", "system": false,
-            "noteable_type": "MergeRequest", "noteable_iid": 3, "extra_field": {"kept": "in raw"}
-        }]), &[])
+        json(
+            200,
+            &json!([{
+                "id": 1, "body": "LGTM", "created_at": "2025-01-01T00:00:00Z", "system": false,
+                "noteable_type": "MergeRequest", "noteable_iid": 3, "extra_field": {"kept": "in raw"}
+            }]),
+            &[],
+        )
     })
     .await;
     let gitlab = client(&server.base);
@@ -205,33 +142,17 @@ async fn hook_crud_for_projects_and_groups() {
         subgroup_events: Some(true),
         ..HookSpec::default()
     };
-    assert!(
-        !format!("{spec:?}").contains("hook-secret-1"),
-        "secrets stay out of Debug"
-    );
+    assert!(!format!("{spec:?}").contains("hook-secret-1"), "secrets stay out of Debug");
 
     let created = gitlab.create_hook(&project, &spec).await.unwrap();
-    assert_eq!(
-        (
-            created.id,
-            created.token_present,
-            created.signing_token_present
-        ),
-        (12, Some(true), Some(false))
-    );
+    assert_eq!((created.id, created.token_present, created.signing_token_present), (12, Some(true), Some(false)));
     assert_eq!(gitlab.hooks(&project).await.unwrap().len(), 1);
-    assert_eq!(
-        gitlab.hook(&group, 12).await.unwrap().subgroup_events,
-        Some(true)
-    );
+    assert_eq!(gitlab.hook(&group, 12).await.unwrap().subgroup_events, Some(true));
     gitlab.update_hook(&group, 12, &spec).await.unwrap();
     gitlab.delete_hook(&project, 12).await.unwrap();
 
     let seen = server.seen();
-    let calls: Vec<(Method, &str)> = seen
-        .iter()
-        .map(|s| (s.method.clone(), s.path.as_str()))
-        .collect();
+    let calls: Vec<(Method, &str)> = seen.iter().map(|s| (s.method.clone(), s.path.as_str())).collect();
     assert_eq!(
         calls,
         [
@@ -246,8 +167,5 @@ async fn hook_crud_for_projects_and_groups() {
     assert_eq!(body["token"], "hook-secret-1");
     assert_eq!(body["signing_token"], "whsec_c2VjcmV0");
     assert_eq!(body["push_events"], true);
-    assert!(
-        body.get("issues_events").is_none(),
-        "unset events are left to GitLab"
-    );
+    assert!(body.get("issues_events").is_none(), "unset events are left to GitLab");
 }

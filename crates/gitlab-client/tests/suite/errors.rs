@@ -9,10 +9,7 @@ use crate::stub::{TOKEN, client, json, stub};
 
 async fn error_for(status: u16, body: serde_json::Value) -> Error {
     let server = stub(move |_, _| json(status, &body, &[])).await;
-    client(&server.base)
-        .current_user()
-        .await
-        .expect_err("the stub only returns errors")
+    client(&server.base).current_user().await.expect_err("the stub only returns errors")
 }
 
 fn assert_no_token(err: &Error) {
@@ -90,11 +87,7 @@ async fn not_found_keeps_gitlabs_message() {
 
 #[tokio::test]
 async fn validation_errors_are_other_with_a_snippet() {
-    let err = error_for(
-        400,
-        json!({"message": {"url": ["is blocked: Requests to localhost are not allowed"]}}),
-    )
-    .await;
+    let err = error_for(400, json!({"message": {"url": ["is blocked: Requests to localhost are not allowed"]}})).await;
     match &err {
         Error::Other { status, message } => {
             assert_eq!(*status, 400);
@@ -105,29 +98,17 @@ async fn validation_errors_are_other_with_a_snippet() {
     let long = "x".repeat(5_000);
     let err = error_for(422, json!({ "message": long })).await;
     match err {
-        Error::Other {
-            status: 422,
-            message,
-        } => assert!(message.chars().count() <= 201),
+        Error::Other { status: 422, message } => assert!(message.chars().count() <= 201),
         other => panic!("expected Other 422, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn rate_limited_is_not_retried() {
-    let server = stub(|_, _| {
-        json(
-            429,
-            &json!({"message": "Retry later"}),
-            &[("retry-after", "7".into())],
-        )
-    })
-    .await;
+    let server = stub(|_, _| json(429, &json!({"message": "Retry later"}), &[("retry-after", "7".into())])).await;
     let gitlab = client(&server.base);
     let err = gitlab.version().await.unwrap_err();
-    assert!(
-        matches!(err, Error::RateLimited { retry_after } if retry_after == Duration::from_secs(7))
-    );
+    assert!(matches!(err, Error::RateLimited { retry_after } if retry_after == Duration::from_secs(7)));
     assert_eq!(server.count(), 1);
     assert_eq!(gitlab.stats().rate_limited_responses, 1);
 }
@@ -141,17 +122,11 @@ async fn wrong_shape_is_a_decode_error() {
 
 #[tokio::test]
 async fn the_token_is_sent_as_private_token_and_never_shown() {
-    let server =
-        stub(|_, _| json(500, &json!({"message": "500 Internal Server Error"}), &[])).await;
+    let server = stub(|_, _| json(500, &json!({"message": "500 Internal Server Error"}), &[])).await;
     let gitlab = client(&server.base);
     let err = gitlab.version().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient);
-    assert!(
-        server
-            .seen()
-            .iter()
-            .all(|s| s.token.as_deref() == Some(TOKEN))
-    );
+    assert!(server.seen().iter().all(|s| s.token.as_deref() == Some(TOKEN)));
     assert_no_token(&err);
     assert!(!format!("{gitlab:?}").contains(TOKEN));
 }
@@ -162,28 +137,12 @@ async fn an_echoed_token_is_redacted_from_every_error() {
     let server = stub(|seen, index| {
         let token = seen.token.clone().unwrap_or_default();
         match index {
-            0 => json(
-                403,
-                &json!({"message": format!("403 Forbidden for {token}")}),
-                &[],
-            ),
-            1 => json(
-                404,
-                &json!({"message": format!("404 {token} Not Found")}),
-                &[],
-            ),
+            0 => json(403, &json!({"message": format!("403 Forbidden for {token}")}), &[]),
+            1 => json(404, &json!({"message": format!("404 {token} Not Found")}), &[]),
             2 => json(418, &json!({"message": token}), &[]),
-            3 => json(
-                403,
-                &json!({"error": "insufficient_scope", "scope": token}),
-                &[],
-            ),
+            3 => json(403, &json!({"error": "insufficient_scope", "scope": token}), &[]),
             4 => json(200, &json!({"id": token}), &[]),
-            _ => json(
-                502,
-                &json!({"message": format!("upstream saw {token}")}),
-                &[],
-            ),
+            _ => json(502, &json!({"message": format!("upstream saw {token}")}), &[]),
         }
     })
     .await;

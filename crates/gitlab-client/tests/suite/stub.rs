@@ -32,9 +32,7 @@ impl Seen {
 
     pub fn param(&self, key: &str) -> Option<String> {
         let query = self.query.as_deref()?;
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
     }
 }
 
@@ -62,42 +60,21 @@ impl Stub {
 
 /// Starts a stub whose `handler` gets each request and its 0-based index.
 pub async fn stub(handler: impl Fn(&Seen, usize) -> Response + Send + Sync + 'static) -> Stub {
-    let state = Arc::new(StubState {
-        handler: Box::new(handler),
-        seen: Mutex::new(Vec::new()),
-    });
-    let app = axum::Router::new()
-        .fallback(dispatch)
-        .with_state(state.clone());
+    let state = Arc::new(StubState { handler: Box::new(handler), seen: Mutex::new(Vec::new()) });
+    let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Stub {
-        base: format!("http://{addr}"),
-        state,
-    }
+    Stub { base: format!("http://{addr}"), state }
 }
 
-async fn dispatch(
-    State(state): State<Arc<StubState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn dispatch(State(state): State<Arc<StubState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let seen = Seen {
         method,
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
-        token: headers
-            .get("private-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        host: headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+        token: headers.get("private-token").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        host: headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
         body: body.to_vec(),
     };
     let index = {
@@ -115,10 +92,7 @@ pub fn json(status: u16, body: &serde_json::Value, headers: &[(&str, String)]) -
     let map = response.headers_mut();
     map.insert("content-type", HeaderValue::from_static("application/json"));
     for (name, value) in headers {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
     }
     response
 }
@@ -130,11 +104,7 @@ pub fn fast_options() -> ClientOptions {
         verify_gitlab: false,
         request_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
-        retry: RetryConfig {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        },
+        retry: RetryConfig { max_attempts: 4, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) },
         ..ClientOptions::default()
     }
 }

@@ -31,20 +31,14 @@ struct Scripted {
 impl Scripted {
     fn new(answers: &[&[&str]]) -> Arc<Self> {
         Arc::new(Scripted {
-            answers: answers
-                .iter()
-                .map(|ips| ips.iter().map(|ip| ip.parse().unwrap()).collect())
-                .collect(),
+            answers: answers.iter().map(|ips| ips.iter().map(|ip| ip.parse().unwrap()).collect()).collect(),
             calls: Mutex::new(0),
         })
     }
 }
 
 impl Lookup for Scripted {
-    fn lookup<'a>(
-        &'a self,
-        _host: &'a str,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
+    fn lookup<'a>(&'a self, _host: &'a str) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
         let mut calls = self.calls.lock().unwrap();
         let answer = self.answers[(*calls).min(self.answers.len() - 1)].clone();
         *calls += 1;
@@ -158,28 +152,14 @@ fn ports_are_allowed_explicitly() {
 
 #[test]
 fn malformed_allowlist_entries_are_rejected() {
-    assert!(matches!(
-        UrlPolicy::from_allowlist("10.0.0.0/33"),
-        Err(Error::Config { .. })
-    ));
-    assert!(matches!(
-        UrlPolicy::from_allowlist("https://x.example"),
-        Err(Error::Config { .. })
-    ));
+    assert!(matches!(UrlPolicy::from_allowlist("10.0.0.0/33"), Err(Error::Config { .. })));
+    assert!(matches!(UrlPolicy::from_allowlist("https://x.example"), Err(Error::Config { .. })));
     assert!(UrlPolicy::from_allowlist(" , ").is_ok());
 }
 
 #[test]
 fn classification_of_addresses() {
-    for ip in [
-        "10.0.0.1",
-        "127.1.2.3",
-        "169.254.0.1",
-        "100.127.255.255",
-        "::ffff:192.168.0.1",
-        "fe80::abcd",
-        "ff02::1",
-    ] {
+    for ip in ["10.0.0.1", "127.1.2.3", "169.254.0.1", "100.127.255.255", "::ffff:192.168.0.1", "fe80::abcd", "ff02::1"] {
         assert!(is_non_public(ip.parse().unwrap()), "{ip}");
     }
     for ip in ["8.8.8.8", "100.128.0.1", "2a00:1450:4001::1"] {
@@ -194,14 +174,8 @@ fn resolver(policy: UrlPolicy, base: &str) -> gitlab_client::PolicyResolver {
 #[tokio::test]
 async fn resolved_private_addresses_are_refused_and_mixed_answers_filtered() {
     let lookup = Scripted::new(&[&["10.0.0.7"], &["93.184.215.14", "169.254.169.254"]]);
-    let resolver = resolver(
-        UrlPolicy::default().with_lookup(lookup),
-        "https://git.tenant.example",
-    );
-    assert!(matches!(
-        resolver.resolve_host("git.tenant.example").await,
-        Err(Error::Blocked { .. })
-    ));
+    let resolver = resolver(UrlPolicy::default().with_lookup(lookup), "https://git.tenant.example");
+    assert!(matches!(resolver.resolve_host("git.tenant.example").await, Err(Error::Blocked { .. })));
     let ips = resolver.resolve_host("git.tenant.example").await.unwrap();
     assert_eq!(ips, vec!["93.184.215.14".parse::<IpAddr>().unwrap()]);
 }
@@ -209,23 +183,13 @@ async fn resolved_private_addresses_are_refused_and_mixed_answers_filtered() {
 #[tokio::test]
 async fn dns_rebinding_to_a_private_address_is_refused() {
     let lookup = Scripted::new(&[&["93.184.215.14"], &["127.0.0.1"]]);
-    let resolver = resolver(
-        UrlPolicy::default().with_lookup(lookup),
-        "https://rebind.example",
-    );
+    let resolver = resolver(UrlPolicy::default().with_lookup(lookup), "https://rebind.example");
     let name: reqwest::dns::Name = "rebind.example".parse().unwrap();
     let first: Vec<_> = resolver.resolve(name).await.unwrap().collect();
     assert_eq!(first[0].ip(), "93.184.215.14".parse::<IpAddr>().unwrap());
     let name: reqwest::dns::Name = "rebind.example".parse().unwrap();
-    let err = resolver
-        .resolve(name)
-        .await
-        .err()
-        .expect("second lookup must be refused");
-    assert!(
-        matches!(err.downcast_ref::<Error>(), Some(Error::Blocked { .. })),
-        "{err}"
-    );
+    let err = resolver.resolve(name).await.err().expect("second lookup must be refused");
+    assert!(matches!(err.downcast_ref::<Error>(), Some(Error::Blocked { .. })), "{err}");
 }
 
 #[tokio::test]
@@ -235,13 +199,7 @@ async fn a_name_resolving_to_loopback_never_gets_a_connection() {
     // https, and a range allowing any port, so the up-front check passes; the resolver is what
     // must stop it.
     let policy = UrlPolicy::from_allowlist("10.0.0.0/8:*").unwrap().with_lookup(Scripted::new(&[&["127.0.0.1"]]));
-    let gitlab = GitLabClient::new(
-        &format!("https://sneaky.example:{port}"),
-        SecretString::from(TOKEN),
-        policy,
-        fast_options(),
-    )
-    .unwrap();
+    let gitlab = GitLabClient::new(&format!("https://sneaky.example:{port}"), SecretString::from(TOKEN), policy, fast_options()).unwrap();
     let err = gitlab.version().await.unwrap_err();
     assert!(matches!(err, Error::Blocked { .. }), "{err:?}");
     assert_eq!(gitlab.stats().retries, 0, "a policy refusal is final");
@@ -252,46 +210,24 @@ async fn a_name_resolving_to_loopback_never_gets_a_connection() {
 async fn an_allowlisted_name_connects_through_the_resolver() {
     let server = stub(|_, _| json(200, &json!({"version": "18.0.0", "revision": "x"}), &[])).await;
     let port = server.base.rsplit(':').next().unwrap();
-    let policy = UrlPolicy::from_allowlist("gitlab.internal.example:*")
-        .unwrap()
-        .with_lookup(Scripted::new(&[&["127.0.0.1"]]));
-    let gitlab = GitLabClient::new(
-        &format!("http://gitlab.internal.example:{port}"),
-        SecretString::from(TOKEN),
-        policy,
-        fast_options(),
-    )
-    .unwrap();
+    let policy = UrlPolicy::from_allowlist("gitlab.internal.example:*").unwrap().with_lookup(Scripted::new(&[&["127.0.0.1"]]));
+    let gitlab =
+        GitLabClient::new(&format!("http://gitlab.internal.example:{port}"), SecretString::from(TOKEN), policy, fast_options()).unwrap();
     assert_eq!(gitlab.version().await.unwrap().version, "18.0.0");
 }
 
 #[tokio::test]
 async fn plain_http_names_must_resolve_into_an_allowlisted_range() {
-    let policy = UrlPolicy::from_allowlist("10.1.0.0/16")
-        .unwrap()
-        .with_lookup(Scripted::new(&[&["10.1.2.3"], &["93.184.215.14"]]));
+    let policy = UrlPolicy::from_allowlist("10.1.0.0/16").unwrap().with_lookup(Scripted::new(&[&["10.1.2.3"], &["93.184.215.14"]]));
     let resolver = resolver(policy, "http://git.corp.example");
     assert!(resolver.resolve_host("git.corp.example").await.is_ok());
-    assert!(matches!(
-        resolver.resolve_host("git.corp.example").await,
-        Err(Error::Blocked { .. })
-    ));
+    assert!(matches!(resolver.resolve_host("git.corp.example").await, Err(Error::Blocked { .. })));
 }
 
 #[test]
 fn the_client_refuses_a_blocked_base_url_up_front() {
-    for base in [
-        "http://gitlab.com",
-        "https://192.168.0.10",
-        "https://[::ffff:127.0.0.1]",
-    ] {
-        let err = GitLabClient::new(
-            base,
-            SecretString::from(TOKEN),
-            UrlPolicy::default(),
-            fast_options(),
-        )
-        .unwrap_err();
+    for base in ["http://gitlab.com", "https://192.168.0.10", "https://[::ffff:127.0.0.1]"] {
+        let err = GitLabClient::new(base, SecretString::from(TOKEN), UrlPolicy::default(), fast_options()).unwrap_err();
         assert!(matches!(err, Error::Blocked { .. }), "{base}: {err:?}");
     }
 }
@@ -322,9 +258,9 @@ async fn the_token_goes_only_to_what_answered_like_gitlab() {
     gitlab.current_user().await.unwrap();
     gitlab.current_user().await.unwrap();
     let seen = server.seen();
-    assert_eq!(seen.iter().map(|s| (s.path.as_str(), s.token.is_some())).collect::<Vec<_>>(), [
-        ("/api/v4/version", false),
-        ("/api/v4/user", true),
-        ("/api/v4/user", true)
-    ], "checked once, then trusted");
+    assert_eq!(
+        seen.iter().map(|s| (s.path.as_str(), s.token.is_some())).collect::<Vec<_>>(),
+        [("/api/v4/version", false), ("/api/v4/user", true), ("/api/v4/user", true)],
+        "checked once, then trusted"
+    );
 }

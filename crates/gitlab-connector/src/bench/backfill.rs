@@ -12,16 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use gitlab_sim::{
-    Dataset, Noteable, RateLimitConfig, SimConfig, SimHandle, Simulator, Size, SizeSpec,
-};
+use gitlab_sim::{Dataset, Noteable, RateLimitConfig, SimConfig, SimHandle, Simulator, Size, SizeSpec};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::io::AsyncWriteExt;
 
-use super::harness::{
-    Service, app_store, connect_gitlab, cpu_time, database_sessions_cpu, peak_rss, wait_live,
-};
+use super::harness::{Service, app_store, connect_gitlab, cpu_time, database_sessions_cpu, peak_rss, wait_live};
 use super::{Ctx, Section};
 
 /// The group every benchmark connection syncs: the dataset's first top-level group, on Premium,
@@ -29,14 +25,7 @@ use super::{Ctx, Section};
 pub(super) const GROUP: u64 = 1;
 const TENANT: &str = "bench-backfill";
 /// The tables a backfill fills, in an order their foreign keys allow.
-const DATA_TABLES: [&str; 6] = [
-    "commits",
-    "merge_requests",
-    "merge_request_commits",
-    "issues",
-    "notes",
-    "pipelines",
-];
+const DATA_TABLES: [&str; 6] = ["commits", "merge_requests", "merge_request_commits", "issues", "notes", "pipelines"];
 /// Flat memory: the worker's peak at the largest dataset within this factor of the smallest's.
 const FLAT_MEMORY: f64 = 1.25;
 const TARGET_VS_COPY: f64 = 0.5;
@@ -68,18 +57,9 @@ impl Truth {
     pub(super) fn of(dataset: &Dataset, start: DateTime<Utc>) -> Self {
         let per_page = gitlab_client::PER_PAGE as u64;
         let pages = |n: usize| (n as u64).div_ceil(per_page).max(1);
-        let groups: Vec<u64> = std::iter::once(GROUP)
-            .chain(dataset.descendants(GROUP))
-            .collect();
-        let projects: Vec<_> = dataset
-            .projects
-            .iter()
-            .filter(|p| groups.contains(&p.namespace_id))
-            .collect();
-        let mut t = Truth {
-            projects: projects.len() as u64,
-            ..Truth::default()
-        };
+        let groups: Vec<u64> = std::iter::once(GROUP).chain(dataset.descendants(GROUP)).collect();
+        let projects: Vec<_> = dataset.projects.iter().filter(|p| groups.contains(&p.namespace_id)).collect();
+        let mut t = Truth { projects: projects.len() as u64, ..Truth::default() };
         // Token, user, metadata; then group, membership and namespace of the one group; then the
         // group's projects; then the group hook: the list (to find ours) and the create. The
         // closing catch-up checks the hook and lists the group's projects again.
@@ -88,24 +68,14 @@ impl Truth {
             let s = dataset.synced_since(p.id, start).expect("listed");
             // What `all=true&since=` lists: reachable from a ref and committed since `start`.
             let repo = &p.repository;
-            let listed = repo
-                .reachable_from_refs(false)
-                .into_iter()
-                .filter(|i| repo.commits[*i].committed_date >= start)
-                .count();
+            let listed = repo.reachable_from_refs(false).into_iter().filter(|i| repo.commits[*i].committed_date >= start).count();
             // The branch heads, read before the commits they point at.
             t.list_requests += pages(p.repository.branches.len()) + pages(listed);
-            let notes_of =
-                |target: Noteable| p.notes.iter().filter(|n| n.noteable == target).count();
+            let notes_of = |target: Noteable| p.notes.iter().filter(|n| n.noteable == target).count();
             t.list_requests += pages(s.merge_requests.len());
             for mr in &s.merge_requests {
-                let mr_commits = mr
-                    .commit_shas
-                    .iter()
-                    .filter(|sha| p.repository.commit(sha).is_some())
-                    .count();
-                t.child_requests +=
-                    pages(notes_of(Noteable::MergeRequest { iid: mr.iid })) + pages(mr_commits);
+                let mr_commits = mr.commit_shas.iter().filter(|sha| p.repository.commit(sha).is_some()).count();
+                t.child_requests += pages(notes_of(Noteable::MergeRequest { iid: mr.iid })) + pages(mr_commits);
             }
             // A project without issues lists none (one empty page); without CI, pipelines answer
             // 403 (one request, recorded as skipped). Each pipeline's own record has its timings.
@@ -118,11 +88,7 @@ impl Truth {
             // The closing catch-up: the branches (unchanged, so nothing more), the project's
             // comment events (the only list of comments on commits), one page of what changed
             // in each other stream while the backfill read.
-            let comment_events = p
-                .notes
-                .iter()
-                .filter(|n| !n.system && n.created_at >= start)
-                .count();
+            let comment_events = p.notes.iter().filter(|n| !n.system && n.created_at >= start).count();
             t.catch_up_requests += 1 + pages(comment_events) + 3;
             t.commits += s.commits.len() as u64;
             t.merge_requests += s.merge_requests.len() as u64;
@@ -144,12 +110,7 @@ impl Truth {
     pub(super) fn summary(&self) -> String {
         format!(
             "{} projects: {} commits, {} merge requests, {} issues, {} notes, {} pipelines",
-            self.projects,
-            self.commits,
-            self.merge_requests,
-            self.issues,
-            self.notes,
-            self.pipelines
+            self.projects, self.commits, self.merge_requests, self.issues, self.notes, self.pipelines
         )
     }
 }
@@ -161,20 +122,12 @@ pub(super) fn start_date(spec: &SizeSpec) -> DateTime<Utc> {
 
 /// Every project under the one Premium group, `projects` of them shaped like `unit`.
 pub(super) fn spec(unit: &SizeSpec, projects: usize) -> SizeSpec {
-    SizeSpec {
-        projects,
-        ..unit.clone()
-    }
+    SizeSpec { projects, ..unit.clone() }
 }
 
 /// How many projects of shape `unit` make about `want` of whatever `measure` counts, measured on
 /// a small generated sample rather than guessed from the spec's averages.
-pub(super) fn projects_for(
-    seed: u64,
-    unit: &SizeSpec,
-    want: u64,
-    measure: impl Fn(&Truth) -> u64,
-) -> usize {
+pub(super) fn projects_for(seed: u64, unit: &SizeSpec, want: u64, measure: impl Fn(&Truth) -> u64) -> usize {
     const SAMPLE: usize = 10;
     let sample = Dataset::generate(seed, Size::Custom(spec(unit, SAMPLE)));
     let per_project = measure(&Truth::of(&sample, start_date(unit))) as f64 / SAMPLE as f64;
@@ -203,53 +156,20 @@ pub(super) async fn stored(owner: &PgConnectOptions) -> Result<Truth> {
 
 /// Fails unless the database holds exactly the records the dataset says it must.
 pub(super) fn check_complete(want: &Truth, got: &Truth) -> Result<()> {
-    let same = (
-        want.projects,
-        want.commits,
-        want.merge_requests,
-        want.issues,
-        want.notes,
-        want.pipelines,
-    ) == (
-        got.projects,
-        got.commits,
-        got.merge_requests,
-        got.issues,
-        got.notes,
-        got.pipelines,
-    );
-    ensure!(
-        same,
-        "the backfill did not store the dataset: want {}, stored {}",
-        want.summary(),
-        got.summary()
-    );
+    let same = (want.projects, want.commits, want.merge_requests, want.issues, want.notes, want.pipelines)
+        == (got.projects, got.commits, got.merge_requests, got.issues, got.notes, got.pipelines);
+    ensure!(same, "the backfill did not store the dataset: want {}, stored {}", want.summary(), got.summary());
     Ok(())
 }
 
 pub(super) async fn spawn_sim(dataset: Dataset, config: SimConfig) -> Result<SimHandle> {
-    Ok(Simulator::new(dataset, config)
-        .spawn(([127, 0, 0, 1], 0).into())
-        .await?)
+    Ok(Simulator::new(dataset, config).spawn(([127, 0, 0, 1], 0).into()).await?)
 }
 
 /// `tenant`'s connection to [`GROUP`] of `sim` as its owner, queued for validation.
-pub(super) async fn connect(
-    store: &connector_store::Store,
-    sim: &SimHandle,
-    tenant: &str,
-    start: DateTime<Utc>,
-) -> Result<uuid::Uuid> {
+pub(super) async fn connect(store: &connector_store::Store, sim: &SimHandle, tenant: &str, start: DateTime<Utc>) -> Result<uuid::Uuid> {
     let groups = vec![GROUP as i64];
-    connect_gitlab(
-        store,
-        tenant,
-        &sim.base_url,
-        gitlab_sim::TOKEN_OWNER,
-        groups,
-        start,
-    )
-    .await
+    connect_gitlab(store, tenant, &sim.base_url, gitlab_sim::TOKEN_OWNER, groups, start).await
 }
 
 /// A benchmark's simulator, its fresh database, a store on it and a worker process, up.
@@ -261,12 +181,7 @@ pub(super) struct Setup {
 }
 
 impl Setup {
-    pub(super) async fn start(
-        ctx: &Ctx,
-        database: &str,
-        dataset: Dataset,
-        config: SimConfig,
-    ) -> Result<Self> {
+    pub(super) async fn start(ctx: &Ctx, database: &str, dataset: Dataset, config: SimConfig) -> Result<Self> {
         let sim = spawn_sim(dataset, config).await?;
         let owner = ctx.fresh_database(database).await?;
         let keys = Service::new_master_keys();
@@ -276,12 +191,7 @@ impl Setup {
         // connection's lock still held and leave), which would stall the run, so none ends here.
         let worker = Service::spawn(&owner, "worker", &keys, &[])?;
         worker.wait_up("/healthz").await?;
-        Ok(Self {
-            sim,
-            owner,
-            store,
-            worker,
-        })
+        Ok(Self { sim, owner, store, worker })
     }
 }
 
@@ -330,11 +240,7 @@ impl Cpu {
     pub(super) fn describe(&self, wall: Duration) -> String {
         let share = |d: Duration| d.as_secs_f64() / wall.as_secs_f64() * 100.0;
         let database = match self.database {
-            Some(d) => format!(
-                "its PostgreSQL sessions {:.1} s ({:.0}%)",
-                d.as_secs_f64(),
-                share(d)
-            ),
+            Some(d) => format!("its PostgreSQL sessions {:.1} s ({:.0}%)", d.as_secs_f64(), share(d)),
             None => "its PostgreSQL sessions not measured (server not on this machine)".into(),
         };
         format!(
@@ -348,19 +254,11 @@ impl Cpu {
 }
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
-    let sizes: &[u64] = if ctx.quick {
-        &[10_000, 30_000]
-    } else {
-        &[10_000, 100_000, 1_000_000]
-    };
-    println!(
-        "-- backfill: records/s into PostgreSQL and the worker's peak memory at {sizes:?} records, against COPY"
-    );
+    let sizes: &[u64] = if ctx.quick { &[10_000, 30_000] } else { &[10_000, 100_000, 1_000_000] };
+    println!("-- backfill: records/s into PostgreSQL and the worker's peak memory at {sizes:?} records, against COPY");
     let mut runs = Vec::new();
     for &size in sizes {
-        let run = measure(ctx, size)
-            .await
-            .with_context(|| format!("backfill of about {size} records"))?;
+        let run = measure(ctx, size).await.with_context(|| format!("backfill of about {size} records"))?;
         println!(
             "   {} records ({}): backfill {:.1}s = {:.0} records/s, {} GitLab requests; worker peak RSS {}; COPY {:.1}s = {:.0} records/s; ratio {:.2}",
             run.want.records(),
@@ -375,11 +273,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
         );
         runs.push(run);
     }
-    Ok(Section {
-        id: "backfill",
-        title: "1. Backfill throughput and memory",
-        markdown: markdown(&runs)?,
-    })
+    Ok(Section { id: "backfill", title: "1. Backfill throughput and memory", markdown: markdown(&runs)? })
 }
 
 async fn measure(ctx: &Ctx, size: u64) -> Result<Run> {
@@ -393,35 +287,13 @@ async fn measure(ctx: &Ctx, size: u64) -> Result<Run> {
     let generate = began.elapsed();
     let bench_rss_after_generate = peak_rss(std::process::id())?;
     let want = Truth::of(&dataset, start);
-    println!(
-        "   generated {} records in {:.1}s ({})",
-        want.records(),
-        generate.as_secs_f64(),
-        want.summary()
-    );
-    let config = SimConfig {
-        rate_limit: RateLimitConfig {
-            enabled: false,
-            ..RateLimitConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    let Setup {
-        sim,
-        owner,
-        store,
-        worker,
-    } = Setup::start(ctx, "backfill", dataset, config).await?;
+    println!("   generated {} records in {:.1}s ({})", want.records(), generate.as_secs_f64(), want.summary());
+    let config = SimConfig { rate_limit: RateLimitConfig { enabled: false, ..RateLimitConfig::default() }, ..SimConfig::default() };
+    let Setup { sim, owner, store, worker } = Setup::start(ctx, "backfill", dataset, config).await?;
     let simulator_cpu = cpu_time(std::process::id())?;
     let began = Instant::now();
     let id = connect(&store, &sim, TENANT, start).await?;
-    wait_live(
-        &store,
-        TENANT,
-        id,
-        Duration::from_secs(600 + want.records() / 200),
-    )
-    .await?;
+    wait_live(&store, TENANT, id, Duration::from_secs(600 + want.records() / 200)).await?;
     let backfill = began.elapsed();
     let worker_peak = worker.peak_rss()?;
     let cpu = Cpu {
@@ -436,46 +308,27 @@ async fn measure(ctx: &Ctx, size: u64) -> Result<Run> {
     store.pool().close().await;
 
     let (copy, copy_rows) = copy_limit(ctx, &owner).await?;
-    Ok(Run {
-        want,
-        generate,
-        bench_rss_after_generate,
-        backfill,
-        worker_peak,
-        copy,
-        copy_rows,
-        requests,
-        cpu,
-    })
+    Ok(Run { want, generate, bench_rss_after_generate, backfill, worker_peak, copy, copy_rows, requests, cpu })
 }
 
 /// Loads the rows the worker wrote, from files, into the same tables of a fresh database with
 /// one `COPY ... FROM` per table in one transaction: the time of that transaction.
 async fn copy_limit(ctx: &Ctx, source: &PgConnectOptions) -> Result<(Duration, u64)> {
-    let dir = std::env::temp_dir().join(format!(
-        "gitlab-connector-bench-copy-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("gitlab-connector-bench-copy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = copy_via(ctx, source, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn copy_via(
-    ctx: &Ctx,
-    source: &PgConnectOptions,
-    dir: &std::path::Path,
-) -> Result<(Duration, u64)> {
+async fn copy_via(ctx: &Ctx, source: &PgConnectOptions, dir: &std::path::Path) -> Result<(Duration, u64)> {
     let mut from = source.connect().await?;
     // The tenant and its connection row, for the foreign keys: kept in memory, not in a file,
     // since the connection row holds the (encrypted) token.
     let mut parents = Vec::new();
     for table in ["tenants", "gitlab_connections"] {
         let mut data = Vec::new();
-        let mut stream = from
-            .copy_out_raw(&format!("COPY {table} TO STDOUT (FORMAT binary)"))
-            .await?;
+        let mut stream = from.copy_out_raw(&format!("COPY {table} TO STDOUT (FORMAT binary)")).await?;
         while let Some(chunk) = stream.try_next().await? {
             data.extend_from_slice(&chunk);
         }
@@ -485,29 +338,22 @@ async fn copy_via(
     let mut exported = 0u64;
     for table in DATA_TABLES {
         let mut file = tokio::fs::File::create(dir.join(table)).await?;
-        let mut stream = from
-            .copy_out_raw(&format!("COPY {table} TO STDOUT (FORMAT binary)"))
-            .await?;
+        let mut stream = from.copy_out_raw(&format!("COPY {table} TO STDOUT (FORMAT binary)")).await?;
         while let Some(chunk) = stream.try_next().await? {
             file.write_all(&chunk).await?;
         }
         file.flush().await?;
     }
     for table in DATA_TABLES {
-        exported += sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table}"
-        )))
-        .fetch_one(&mut from)
-        .await? as u64;
+        exported +=
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&mut from).await? as u64;
     }
     from.close().await?;
 
     let target = ctx.fresh_database("backfill_copy").await?;
     let mut to = target.connect().await?;
     for (table, data) in parents {
-        let mut copy = to
-            .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
-            .await?;
+        let mut copy = to.copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT binary)")).await?;
         copy.send(data).await?;
         copy.finish().await?;
     }
@@ -516,18 +362,13 @@ async fn copy_via(
     let mut loaded = 0u64;
     for table in DATA_TABLES {
         let file = tokio::fs::File::open(dir.join(table)).await?;
-        let mut copy = tx
-            .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
-            .await?;
+        let mut copy = tx.copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT binary)")).await?;
         copy.read_from(file).await?;
         loaded += copy.finish().await?;
     }
     tx.commit().await?;
     let took = began.elapsed();
-    ensure!(
-        loaded == exported,
-        "COPY loaded {loaded} rows of the {exported} exported"
-    );
+    ensure!(loaded == exported, "COPY loaded {loaded} rows of the {exported} exported");
     Ok((took, loaded))
 }
 
@@ -567,18 +408,10 @@ fn markdown(runs: &[Run]) -> Result<String> {
             mib(r.bench_rss_after_generate),
         )?;
     }
-    let (first, last) = (
-        runs.first().context("no runs")?,
-        runs.last().context("no runs")?,
-    );
+    let (first, last) = (runs.first().context("no runs")?, runs.last().context("no runs")?);
     let worst = runs
         .iter()
-        .map(|r| {
-            (
-                r,
-                per_sec(r.want.records(), r.backfill) / per_sec(r.want.records(), r.copy),
-            )
-        })
+        .map(|r| (r, per_sec(r.want.records(), r.backfill) / per_sec(r.want.records(), r.copy)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .context("no runs")?;
     let memory = last.worker_peak as f64 / first.worker_peak as f64;
@@ -603,26 +436,13 @@ fn markdown(runs: &[Run]) -> Result<String> {
     )?;
     writeln!(md, "\nCPU used during each backfill, of its wall time:\n")?;
     for r in runs {
-        writeln!(
-            md,
-            "- {} records, {:.1} s: {}.",
-            r.want.records(),
-            r.backfill.as_secs_f64(),
-            r.cpu.describe(r.backfill)
-        )?;
+        writeln!(md, "- {} records, {:.1} s: {}.", r.want.records(), r.backfill.as_secs_f64(), r.cpu.describe(r.backfill))?;
     }
     if worst.1 < TARGET_VS_COPY {
         let r = worst.0;
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as f64;
-        let busy = (r.cpu.worker + r.cpu.database.unwrap_or_default() + r.cpu.simulator)
-            .as_secs_f64()
-            / r.backfill.as_secs_f64();
-        let database_share = r
-            .cpu
-            .database
-            .map_or(0.0, |d| d.as_secs_f64() / r.backfill.as_secs_f64());
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        let busy = (r.cpu.worker + r.cpu.database.unwrap_or_default() + r.cpu.simulator).as_secs_f64() / r.backfill.as_secs_f64();
+        let database_share = r.cpu.database.map_or(0.0, |d| d.as_secs_f64() / r.backfill.as_secs_f64());
         let bound = if busy < 0.75 * cores {
             format!(
                 "together the worker, its PostgreSQL sessions and the simulator used {busy:.2} of the {cores} cores \
@@ -631,9 +451,7 @@ fn markdown(runs: &[Run]) -> Result<String> {
                 database_share * 100.0
             )
         } else {
-            format!(
-                "together they used {busy:.2} of the {cores} cores: the run is bound by CPU, shared as above"
-            )
+            format!("together they used {busy:.2} of the {cores} cores: the run is bound by CPU, shared as above")
         };
         writeln!(
             md,

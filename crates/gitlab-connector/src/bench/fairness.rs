@@ -165,7 +165,12 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
     );
     let began = Instant::now();
     let (dataset, large_tenant, small_tenants) = dataset(large, small)?;
-    println!("   dataset of {} projects in {} groups generated in {:.1}s", dataset.projects.len(), 1 + small, began.elapsed().as_secs_f64());
+    println!(
+        "   dataset of {} projects in {} groups generated in {:.1}s",
+        dataset.projects.len(),
+        1 + small,
+        began.elapsed().as_secs_f64()
+    );
     let alone = measure(ctx, &dataset, None, &small_tenants).await.context("the small tenants alone")?;
     print_run("alone", &alone);
     let beside = measure(ctx, &dataset, Some(&large_tenant), &small_tenants).await.context("the small tenants beside the large one")?;
@@ -229,7 +234,8 @@ async fn measure(ctx: &Ctx, dataset: &Dataset, large: Option<&Tenant>, small: &[
     .bind(&connections)
     .fetch_all(&mut conn)
     .await?;
-    let live: HashMap<Uuid, (String, Duration)> = rows.into_iter().map(|(id, t, s)| (id, (t, Duration::from_secs_f64(s.max(0.0))))).collect();
+    let live: HashMap<Uuid, (String, Duration)> =
+        rows.into_iter().map(|(id, t, s)| (id, (t, Duration::from_secs_f64(s.max(0.0))))).collect();
     let mut run = Run {
         to_live: Vec::new(),
         to_backfill: Vec::new(),
@@ -342,7 +348,10 @@ fn markdown(large: usize, small: usize, alone: &Run, beside: &Run) -> Result<Str
         RateLimitConfig::default().period_secs,
         DEFAULT_BACKFILL_SLICE.as_secs(),
     )?;
-    writeln!(md, "| run | small tenants live | time to live p50 | time to live max | until backfilling p50 | backfilling p50 | last live after | GitLab requests (all tenants) | 429s | worker peak RSS |")?;
+    writeln!(
+        md,
+        "| run | small tenants live | time to live p50 | time to live max | until backfilling p50 | backfilling p50 | last live after | GitLab requests (all tenants) | 429s | worker peak RSS |"
+    )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for (label, r) in [("alone (the limit)", alone), (&format!("beside a tenant of {large} projects") as &str, beside)] {
         let [p50, max, wait, work] = r.times();
@@ -376,7 +385,11 @@ fn markdown(large: usize, small: usize, alone: &Run, beside: &Run) -> Result<Str
     let verdict = |met: bool| if met { "met" } else { "**MISSED**" };
     writeln!(md, "\n| target | measured | verdict |")?;
     writeln!(md, "|---|---|---|")?;
-    writeln!(md, "| small tenants' time to live beside the large tenant within {TARGET}x of alone (p50) | {p50:.2}x | {} |", verdict(p50 <= TARGET))?;
+    writeln!(
+        md,
+        "| small tenants' time to live beside the large tenant within {TARGET}x of alone (p50) | {p50:.2}x | {} |",
+        verdict(p50 <= TARGET)
+    )?;
     writeln!(md, "| the same for the slowest small tenant (max) | {max:.2}x | {} |", verdict(max <= TARGET))?;
     if p50 > TARGET || max > TARGET {
         let wait = ratio(&beside.to_backfill, &alone.to_backfill, 50);

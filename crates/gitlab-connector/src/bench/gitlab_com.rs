@@ -9,17 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use gitlab_sim::{Dataset, Latency, RateLimitConfig, SimConfig, Size, SizeSpec, Stats};
 
-use super::backfill::{
-    Setup, Truth, check_complete, connect, projects_for, spec, start_date, stored, verdict,
-};
+use super::backfill::{Setup, Truth, check_complete, connect, projects_for, spec, start_date, stored, verdict};
 use super::harness::wait_live;
 use super::{Ctx, Section};
 
 const TENANT: &str = "bench-gitlab-com";
-const LATENCY: Latency = Latency {
-    min_ms: 50,
-    max_ms: 150,
-};
+const LATENCY: Latency = Latency { min_ms: 50, max_ms: 150 };
 const TARGET_TIME: f64 = 1.15;
 const TARGET_REQUESTS: f64 = 1.05;
 
@@ -58,9 +53,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
     let dataset = Dataset::generate(seed, Size::Custom(spec));
     let want = Truth::of(&dataset, start);
     let minimum = want.min_requests();
-    let floor = Duration::from_secs_f64(
-        minimum as f64 * rate.period_secs as f64 / f64::from(rate.requests),
-    );
+    let floor = Duration::from_secs_f64(minimum as f64 * rate.period_secs as f64 / f64::from(rate.requests));
     println!(
         "   {} records ({}); at least {minimum} requests ({} validation and hook, {} list pages, {} notes/commits/pipeline pages, {} closing catch-up); floor {:.1}s",
         want.records(),
@@ -71,17 +64,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
         want.catch_up_requests,
         floor.as_secs_f64()
     );
-    let config = SimConfig {
-        rate_limit: rate.clone(),
-        latency: LATENCY,
-        ..SimConfig::default()
-    };
-    let Setup {
-        sim,
-        owner,
-        store,
-        worker,
-    } = Setup::start(ctx, "gitlab_com", dataset, config).await?;
+    let config = SimConfig { rate_limit: rate.clone(), latency: LATENCY, ..SimConfig::default() };
+    let Setup { sim, owner, store, worker } = Setup::start(ctx, "gitlab_com", dataset, config).await?;
     sim.sim.reset_stats();
     let began = Instant::now();
     let id = connect(&store, &sim, TENANT, start).await?;
@@ -103,19 +87,13 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Section> {
     outcome?;
     let took = began.elapsed();
     let stats = sim.sim.stats();
-    limited_at.extend(std::iter::repeat_n(
-        took,
-        (stats.rate_limited - seen) as usize,
-    ));
+    limited_at.extend(std::iter::repeat_n(took, (stats.rate_limited - seen) as usize));
     drop(worker);
     sim.shutdown().await;
     check_complete(&want, &stored(&owner).await?)?;
 
     let made = stats.total_requests;
-    let first_minute = limited_at
-        .iter()
-        .filter(|t| **t <= Duration::from_secs(60))
-        .count();
+    let first_minute = limited_at.iter().filter(|t| **t <= Duration::from_secs(60)).count();
     let after = limited_at.len() - first_minute;
     println!(
         "   live after {:.1}s = {:.2}x the floor; {made} requests = {:.3}x the minimum; 429s: {first_minute} in the first minute, {after} after",
@@ -168,10 +146,7 @@ fn markdown(
         want.child_requests,
         want.catch_up_requests,
     )?;
-    writeln!(
-        md,
-        "| figure | measured | limit | ratio | target | verdict |"
-    )?;
+    writeln!(md, "| figure | measured | limit | ratio | target | verdict |")?;
     writeln!(md, "|---|---:|---:|---:|---|---|")?;
     writeln!(
         md,
@@ -193,15 +168,8 @@ fn markdown(
         made as f64 / want.records() as f64,
         minimum as f64 / want.records() as f64,
     )?;
-    writeln!(
-        md,
-        "| 429s in the first minute | {first_minute} | | | (allowed) | |"
-    )?;
-    writeln!(
-        md,
-        "| 429s after the first minute | {after} | 0 | | none | {} |",
-        verdict(after == 0)
-    )?;
+    writeln!(md, "| 429s in the first minute | {first_minute} | | | (allowed) | |")?;
+    writeln!(md, "| 429s after the first minute | {after} | 0 | | none | {} |", verdict(after == 0))?;
     writeln!(
         md,
         "| request rate achieved | {achieved:.0} / min | {} / min | {:.2} | | |",
@@ -214,21 +182,14 @@ fn markdown(
         .requests
         .iter()
         .flat_map(|(route, by_status)| {
-            by_status
-                .iter()
-                .filter(|(s, _)| !(200..300).contains(*s))
-                .map(move |(s, n)| ((route.as_str(), *s), *n))
+            by_status.iter().filter(|(s, _)| !(200..300).contains(*s)).map(move |(s, n)| ((route.as_str(), *s), *n))
         })
         .collect();
     if !failures.is_empty() {
         writeln!(
             md,
             "\nAnswers other than 2xx, by route (a 403 on pipelines is a project without CI: one request, counted in the minimum): {}.",
-            failures
-                .iter()
-                .map(|((r, s), n)| format!("`{r}` {s} x{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            failures.iter().map(|((r, s), n)| format!("`{r}` {s} x{n}")).collect::<Vec<_>>().join(", ")
         )?;
     }
     let mut why = Vec::new();

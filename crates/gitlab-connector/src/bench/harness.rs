@@ -203,9 +203,10 @@ pub(crate) async fn database_sessions_cpu(owner: &PgConnectOptions) -> Result<Op
         return Ok(None);
     }
     let mut conn = owner.connect().await?;
-    let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        .fetch_all(&mut conn)
-        .await?;
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            .fetch_all(&mut conn)
+            .await?;
     let mut total = Duration::ZERO;
     for pid in pids {
         match cpu_time(pid as u32) {

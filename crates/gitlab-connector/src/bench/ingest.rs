@@ -66,9 +66,23 @@ struct Sizes {
 impl Sizes {
     fn of(quick: bool) -> Self {
         if quick {
-            Self { tenants: 2, hooks_per_tenant: 2, phase: Duration::from_secs(3), pgbench_secs: 4, visible: 40, drain_cap: Duration::from_secs(30) }
+            Self {
+                tenants: 2,
+                hooks_per_tenant: 2,
+                phase: Duration::from_secs(3),
+                pgbench_secs: 4,
+                visible: 40,
+                drain_cap: Duration::from_secs(30),
+            }
         } else {
-            Self { tenants: 4, hooks_per_tenant: 4, phase: Duration::from_secs(15), pgbench_secs: 15, visible: 300, drain_cap: Duration::from_secs(240) }
+            Self {
+                tenants: 4,
+                hooks_per_tenant: 4,
+                phase: Duration::from_secs(15),
+                pgbench_secs: 15,
+                visible: 300,
+                drain_cap: Duration::from_secs(240),
+            }
         }
     }
 }
@@ -309,7 +323,13 @@ impl Load {
         let kind = (n % KINDS.len() as u64) as usize;
         let (event, entity, _) = KINDS[kind];
         let mut v = self.templates[kind].clone();
-        for pointer in ["/project_id", "/project/id", "/object_attributes/project_id", "/object_attributes/target_project_id", "/object_attributes/source_project_id"] {
+        for pointer in [
+            "/project_id",
+            "/project/id",
+            "/object_attributes/project_id",
+            "/object_attributes/target_project_id",
+            "/object_attributes/source_project_id",
+        ] {
             if let Some(slot) = v.pointer_mut(pointer) {
                 *slot = project.into();
             }
@@ -797,7 +817,12 @@ impl Meter {
         } else {
             None
         };
-        Ok(Snapshot { service: cpu_time(self.service_pid).ok(), generator: cpu_time(std::process::id()).ok(), backends, machine: machine_ticks() })
+        Ok(Snapshot {
+            service: cpu_time(self.service_pid).ok(),
+            generator: cpu_time(std::process::id()).ok(),
+            backends,
+            machine: machine_ticks(),
+        })
     }
 
     /// Records the run's costs, then lets the processor catch up (up to `cap`).
@@ -816,9 +841,15 @@ impl Meter {
             (Some((busy, total)), Some((busy0, total0))) if total > total0 => Some((busy - busy0) as f64 / (total - total0) as f64),
             _ => None,
         };
-        phase.costs = Costs { service: delta(after.service, before.service), generator: delta(after.generator, before.generator), postgres, machine_busy };
+        phase.costs = Costs {
+            service: delta(after.service, before.service),
+            generator: delta(after.generator, before.generator),
+            postgres,
+            machine_busy,
+        };
         let (backlog, waited) = self.drain(cap).await?;
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'received'").fetch_one(&mut self.conn).await?;
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'received'").fetch_one(&mut self.conn).await?;
         phase.backlog = backlog;
         phase.apply_rate = (backlog > 0 && !waited.is_zero()).then(|| (backlog - left) as f64 / waited.as_secs_f64());
         if left > 0 {
@@ -834,7 +865,8 @@ impl Meter {
         let started = Instant::now();
         let mut backlog = None;
         loop {
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'received'").fetch_one(&mut self.conn).await?;
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'received'").fetch_one(&mut self.conn).await?;
             let first = *backlog.get_or_insert(left);
             if left == 0 || started.elapsed() >= cap {
                 return Ok((first, started.elapsed()));
@@ -853,15 +885,24 @@ impl Meter {
         .bind(keys)
         .fetch_all(&mut self.conn)
         .await?;
-        ensure!(seconds.len() == keys.len(), "{} of {} deliveries of the visibility run are not applied", keys.len() - seconds.len(), keys.len());
+        ensure!(
+            seconds.len() == keys.len(),
+            "{} of {} deliveries of the visibility run are not applied",
+            keys.len() - seconds.len(),
+            keys.len()
+        );
         Ok(seconds.into_iter().map(|s| Duration::from_secs_f64(s.max(0.0))).collect())
     }
 
     async fn inbox(&mut self, accepted: &[String]) -> Result<Inbox> {
         let statuses: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, count(*) FROM webhook_deliveries GROUP BY status ORDER BY status").fetch_all(&mut self.conn).await?;
-        let of_accepted: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE dedup_key = ANY($1)").bind(accepted).fetch_one(&mut self.conn).await?;
+            sqlx::query_as("SELECT status, count(*) FROM webhook_deliveries GROUP BY status ORDER BY status")
+                .fetch_all(&mut self.conn)
+                .await?;
+        let of_accepted: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE dedup_key = ANY($1)")
+            .bind(accepted)
+            .fetch_one(&mut self.conn)
+            .await?;
         Ok(Inbox { rows: statuses.iter().map(|(_, n)| n).sum(), of_accepted, statuses })
     }
 }
@@ -946,7 +987,8 @@ fn report(r: &Report<'_>) -> Result<String> {
             p.per_delivery(p.costs.generator),
             busy(&p.costs),
             p.backlog,
-            p.apply_rate.map_or("-".into(), |r| format!("{r:.0}{}", if p.left > 0 { format!(" ({} left)", p.left) } else { String::new() }))
+            p.apply_rate
+                .map_or("-".into(), |r| format!("{r:.0}{}", if p.left > 0 { format!(" ({} left)", p.left) } else { String::new() }))
         )?;
     }
     writeln!(
@@ -955,7 +997,10 @@ fn report(r: &Report<'_>) -> Result<String> {
          the backlog drains at a single stream's rate. Each run starts with the backlog of the one before applied._"
     )?;
 
-    writeln!(md, "\n**Latency to the 2xx at fixed offered rates** (open loop: sent on schedule whatever the answers; shares of the sustained rate above, and half the pgbench rate for the target):\n")?;
+    writeln!(
+        md,
+        "\n**Latency to the 2xx at fixed offered rates** (open loop: sent on schedule whatever the answers; shares of the sustained rate above, and half the pgbench rate for the target):\n"
+    )?;
     writeln!(
         md,
         "| offered/s | x sustained | x pgbench | sent | 2xx | non-2xx / errors | achieved/s | p50 | p99 | max | sender lag p99 | machine CPU busy | inbox backlog after |\n\
@@ -981,7 +1026,10 @@ fn report(r: &Report<'_>) -> Result<String> {
             p.backlog
         )?;
     }
-    writeln!(md, "\n_Sender lag: how late the generator started a send against its schedule, i.e. time the loaded machine took from the generator, not the service's latency._")?;
+    writeln!(
+        md,
+        "\n_Sender lag: how late the generator started a send against its schedule, i.e. time the loaded machine took from the generator, not the service's latency._"
+    )?;
 
     writeln!(
         md,
@@ -1040,7 +1088,12 @@ fn report(r: &Report<'_>) -> Result<String> {
     writeln!(md, "\n**Targets**\n")?;
     let ratio = best.rate() / limit.tps;
     if ratio >= 1.0 {
-        writeln!(md, "- Ingest sustains at least pgbench's single-row rate: **met**, {:.0}/s with {best_senders} senders = {ratio:.2} x {:.0}/s.", best.rate(), limit.tps)?;
+        writeln!(
+            md,
+            "- Ingest sustains at least pgbench's single-row rate: **met**, {:.0}/s with {best_senders} senders = {ratio:.2} x {:.0}/s.",
+            best.rate(),
+            limit.tps
+        )?;
     } else {
         // What one delivery costs, measured: time holding a pooled connection without queueing, and CPU.
         let hold = low.p(50);
@@ -1094,7 +1147,11 @@ fn report(r: &Report<'_>) -> Result<String> {
                 md,
                 ". On one hook it reaches {:.0}/s ({share:.2} x the spread figure){}",
                 single.rate(),
-                if share < 0.8 { ": deliveries to one hook still contend on something of that hook's" } else { ": one busy hook is no bottleneck" }
+                if share < 0.8 {
+                    ": deliveries to one hook still contend on something of that hook's"
+                } else {
+                    ": one busy hook is no bottleneck"
+                }
             )?;
         }
         writeln!(
@@ -1145,7 +1202,10 @@ fn report(r: &Report<'_>) -> Result<String> {
                 ms(percentile(&half.lags, 99))
             )?;
         }
-        writeln!(md, ". What would close it: the same savings as above (one commit per batch, no per-delivery lookups), which raise the sustained rate above this one and shorten the time each delivery holds a connection.")?;
+        writeln!(
+            md,
+            ". What would close it: the same savings as above (one commit per batch, no per-delivery lookups), which raise the sustained rate above this one and shorten the time each delivery holds a connection."
+        )?;
     }
     Ok(md)
 }

@@ -63,7 +63,11 @@ impl Machine {
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             memory,
             kernel,
-            postgres: format!("{} (synchronous_commit={sync}, fsync={fsync}; {})", version.split(" on ").next().unwrap_or(&version), ctx.postgres.description),
+            postgres: format!(
+                "{} (synchronous_commit={sync}, fsync={fsync}; {})",
+                version.split(" on ").next().unwrap_or(&version),
+                ctx.postgres.description
+            ),
             commit,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             profile: if cfg!(debug_assertions) { "debug" } else { "release" },
@@ -100,7 +104,11 @@ pub(crate) fn write(path: &Path, machine: &Machine, sections: &[Section]) -> Res
          same run, as a ratio: absolute times move from run to run on shared machines.\n"
     )?;
     writeln!(out, "<!-- bench:machine -->")?;
-    writeln!(out, "Machine of the latest run: {} ({} cores available), {} RAM, Linux {}.  ", machine.cpu, machine.cores, machine.memory, machine.kernel)?;
+    writeln!(
+        out,
+        "Machine of the latest run: {} ({} cores available), {} RAM, Linux {}.  ",
+        machine.cpu, machine.cores, machine.memory, machine.kernel
+    )?;
     writeln!(out, "PostgreSQL: {}.", machine.postgres)?;
     writeln!(out, "{HEADER_END}\n")?;
     let mut all: Vec<(String, String)> = sections

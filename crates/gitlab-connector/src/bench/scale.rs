@@ -91,7 +91,13 @@ impl Endpoint {
             }
             Endpoint::Commits => {
                 let items = body["items"].as_array().context("no items")?;
-                ensure!(items.len() == COMMITS_PER_PROJECT, "{} read {} commits of project {}, not {COMMITS_PER_PROJECT}", s.tenant, items.len(), s.project);
+                ensure!(
+                    items.len() == COMMITS_PER_PROJECT,
+                    "{} read {} commits of project {}, not {COMMITS_PER_PROJECT}",
+                    s.tenant,
+                    items.len(),
+                    s.project
+                );
             }
         }
         Ok(())
@@ -136,11 +142,8 @@ impl Point {
     /// The pass's cost per connection in single-row commits measured beside it (the median over
     /// the passes).
     fn in_commits(&self) -> f64 {
-        let mut ratios: Vec<f64> = self
-            .passes
-            .iter()
-            .map(|p| p.took.as_secs_f64() / self.tenants as f64 / p.commit.as_secs_f64().max(1e-9))
-            .collect();
+        let mut ratios: Vec<f64> =
+            self.passes.iter().map(|p| p.took.as_secs_f64() / self.tenants as f64 / p.commit.as_secs_f64().max(1e-9)).collect();
         ratios.sort_by(f64::total_cmp);
         ratios[ratios.len() / 2]
     }
@@ -314,7 +317,13 @@ fn commits(project: i64, since: DateTime<Utc>) -> Value {
 /// `samples` requests per endpoint, one at a time (latency, not throughput), the endpoints taking
 /// turns so that a disturbance on the shared machine hits all three alike; a tenant picked at
 /// random for each. A warm-up round first.
-async fn measure_api(http: &reqwest::Client, api: &Service, seeded: &[Seeded], samples: usize, seed: u64) -> Result<Vec<(Duration, Duration)>> {
+async fn measure_api(
+    http: &reqwest::Client,
+    api: &Service,
+    seeded: &[Seeded],
+    samples: usize,
+    seed: u64,
+) -> Result<Vec<(Duration, Duration)>> {
     let mut rng = SplitMix(seed);
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); Endpoint::ALL.len()];
     let warm_up = 20;
@@ -348,7 +357,8 @@ async fn scheduler_pass(store: &Store, owner: &mut sqlx::PgConnection, period: i
     ensure!(claim_period(store, Periodic::CatchUp, PERIOD_SECS, now, "bench-scale").await?, "the period was already claimed");
     let queued = enqueue_due(store, Periodic::CatchUp).await?;
     let took = began.elapsed();
-    let in_queue: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1").bind(CATCH_UP_QUEUE).fetch_one(&mut *owner).await?;
+    let in_queue: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = $1").bind(CATCH_UP_QUEUE).fetch_one(&mut *owner).await?;
     ensure!(in_queue as usize == queued, "the pass reported {queued} catch-ups, the queue holds {in_queue}");
     Ok((took, queued))
 }

@@ -34,10 +34,7 @@ pub fn routes() -> Router<crate::state::Simulator> {
 fn date_param(ctx: &Ctx, key: &str) -> Result<Option<NaiveDate>, SimError> {
     ctx.params
         .get(key)
-        .map(|v| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map_err(|_| SimError::BadRequest(format!("{key} is invalid")))
-        })
+        .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| SimError::BadRequest(format!("{key} is invalid"))))
         .transpose()
 }
 
@@ -49,10 +46,7 @@ async fn project_events(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     // Every event the simulator records is a comment: a filter for another action or target
     // type matches none of them.
     let action_ok = ctx.params.get("action").is_none_or(|a| a == "commented");
-    let target_ok = ctx
-        .params
-        .get("target_type")
-        .is_none_or(|t| t.eq_ignore_ascii_case("note"));
+    let target_ok = ctx.params.get("target_type").is_none_or(|t| t.eq_ignore_ascii_case("note"));
     let mut list: Vec<&Note> = p
         .notes
         .iter()

@@ -54,13 +54,7 @@ fn list_groups(ctx: &Ctx, ds: &Dataset, mut groups: Vec<&Group>) -> ApiResult {
         groups.reverse();
     }
     let (slice, headers) = pagination::offset(&groups, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice
-            .iter()
-            .map(|g| render::group(ds, g, &ctx.base))
-            .collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|g| render::group(ds, g, &ctx.base)).collect(), headers))
 }
 
 /// `GET /groups` (doc/api/groups.md, "List groups"): for a user, the groups they are a member
@@ -70,11 +64,7 @@ fn list_groups(ctx: &Ctx, ds: &Dataset, mut groups: Vec<&Group>) -> ApiResult {
 async fn all_groups(ctx: Ctx) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let me = ctx.caller.user_id;
-    let min_level = if ctx.params.flag("owned") == Some(true) {
-        Some(50)
-    } else {
-        ctx.params.number("min_access_level").map(|l| l as u8)
-    };
+    let min_level = if ctx.params.flag("owned") == Some(true) { Some(50) } else { ctx.params.number("min_access_level").map(|l| l as u8) };
     let all_available = ctx.params.flag("all_available") == Some(true) && min_level.is_none();
     let search = ctx.params.get("search").map(str::to_lowercase);
     let groups = ds
@@ -88,11 +78,7 @@ async fn all_groups(ctx: Ctx) -> ApiResult {
             }
         })
         .filter(|g| ctx.params.flag("top_level_only") != Some(true) || g.parent_id.is_none())
-        .filter(|g| {
-            search.as_ref().is_none_or(|s| {
-                g.name.to_lowercase().contains(s) || g.path.to_lowercase().contains(s)
-            })
-        })
+        .filter(|g| search.as_ref().is_none_or(|s| g.name.to_lowercase().contains(s) || g.path.to_lowercase().contains(s)))
         .collect();
     list_groups(&ctx, &ds, groups)
 }
@@ -100,11 +86,7 @@ async fn all_groups(ctx: Ctx) -> ApiResult {
 async fn subgroups(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let parent = ds.visible_group(ctx.caller.user_id, &id)?.id;
-    let children = ds
-        .groups
-        .iter()
-        .filter(|g| g.parent_id == Some(parent))
-        .collect();
+    let children = ds.groups.iter().filter(|g| g.parent_id == Some(parent)).collect();
     list_groups(&ctx, &ds, children)
 }
 
@@ -112,28 +94,16 @@ async fn descendants(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let root = ds.visible_group(ctx.caller.user_id, &id)?.id;
     let below = ds.descendants(root);
-    let groups = ds
-        .groups
-        .iter()
-        .filter(|g| g.id != root && below.contains(&g.id))
-        .collect();
+    let groups = ds.groups.iter().filter(|g| g.id != root && below.contains(&g.id)).collect();
     list_groups(&ctx, &ds, groups)
 }
 
 async fn group_projects(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let g = ds.visible_group(ctx.caller.user_id, &id)?;
-    let namespaces = if ctx.params.flag("include_subgroups") == Some(true) {
-        ds.descendants(g.id)
-    } else {
-        vec![g.id]
-    };
+    let namespaces = if ctx.params.flag("include_subgroups") == Some(true) { ds.descendants(g.id) } else { vec![g.id] };
     // No project sharing is simulated, so `with_shared` changes nothing.
-    let projects = ds
-        .projects
-        .iter()
-        .filter(|p| namespaces.contains(&p.namespace_id))
-        .collect();
+    let projects = ds.projects.iter().filter(|p| namespaces.contains(&p.namespace_id)).collect();
     list_projects(&ctx, &ds, projects)
 }
 
@@ -148,13 +118,8 @@ async fn all_projects(ctx: Ctx) -> ApiResult {
 
 fn project_order(params: &Params) -> Result<(&str, bool), SimError> {
     let key = params.get("order_by").unwrap_or("created_at");
-    if !matches!(
-        key,
-        "id" | "name" | "path" | "created_at" | "updated_at" | "last_activity_at"
-    ) {
-        return Err(SimError::BadRequest(
-            "order_by does not have a valid value".into(),
-        ));
+    if !matches!(key, "id" | "name" | "path" | "created_at" | "updated_at" | "last_activity_at") {
+        return Err(SimError::BadRequest("order_by does not have a valid value".into()));
     }
     Ok((key, params.get("sort").unwrap_or("desc") == "asc"))
 }
@@ -198,26 +163,19 @@ fn list_projects(ctx: &Ctx, ds: &Dataset, mut projects: Vec<&Project>) -> ApiRes
                 _ => true,
             },
             |p| {
-                if asc {
-                    ("id_after", p.id.to_string())
-                } else {
-                    ("id_before", p.id.to_string())
-                }
+                if asc { ("id_after", p.id.to_string()) } else { ("id_before", p.id.to_string()) }
             },
         );
         return Ok(page(slice.iter().map(render).collect(), headers));
     }
-    let (slice, headers) =
-        pagination::offset(&projects, &ctx.params, &ctx.origin, Some("Project"))?;
+    let (slice, headers) = pagination::offset(&projects, &ctx.params, &ctx.origin, Some("Project"))?;
     Ok(page(slice.iter().map(render).collect(), headers))
 }
 
 async fn member(ctx: Ctx, Path((id, user_id)): Path<(String, u64)>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let g = ds.visible_group(ctx.caller.user_id, &id)?;
-    let level = ds
-        .group_access(user_id, g.id)
-        .ok_or(SimError::NotFound("Member"))?;
+    let level = ds.group_access(user_id, g.id).ok_or(SimError::NotFound("Member"))?;
     let u = ds.user(user_id).ok_or(SimError::NotFound("Member"))?;
     let chain: Vec<u64> = ds.ancestry(g.id).iter().map(|g| g.id).collect();
     let m = ds

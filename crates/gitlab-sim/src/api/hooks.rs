@@ -21,46 +21,19 @@ use crate::webhook::{self, Trigger, signing};
 
 pub fn project_routes() -> Router<crate::state::Simulator> {
     Router::new()
-        .route(
-            "/api/v4/projects/{id}/hooks",
-            get(list_project).post(create_project),
-        )
-        .route(
-            "/api/v4/projects/{id}/hooks/{hook_id}",
-            get(get_project).put(update_project).delete(delete_project),
-        )
-        .route(
-            "/api/v4/projects/{id}/hooks/{hook_id}/events",
-            get(events_project),
-        )
-        .route(
-            "/api/v4/projects/{id}/hooks/{hook_id}/events/{event_id}/resend",
-            post(resend_project),
-        )
-        .route(
-            "/api/v4/projects/{id}/hooks/{hook_id}/test/{trigger}",
-            post(test_project),
-        )
+        .route("/api/v4/projects/{id}/hooks", get(list_project).post(create_project))
+        .route("/api/v4/projects/{id}/hooks/{hook_id}", get(get_project).put(update_project).delete(delete_project))
+        .route("/api/v4/projects/{id}/hooks/{hook_id}/events", get(events_project))
+        .route("/api/v4/projects/{id}/hooks/{hook_id}/events/{event_id}/resend", post(resend_project))
+        .route("/api/v4/projects/{id}/hooks/{hook_id}/test/{trigger}", post(test_project))
 }
 
 pub fn group_routes() -> Router<crate::state::Simulator> {
     Router::new()
-        .route(
-            "/api/v4/groups/{id}/hooks",
-            get(list_group).post(create_group),
-        )
-        .route(
-            "/api/v4/groups/{id}/hooks/{hook_id}",
-            get(get_group).put(update_group).delete(delete_group),
-        )
-        .route(
-            "/api/v4/groups/{id}/hooks/{hook_id}/events",
-            get(events_group),
-        )
-        .route(
-            "/api/v4/groups/{id}/hooks/{hook_id}/events/{event_id}/resend",
-            post(resend_group),
-        )
+        .route("/api/v4/groups/{id}/hooks", get(list_group).post(create_group))
+        .route("/api/v4/groups/{id}/hooks/{hook_id}", get(get_group).put(update_group).delete(delete_group))
+        .route("/api/v4/groups/{id}/hooks/{hook_id}/events", get(events_group))
+        .route("/api/v4/groups/{id}/hooks/{hook_id}/events/{event_id}/resend", post(resend_group))
 }
 
 /// Resolves `:id` to a hook owner the caller may administer: Maintainer on a project,
@@ -88,10 +61,7 @@ fn owner(ds: &Dataset, ctx: &Ctx, id: &str, group: bool) -> Result<HookOwner, Si
 }
 
 fn find(ds: &Dataset, owner: HookOwner, hook_id: u64) -> Result<&Hook, SimError> {
-    ds.hooks
-        .iter()
-        .find(|h| h.id == hook_id && h.owner == owner)
-        .ok_or(SimError::NotFound("Hook"))
+    ds.hooks.iter().find(|h| h.id == hook_id && h.owner == owner).ok_or(SimError::NotFound("Hook"))
 }
 
 /// Hook attributes arrive as JSON or as a form, like any Grape endpoint accepts.
@@ -99,14 +69,10 @@ fn body_fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, 
     if body.is_empty() {
         return Ok(Map::new());
     }
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form {
-        return Ok(url::form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect());
+        return Ok(url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect());
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => Ok(m),
@@ -140,16 +106,10 @@ fn apply_events(events: &mut HookEvents, f: &Map<String, Value>, group: bool) {
     set("push_events", &mut events.push_events);
     set("tag_push_events", &mut events.tag_push_events);
     set("issues_events", &mut events.issues_events);
-    set(
-        "confidential_issues_events",
-        &mut events.confidential_issues_events,
-    );
+    set("confidential_issues_events", &mut events.confidential_issues_events);
     set("merge_requests_events", &mut events.merge_requests_events);
     set("note_events", &mut events.note_events);
-    set(
-        "confidential_note_events",
-        &mut events.confidential_note_events,
-    );
+    set("confidential_note_events", &mut events.confidential_note_events);
     set("job_events", &mut events.job_events);
     set("pipeline_events", &mut events.pipeline_events);
     set("wiki_page_events", &mut events.wiki_page_events);
@@ -157,10 +117,7 @@ fn apply_events(events: &mut HookEvents, f: &Map<String, Value>, group: bool) {
     set("releases_events", &mut events.releases_events);
     set("feature_flag_events", &mut events.feature_flag_events);
     set("emoji_events", &mut events.emoji_events);
-    set(
-        "resource_access_token_events",
-        &mut events.resource_access_token_events,
-    );
+    set("resource_access_token_events", &mut events.resource_access_token_events);
     if group {
         set("subgroup_events", &mut events.subgroup_events);
         set("member_events", &mut events.member_events);
@@ -212,12 +169,7 @@ fn apply_common(hook: &mut Hook, f: &Map<String, Value>, group: bool) -> Result<
     if let Some(Value::Array(items)) = f.get("custom_headers") {
         hook.custom_headers = items
             .iter()
-            .filter_map(|h| {
-                Some((
-                    h.get("key")?.as_str()?.to_string(),
-                    h.get("value")?.as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|h| Some((h.get("key")?.as_str()?.to_string(), h.get("value")?.as_str()?.to_string())))
             .take(20)
             .collect();
     }
@@ -234,10 +186,7 @@ async fn list(ctx: Ctx, id: String, group: bool) -> ApiResult {
     let now = time::now();
     let hooks: Vec<&Hook> = ds.hooks.iter().filter(|h| h.owner == owner).collect();
     let (slice, headers) = pagination::offset(&hooks, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice.iter().map(|h| render::hook(h, now)).collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|h| render::hook(h, now)).collect(), headers))
 }
 
 async fn get_one(ctx: Ctx, id: String, hook_id: u64, group: bool) -> ApiResult {
@@ -250,10 +199,7 @@ async fn create(ctx: Ctx, id: String, headers: HeaderMap, body: Bytes, group: bo
     let fields = body_fields(&headers, &body)?;
     let mut ds = write(&ctx.sim.shared.data);
     let owner = owner(&ds, &ctx, &id, group)?;
-    let url = fields
-        .get("url")
-        .and_then(as_text)
-        .ok_or(SimError::MissingParam("url"))?;
+    let url = fields.get("url").and_then(as_text).ok_or(SimError::MissingParam("url"))?;
     check_url(&url)?;
     let mut hook = Hook {
         id: Ids::next(&mut ds.ids.hook),
@@ -261,10 +207,7 @@ async fn create(ctx: Ctx, id: String, headers: HeaderMap, body: Bytes, group: bo
         url,
         name: String::new(),
         description: String::new(),
-        token: fields
-            .get("token")
-            .and_then(as_text)
-            .filter(|t| !t.is_empty()),
+        token: fields.get("token").and_then(as_text).filter(|t| !t.is_empty()),
         signing_token: None,
         events: HookEvents::default(),
         push_events_branch_filter: None,
@@ -283,23 +226,12 @@ async fn create(ctx: Ctx, id: String, headers: HeaderMap, body: Bytes, group: bo
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
-async fn update(
-    ctx: Ctx,
-    id: String,
-    hook_id: u64,
-    headers: HeaderMap,
-    body: Bytes,
-    group: bool,
-) -> ApiResult {
+async fn update(ctx: Ctx, id: String, hook_id: u64, headers: HeaderMap, body: Bytes, group: bool) -> ApiResult {
     let fields = body_fields(&headers, &body)?;
     let mut ds = write(&ctx.sim.shared.data);
     let owner = owner(&ds, &ctx, &id, group)?;
     find(&ds, owner, hook_id)?;
-    let hook = ds
-        .hooks
-        .iter_mut()
-        .find(|h| h.id == hook_id)
-        .ok_or(SimError::NotFound("Hook"))?;
+    let hook = ds.hooks.iter_mut().find(|h| h.id == hook_id).ok_or(SimError::NotFound("Hook"))?;
     if let Some(url) = fields.get("url").and_then(as_text) {
         check_url(&url)?;
         // WebHook#reset_token: a new URL drops the secret token unless one is sent with it.
@@ -351,16 +283,10 @@ async fn events(ctx: Ctx, id: String, hook_id: u64, group: bool) -> ApiResult {
     }
     let log = lock(&ctx.sim.shared.deliveries);
     let filter = ctx.params.get("status");
-    let mut list: Vec<&webhook::Delivery> = log
-        .for_hook(hook_id)
-        .filter(|d| filter.is_none_or(|f| status_matches(d, f)))
-        .collect();
+    let mut list: Vec<&webhook::Delivery> = log.for_hook(hook_id).filter(|d| filter.is_none_or(|f| status_matches(d, f))).collect();
     list.reverse();
     let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice.iter().map(|d| delivery_json(d)).collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|d| delivery_json(d)).collect(), headers))
 }
 
 /// Re-sends a logged delivery with the same Idempotency-Key, as GitLab's "Resend Request".
@@ -370,122 +296,54 @@ async fn resend(ctx: Ctx, id: String, hook_id: u64, event_id: u64, group: bool) 
         let owner = owner(&ds, &ctx, &id, group)?;
         find(&ds, owner, hook_id)?.clone()
     };
-    let original = lock(&ctx.sim.shared.deliveries)
-        .for_hook(hook_id)
-        .find(|d| d.id == event_id)
-        .cloned()
-        .ok_or(SimError::NotFound(""))?;
-    let new_id = webhook::deliver(
-        &ctx.sim,
-        &hook,
-        original.kind,
-        &original.request_body,
-        &original.idempotency_key,
-        &original.event_uuid,
-    )
-    .await;
-    let status = lock(&ctx.sim.shared.deliveries)
-        .deliveries
-        .iter()
-        .find(|d| d.id == new_id)
-        .and_then(|d| d.response_status);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"response_status": status})),
-    )
-        .into_response())
+    let original = lock(&ctx.sim.shared.deliveries).for_hook(hook_id).find(|d| d.id == event_id).cloned().ok_or(SimError::NotFound(""))?;
+    let new_id =
+        webhook::deliver(&ctx.sim, &hook, original.kind, &original.request_body, &original.idempotency_key, &original.event_uuid).await;
+    let status = lock(&ctx.sim.shared.deliveries).deliveries.iter().find(|d| d.id == new_id).and_then(|d| d.response_status);
+    Ok((StatusCode::CREATED, axum::Json(json!({"response_status": status}))).into_response())
 }
 
 /// A sample event built from the project's latest matching record, as GitLab's "Test" does.
-fn sample(
-    ds: &Dataset,
-    p: &Project,
-    user: &User,
-    trigger: &str,
-    base: &str,
-) -> Result<(Trigger, Value), SimError> {
+fn sample(ds: &Dataset, p: &Project, user: &User, trigger: &str, base: &str) -> Result<(Trigger, Value), SimError> {
     let missing = |what: &str| SimError::BadRequest(format!("Ensure the project has {what}."));
     match trigger {
         "push_events" => {
-            let head = p
-                .repository
-                .branch(&p.default_branch)
-                .ok_or_else(|| missing("commits"))?
-                .commit
-                .clone();
+            let head = p.repository.branch(&p.default_branch).ok_or_else(|| missing("commits"))?.commit.clone();
             let recent = p.repository.reachable(std::slice::from_ref(&head), true);
-            let mut commits: Vec<&Commit> = recent
-                .iter()
-                .take(3)
-                .map(|i| &p.repository.commits[*i])
-                .collect();
+            let mut commits: Vec<&Commit> = recent.iter().take(3).map(|i| &p.repository.commits[*i]).collect();
             commits.reverse();
-            let before = commits
-                .first()
-                .and_then(|c| c.parent_ids.first().cloned())
-                .unwrap_or_else(|| "0".repeat(40));
-            let info = PushInfo {
-                before,
-                after: head,
-                reference: format!("refs/heads/{}", p.default_branch),
-                commits,
-            };
+            let before = commits.first().and_then(|c| c.parent_ids.first().cloned()).unwrap_or_else(|| "0".repeat(40));
+            let info = PushInfo { before, after: head, reference: format!("refs/heads/{}", p.default_branch), commits };
             Ok((Trigger::Push, payloads::push(ds, p, user, &info, base)))
         }
         "merge_requests_events" => {
-            let m = p
-                .merge_requests
-                .last()
-                .ok_or_else(|| missing("merge requests"))?;
-            let change = MrChange {
-                action: "open",
-                changes: &Vec::new(),
-                oldrev: None,
-            };
-            Ok((
-                Trigger::MergeRequest,
-                payloads::merge_request(ds, p, m, user, &change, base),
-            ))
+            let m = p.merge_requests.last().ok_or_else(|| missing("merge requests"))?;
+            let change = MrChange { action: "open", changes: &Vec::new(), oldrev: None };
+            Ok((Trigger::MergeRequest, payloads::merge_request(ds, p, m, user, &change, base)))
         }
         "issues_events" | "confidential_issues_events" => {
             let i = p.issues.last().ok_or_else(|| missing("issues"))?;
-            Ok((
-                Trigger::Issue,
-                payloads::issue(ds, p, i, user, "open", &Vec::new(), base),
-            ))
+            Ok((Trigger::Issue, payloads::issue(ds, p, i, user, "open", &Vec::new(), base)))
         }
         "note_events" | "confidential_note_events" => {
             let n = p.notes.last().ok_or_else(|| missing("notes"))?;
-            Ok((
-                Trigger::Note,
-                payloads::note(ds, p, n, user, "create", base),
-            ))
+            Ok((Trigger::Note, payloads::note(ds, p, n, user, "create", base)))
         }
         "pipeline_events" => {
             let pl = p.pipelines.last().ok_or_else(|| missing("pipelines"))?;
             Ok((Trigger::Pipeline, payloads::pipeline(ds, p, pl, base)))
         }
         "job_events" => {
-            let pl = p
-                .pipelines
-                .iter()
-                .rev()
-                .find(|pl| !pl.jobs.is_empty())
-                .ok_or_else(|| missing("jobs"))?;
+            let pl = p.pipelines.iter().rev().find(|pl| !pl.jobs.is_empty()).ok_or_else(|| missing("jobs"))?;
             Ok((Trigger::Job, payloads::job(ds, p, pl, &pl.jobs[0], base)))
         }
-        _ => Err(SimError::BadRequest(format!(
-            "trigger {trigger} is not supported by the simulator"
-        ))),
+        _ => Err(SimError::BadRequest(format!("trigger {trigger} is not supported by the simulator"))),
     }
 }
 
 /// `POST .../hooks/:hook_id/test/:trigger`: delivers a sample now, even to a disabled hook;
 /// a 2xx answer re-enables it.
-async fn test_project(
-    ctx: Ctx,
-    Path((id, hook_id, trigger)): Path<(String, u64, String)>,
-) -> ApiResult {
+async fn test_project(ctx: Ctx, Path((id, hook_id, trigger)): Path<(String, u64, String)>) -> ApiResult {
     let (hook, event, body) = {
         let ds = read(&ctx.sim.shared.data);
         let owner = owner(&ds, &ctx, &id, false)?;
@@ -499,20 +357,8 @@ async fn test_project(
         (hook, event, serde_json::to_string(&payload)?)
     };
     let key = uuid::Uuid::new_v4().to_string();
-    webhook::deliver(
-        &ctx.sim,
-        &hook,
-        event,
-        &body,
-        &key,
-        &uuid::Uuid::new_v4().to_string(),
-    )
-    .await;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"message": "201 Created"})),
-    )
-        .into_response())
+    webhook::deliver(&ctx.sim, &hook, event, &body, &key, &uuid::Uuid::new_v4().to_string()).await;
+    Ok((StatusCode::CREATED, axum::Json(json!({"message": "201 Created"}))).into_response())
 }
 
 async fn list_project(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
@@ -527,36 +373,16 @@ async fn get_project(ctx: Ctx, Path((id, hook)): Path<(String, u64)>) -> ApiResu
 async fn get_group(ctx: Ctx, Path((id, hook)): Path<(String, u64)>) -> ApiResult {
     get_one(ctx, id, hook, true).await
 }
-async fn create_project(
-    ctx: Ctx,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn create_project(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult {
     create(ctx, id, headers, body, false).await
 }
-async fn create_group(
-    ctx: Ctx,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn create_group(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult {
     create(ctx, id, headers, body, true).await
 }
-async fn update_project(
-    ctx: Ctx,
-    Path((id, hook)): Path<(String, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn update_project(ctx: Ctx, Path((id, hook)): Path<(String, u64)>, headers: HeaderMap, body: Bytes) -> ApiResult {
     update(ctx, id, hook, headers, body, false).await
 }
-async fn update_group(
-    ctx: Ctx,
-    Path((id, hook)): Path<(String, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn update_group(ctx: Ctx, Path((id, hook)): Path<(String, u64)>, headers: HeaderMap, body: Bytes) -> ApiResult {
     update(ctx, id, hook, headers, body, true).await
 }
 async fn delete_project(ctx: Ctx, Path((id, hook)): Path<(String, u64)>) -> ApiResult {

@@ -32,37 +32,17 @@ pub(crate) struct Ctx {
 impl FromRequestParts<Simulator> for Ctx {
     type Rejection = SimError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        sim: &Simulator,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = *parts
-            .extensions
-            .get::<Caller>()
-            .ok_or(SimError::Unauthorized)?;
-        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, sim)
-            .await
-            .map_err(|e| SimError::BadRequest(e.body_text()))?;
+    async fn from_request_parts(parts: &mut Parts, sim: &Simulator) -> Result<Self, Self::Rejection> {
+        let caller = *parts.extensions.get::<Caller>().ok_or(SimError::Unauthorized)?;
+        let Query(pairs) =
+            Query::<Vec<(String, String)>>::from_request_parts(parts, sim).await.map_err(|e| SimError::BadRequest(e.body_text()))?;
         let base = read(&sim.shared.base_url).clone();
         let scheme = base.split("://").next().unwrap_or("http");
-        let root = match parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
+        let root = match parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             Some(host) => format!("{scheme}://{host}"),
             None => base.clone(),
         };
-        Ok(Ctx {
-            sim: sim.clone(),
-            caller,
-            params: Params(pairs),
-            origin: Origin {
-                root,
-                path: parts.uri.path().to_string(),
-            },
-            base,
-        })
+        Ok(Ctx { sim: sim.clone(), caller, params: Params(pairs), origin: Origin { root, path: parts.uri.path().to_string() }, base })
     }
 }
 
@@ -92,9 +72,7 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
         .merge(events::routes())
         .merge(hooks::project_routes())
         .route_layer(auth());
-    let group_hooks = hooks::group_routes()
-        .route_layer(auth())
-        .route_layer(axum::middleware::from_fn_with_state(sim.clone(), ee_only));
+    let group_hooks = hooks::group_routes().route_layer(auth()).route_layer(axum::middleware::from_fn_with_state(sim.clone(), ee_only));
     core.merge(group_hooks)
 }
 

@@ -5,9 +5,9 @@ use axum::extract::Path;
 use axum::routing::get;
 
 use super::{ApiResult, Ctx, json, page};
+use crate::control::churn;
 use crate::dataset::Dataset;
 use crate::error::SimError;
-use crate::control::churn;
 use crate::model::*;
 use crate::pagination::{self, Cursor, Params};
 use crate::render;
@@ -17,33 +17,18 @@ use crate::time::{self, Ts, api};
 pub fn routes() -> Router<crate::state::Simulator> {
     Router::new()
         .route("/api/v4/projects/{id}/merge_requests", get(merge_requests))
-        .route(
-            "/api/v4/projects/{id}/merge_requests/{iid}",
-            get(merge_request),
-        )
-        .route(
-            "/api/v4/projects/{id}/merge_requests/{iid}/commits",
-            get(merge_request_commits),
-        )
-        .route(
-            "/api/v4/projects/{id}/merge_requests/{iid}/notes",
-            get(merge_request_notes),
-        )
+        .route("/api/v4/projects/{id}/merge_requests/{iid}", get(merge_request))
+        .route("/api/v4/projects/{id}/merge_requests/{iid}/commits", get(merge_request_commits))
+        .route("/api/v4/projects/{id}/merge_requests/{iid}/notes", get(merge_request_notes))
         .route("/api/v4/projects/{id}/issues", get(issues))
         .route("/api/v4/projects/{id}/issues/{iid}", get(issue))
         .route("/api/v4/projects/{id}/issues/{iid}/notes", get(issue_notes))
         .route("/api/v4/projects/{id}/pipelines", get(pipelines))
-        .route(
-            "/api/v4/projects/{id}/pipelines/{pipeline_id}",
-            get(pipeline),
-        )
+        .route("/api/v4/projects/{id}/pipelines/{pipeline_id}", get(pipeline))
 }
 
 fn time_param(params: &Params, key: &str) -> Result<Option<Ts>, SimError> {
-    params
-        .get(key)
-        .map(|v| time::parse(v).ok_or_else(|| SimError::BadRequest(format!("{key} is invalid"))))
-        .transpose()
+    params.get(key).map(|v| time::parse(v).ok_or_else(|| SimError::BadRequest(format!("{key} is invalid")))).transpose()
 }
 
 /// `created_after`/`created_before`/`updated_after`/`updated_before`, all inclusive.
@@ -143,21 +128,10 @@ async fn merge_requests(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     let list = mr_list(&ctx, p)?;
     let simple = ctx.params.get("view") == Some("simple");
     let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice
-            .iter()
-            .map(|m| render::merge_request(&ds, p, m, &ctx.base, simple))
-            .collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|m| render::merge_request(&ds, p, m, &ctx.base, simple)).collect(), headers))
 }
 
-fn find_mr<'a>(
-    ds: &'a Dataset,
-    ctx: &Ctx,
-    id: &str,
-    iid: u64,
-) -> Result<(&'a Project, &'a MergeRequest), SimError> {
+fn find_mr<'a>(ds: &'a Dataset, ctx: &Ctx, id: &str, iid: u64) -> Result<(&'a Project, &'a MergeRequest), SimError> {
     let p = ds.visible_project(ctx.caller.user_id, id)?;
     let m = p.merge_request(iid).ok_or(SimError::NotFound(""))?;
     Ok((p, m))
@@ -178,44 +152,23 @@ async fn merge_request(ctx: Ctx, Path((id, iid)): Path<(String, u64)>) -> ApiRes
 async fn merge_request_commits(ctx: Ctx, Path((id, iid)): Path<(String, u64)>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let (p, m) = find_mr(&ds, &ctx, &id, iid)?;
-    let commits: Vec<&Commit> = m
-        .commit_shas
-        .iter()
-        .rev()
-        .filter_map(|s| p.repository.commit(s))
-        .collect();
+    let commits: Vec<&Commit> = m.commit_shas.iter().rev().filter_map(|s| p.repository.commit(s)).collect();
     let (slice, headers) = pagination::offset(&commits, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice
-            .iter()
-            .map(|c| render::commit(p, c, &ctx.base))
-            .collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|c| render::commit(p, c, &ctx.base)).collect(), headers))
 }
 
 fn list_notes(ctx: &Ctx, ds: &Dataset, p: &Project, target: Noteable) -> ApiResult {
     let mut notes: Vec<&Note> = p.notes.iter().filter(|n| n.noteable == target).collect();
     let by_updated = ctx.params.get("order_by") == Some("updated_at");
     notes.sort_by(|a, b| {
-        let ord = if by_updated {
-            a.updated_at.cmp(&b.updated_at)
-        } else {
-            a.created_at.cmp(&b.created_at)
-        };
+        let ord = if by_updated { a.updated_at.cmp(&b.updated_at) } else { a.created_at.cmp(&b.created_at) };
         ord.then(a.id.cmp(&b.id))
     });
     if sort_desc(&ctx.params) {
         notes.reverse();
     }
     let (slice, headers) = pagination::offset(&notes, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice
-            .iter()
-            .map(|n| render::note(ds, p, n, &ctx.base))
-            .collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|n| render::note(ds, p, n, &ctx.base)).collect(), headers))
 }
 
 async fn merge_request_notes(ctx: Ctx, Path((id, iid)): Path<(String, u64)>) -> ApiResult {
@@ -234,24 +187,13 @@ fn issues_visible(p: &Project) -> &[Issue] {
 
 /// Confidential issues are visible to Reporter and above, their author and assignees.
 fn can_read_issue(ds: &Dataset, p: &Project, user: u64, i: &Issue) -> bool {
-    !i.confidential
-        || i.author_id == user
-        || i.assignee_ids.contains(&user)
-        || ds.project_access(user, p).is_some_and(|l| l >= REPORTER)
+    !i.confidential || i.author_id == user || i.assignee_ids.contains(&user) || ds.project_access(user, p).is_some_and(|l| l >= REPORTER)
 }
 
 /// The orders project issues can be keyset-paginated by: `Issue.supported_keyset_orderings`
 /// as gitlab-org/gitlab!199887 (GitLab 18.3) lists them. lib/api/issues.rb drops the
 /// `pagination` parameter for any other `order_by`, so those requests get offset pages.
-const ISSUE_KEYSET_ORDERS: &[&str] = &[
-    "id",
-    "title",
-    "created_at",
-    "updated_at",
-    "due_date",
-    "relative_position",
-    "weight",
-];
+const ISSUE_KEYSET_ORDERS: &[&str] = &["id", "title", "created_at", "updated_at", "due_date", "relative_position", "weight"];
 
 /// Project issues gained keyset pagination in GitLab 18.3 (gitlab-org/gitlab!199887). Before,
 /// lib/api/issues.rb paged them with `paginate`, which in lib/api/helpers/pagination.rb is
@@ -278,20 +220,12 @@ fn issue_key(i: &Issue, key: &str) -> String {
 
 /// The project's issues the caller may read that match the request's filters, in its order,
 /// with the order key and direction.
-fn issue_list<'a>(
-    ctx: &Ctx,
-    ds: &Dataset,
-    p: &'a Project,
-) -> Result<(Vec<&'a Issue>, &'static str, bool), SimError> {
+fn issue_list<'a>(ctx: &Ctx, ds: &Dataset, p: &'a Project) -> Result<(Vec<&'a Issue>, &'static str, bool), SimError> {
     let me = ctx.caller.user_id;
     let window = Window::from(&ctx.params)?;
     let state = ctx.params.get("state").unwrap_or("all");
     let scope = ctx.params.get("scope").unwrap_or("all");
-    let labels: Vec<&str> = ctx
-        .params
-        .get("labels")
-        .map(|l| l.split(',').collect())
-        .unwrap_or_default();
+    let labels: Vec<&str> = ctx.params.get("labels").map(|l| l.split(',').collect()).unwrap_or_default();
     let mut list: Vec<&Issue> = issues_visible(p)
         .iter()
         .filter(|i| can_read_issue(ds, p, me, i))
@@ -302,11 +236,7 @@ fn issue_list<'a>(
             _ => true,
         })
         .filter(|i| labels.iter().all(|l| i.labels.iter().any(|x| x == l)))
-        .filter(|i| {
-            ctx.params
-                .get("confidential")
-                .is_none_or(|c| (c == "true") == i.confidential)
-        })
+        .filter(|i| ctx.params.get("confidential").is_none_or(|c| (c == "true") == i.confidential))
         .filter(|i| window.admits(i.created_at, i.updated_at))
         .collect();
     let key = match ctx.params.get("order_by").unwrap_or("created_at") {
@@ -337,21 +267,12 @@ fn issue_list<'a>(
 /// Whether this issues request is answered with keyset pagination.
 fn issue_keyset(ctx: &Ctx, ds: &Dataset) -> bool {
     let key = ctx.params.get("order_by").unwrap_or("created_at");
-    pagination::wants_keyset(&ctx.params)
-        && issue_keyset_available(ds)
-        && ISSUE_KEYSET_ORDERS.contains(&key)
+    pagination::wants_keyset(&ctx.params) && issue_keyset_available(ds) && ISSUE_KEYSET_ORDERS.contains(&key)
 }
 
 /// Where the keyset page after `cursor` starts in `list`.
-fn issue_cursor_start(
-    list: &[&Issue],
-    key: &str,
-    desc: bool,
-    cursor: Option<&Cursor>,
-) -> usize {
-    list.iter()
-        .position(|i| issue_after(i, key, desc, cursor))
-        .unwrap_or(list.len())
+fn issue_cursor_start(list: &[&Issue], key: &str, desc: bool, cursor: Option<&Cursor>) -> usize {
+    list.iter().position(|i| issue_after(i, key, desc, cursor)).unwrap_or(list.len())
 }
 
 fn issue_after(i: &Issue, key: &str, desc: bool, cursor: Option<&Cursor>) -> bool {
@@ -392,16 +313,7 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
             &ctx.params,
             &ctx.origin,
             |i| issue_after(i, key, desc, cursor.as_ref()),
-            |i| {
-                (
-                    "cursor",
-                    Cursor {
-                        key: issue_key(i, key),
-                        id: i.id,
-                    }
-                    .encode(),
-                )
-            },
+            |i| ("cursor", Cursor { key: issue_key(i, key), id: i.id }.encode()),
         );
         return Ok(page(slice.iter().map(render).collect(), headers));
     }
@@ -412,12 +324,7 @@ async fn issues(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     Ok(page(slice.iter().map(render).collect(), headers))
 }
 
-fn find_issue<'a>(
-    ds: &'a Dataset,
-    ctx: &Ctx,
-    id: &str,
-    iid: u64,
-) -> Result<(&'a Project, &'a Issue), SimError> {
+fn find_issue<'a>(ds: &'a Dataset, ctx: &Ctx, id: &str, iid: u64) -> Result<(&'a Project, &'a Issue), SimError> {
     let p = ds.visible_project(ctx.caller.user_id, id)?;
     let i = issues_visible(p)
         .iter()
@@ -496,36 +403,21 @@ async fn pipelines(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     let p = ci_project(&ds, &ctx, &id)?;
     let list = pipeline_list(&ctx, p)?;
     let (slice, headers) = pagination::offset(&list, &ctx.params, &ctx.origin, None)?;
-    Ok(page(
-        slice
-            .iter()
-            .map(|pl| render::pipeline(p, pl, &ctx.base))
-            .collect(),
-        headers,
-    ))
+    Ok(page(slice.iter().map(|pl| render::pipeline(p, pl, &ctx.base)).collect(), headers))
 }
 
 async fn pipeline(ctx: Ctx, Path((id, pipeline_id)): Path<(String, u64)>) -> ApiResult {
     let ds = read(&ctx.sim.shared.data);
     let p = ci_project(&ds, &ctx, &id)?;
-    let pl = p
-        .pipelines
-        .iter()
-        .find(|pl| pl.id == pipeline_id)
-        .ok_or(SimError::NotFound(""))?;
+    let pl = p.pipelines.iter().find(|pl| pl.id == pipeline_id).ok_or(SimError::NotFound(""))?;
     let mut v = render::pipeline(p, pl, &ctx.base);
     v["before_sha"] = pl.before_sha.clone().into();
     v["tag"] = pl.tag.into();
     v["user"] = render::user_ref(&ds, Some(pl.user_id), &ctx.base);
     v["started_at"] = time::api_opt(&pl.started_at);
     v["finished_at"] = time::api_opt(&pl.finished_at);
-    v["duration"] = pl
-        .finished_at
-        .zip(pl.started_at)
-        .map(|(f, s)| (f - s).num_seconds())
-        .into();
+    v["duration"] = pl.finished_at.zip(pl.started_at).map(|(f, s)| (f - s).num_seconds()).into();
     v["coverage"] = serde_json::Value::Null;
-    v["detailed_status"] =
-        serde_json::json!({"text": pl.status, "label": pl.status, "group": pl.status});
+    v["detailed_status"] = serde_json::json!({"text": pl.status, "label": pl.status, "group": pl.status});
     Ok(json(v))
 }

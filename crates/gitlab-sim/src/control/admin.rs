@@ -49,18 +49,12 @@ pub async fn set_latency(State(sim): State<Simulator>, axum::Json(l): axum::Json
     config(State(sim)).await
 }
 
-pub async fn set_rate_limit(
-    State(sim): State<Simulator>,
-    axum::Json(r): axum::Json<RateLimitConfig>,
-) -> Res {
+pub async fn set_rate_limit(State(sim): State<Simulator>, axum::Json(r): axum::Json<RateLimitConfig>) -> Res {
     sim.update_config(|c| c.rate_limit = r);
     config(State(sim)).await
 }
 
-pub async fn set_delivery(
-    State(sim): State<Simulator>,
-    axum::Json(d): axum::Json<DeliveryConfig>,
-) -> Res {
+pub async fn set_delivery(State(sim): State<Simulator>, axum::Json(d): axum::Json<DeliveryConfig>) -> Res {
     sim.update_config(|c| c.delivery = d);
     config(State(sim)).await
 }
@@ -80,10 +74,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Plan>
     Option::<Plan>::deserialize(d).map(Some)
 }
 
-pub async fn set_instance(
-    State(sim): State<Simulator>,
-    axum::Json(b): axum::Json<InstanceBody>,
-) -> Res {
+pub async fn set_instance(State(sim): State<Simulator>, axum::Json(b): axum::Json<InstanceBody>) -> Res {
     let mut ds = write(&sim.shared.data);
     if let Some(e) = b.edition {
         ds.instance.edition = e;
@@ -102,11 +93,7 @@ pub async fn set_instance(
 
 pub async fn truth(State(sim): State<Simulator>) -> Res {
     let body = sim.with_dataset(|ds| ds.to_json())?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn truth_project(State(sim): State<Simulator>, Path(id): Path<u64>) -> Res {
@@ -128,13 +115,9 @@ pub struct TokenBody {
     value: Option<String>,
 }
 
-pub async fn create_token(
-    State(sim): State<Simulator>,
-    axum::Json(b): axum::Json<TokenBody>,
-) -> Res {
+pub async fn create_token(State(sim): State<Simulator>, axum::Json(b): axum::Json<TokenBody>) -> Res {
     let mut ds = write(&sim.shared.data);
-    ds.user(b.user_id)
-        .ok_or_else(|| control_error("no such user"))?;
+    ds.user(b.user_id).ok_or_else(|| control_error("no such user"))?;
     let value = match b.value {
         Some(v) if ds.token_by_value(&v).is_some() => {
             return Err(control_error("token value already in use"));
@@ -160,10 +143,7 @@ pub async fn create_token(
 }
 
 fn token_mut(ds: &mut Dataset, id: u64) -> Result<&mut Token, SimError> {
-    ds.tokens
-        .iter_mut()
-        .find(|t| t.id == id)
-        .ok_or_else(|| control_error("no such token"))
+    ds.tokens.iter_mut().find(|t| t.id == id).ok_or_else(|| control_error("no such token"))
 }
 
 pub async fn revoke_token(State(sim): State<Simulator>, Path(id): Path<u64>) -> Res {
@@ -185,16 +165,9 @@ pub struct PlanBody {
     plan: Plan,
 }
 
-pub async fn set_plan(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    axum::Json(b): axum::Json<PlanBody>,
-) -> Res {
+pub async fn set_plan(State(sim): State<Simulator>, Path(id): Path<u64>, axum::Json(b): axum::Json<PlanBody>) -> Res {
     let mut ds = write(&sim.shared.data);
-    let root = ds
-        .root_of(id)
-        .map(|g| g.id)
-        .ok_or(SimError::NotFound("Group"))?;
+    let root = ds.root_of(id).map(|g| g.id).ok_or(SimError::NotFound("Group"))?;
     // The plan belongs to the top-level namespace; subgroups mirror it.
     let below = ds.descendants(root);
     for g in ds.groups.iter_mut().filter(|g| below.contains(&g.id)) {
@@ -211,23 +184,15 @@ pub struct GroupBody {
     plan: Option<Plan>,
 }
 
-pub async fn create_group(
-    State(sim): State<Simulator>,
-    Query(w): Query<Wait>,
-    axum::Json(b): axum::Json<GroupBody>,
-) -> Res {
+pub async fn create_group(State(sim): State<Simulator>, Query(w): Query<Wait>, axum::Json(b): axum::Json<GroupBody>) -> Res {
     let (events, body) = {
         let mut ds = write(&sim.shared.data);
         let parent = match b.parent_id {
             Some(id) => Some(ds.group(id).cloned().ok_or(SimError::NotFound("Group"))?),
             None => None,
         };
-        let path = b
-            .path
-            .unwrap_or_else(|| b.name.to_lowercase().replace(' ', "-"));
-        let full_path = parent
-            .as_ref()
-            .map_or(path.clone(), |p| format!("{}/{path}", p.full_path));
+        let path = b.path.unwrap_or_else(|| b.name.to_lowercase().replace(' ', "-"));
+        let full_path = parent.as_ref().map_or(path.clone(), |p| format!("{}/{path}", p.full_path));
         if ds.groups.iter().any(|g| g.full_path == full_path) {
             return Err(control_error("a group with that path exists"));
         }
@@ -235,16 +200,12 @@ pub async fn create_group(
             id: Ids::next(&mut ds.ids.group),
             name: b.name.clone(),
             path,
-            full_name: parent
-                .as_ref()
-                .map_or(b.name.clone(), |p| format!("{} / {}", p.full_name, b.name)),
+            full_name: parent.as_ref().map_or(b.name.clone(), |p| format!("{} / {}", p.full_name, b.name)),
             full_path,
             parent_id: parent.as_ref().map(|p| p.id),
             description: String::new(),
             visibility: Visibility::Private,
-            plan: parent
-                .as_ref()
-                .map_or(b.plan.unwrap_or(Plan::Free), |p| p.plan),
+            plan: parent.as_ref().map_or(b.plan.unwrap_or(Plan::Free), |p| p.plan),
             created_at: time::now(),
         };
         let events = parent
@@ -299,16 +260,11 @@ fn member_event(ds: &Dataset, m: &Member, event_name: &str) -> Option<Event> {
     })
 }
 
-pub async fn add_member(
-    State(sim): State<Simulator>,
-    Query(w): Query<Wait>,
-    axum::Json(b): axum::Json<MemberBody>,
-) -> Res {
+pub async fn add_member(State(sim): State<Simulator>, Query(w): Query<Wait>, axum::Json(b): axum::Json<MemberBody>) -> Res {
     let source = member_source(&b)?;
     let (events, body) = {
         let mut ds = write(&sim.shared.data);
-        ds.user(b.user_id)
-            .ok_or_else(|| control_error("no such user"))?;
+        ds.user(b.user_id).ok_or_else(|| control_error("no such user"))?;
         let exists = match source {
             MemberSource::Group(id) => ds.group(id).is_some(),
             MemberSource::Project(id) => ds.project(id).is_some(),
@@ -316,10 +272,7 @@ pub async fn add_member(
         if !exists {
             return Err(control_error("no such group or project"));
         }
-        let existing = ds
-            .members
-            .iter()
-            .position(|m| m.source == source && m.user_id == b.user_id);
+        let existing = ds.members.iter().position(|m| m.source == source && m.user_id == b.user_id);
         let event_name = match existing {
             Some(i) => {
                 ds.members[i].access_level = b.access_level;
@@ -336,25 +289,13 @@ pub async fn add_member(
                 "user_add_to_group"
             }
         };
-        let m = ds
-            .members
-            .iter()
-            .find(|m| m.source == source && m.user_id == b.user_id)
-            .cloned()
-            .expect("just stored");
-        (
-            member_event(&ds, &m, event_name).into_iter().collect(),
-            serde_json::to_value(&m)?,
-        )
+        let m = ds.members.iter().find(|m| m.source == source && m.user_id == b.user_id).cloned().expect("just stored");
+        (member_event(&ds, &m, event_name).into_iter().collect(), serde_json::to_value(&m)?)
     };
     respond(&sim, w, events, body).await
 }
 
-pub async fn remove_member(
-    State(sim): State<Simulator>,
-    Query(w): Query<Wait>,
-    axum::Json(b): axum::Json<MemberBody>,
-) -> Res {
+pub async fn remove_member(State(sim): State<Simulator>, Query(w): Query<Wait>, axum::Json(b): axum::Json<MemberBody>) -> Res {
     let source = member_source(&b)?;
     let events = {
         let mut ds = write(&sim.shared.data);
@@ -364,9 +305,7 @@ pub async fn remove_member(
             .position(|m| m.source == source && m.user_id == b.user_id)
             .ok_or_else(|| control_error("no such membership"))?;
         let m = ds.members.remove(i);
-        member_event(&ds, &m, "user_remove_from_group")
-            .into_iter()
-            .collect()
+        member_event(&ds, &m, "user_remove_from_group").into_iter().collect()
     };
     respond(&sim, w, events, json!({"removed": true})).await
 }
@@ -381,34 +320,18 @@ pub struct ProjectBody {
     creator_id: Option<u64>,
 }
 
-pub async fn create_project(
-    State(sim): State<Simulator>,
-    Query(w): Query<Wait>,
-    axum::Json(b): axum::Json<ProjectBody>,
-) -> Res {
+pub async fn create_project(State(sim): State<Simulator>, Query(w): Query<Wait>, axum::Json(b): axum::Json<ProjectBody>) -> Res {
     let (events, body) = {
         let mut ds = write(&sim.shared.data);
-        let ns = ds
-            .group(b.namespace_id)
-            .cloned()
-            .ok_or(SimError::NotFound("Group"))?;
-        let path = b
-            .path
-            .unwrap_or_else(|| b.name.to_lowercase().replace(' ', "-"));
+        let ns = ds.group(b.namespace_id).cloned().ok_or(SimError::NotFound("Group"))?;
+        let path = b.path.unwrap_or_else(|| b.name.to_lowercase().replace(' ', "-"));
         let path_with_namespace = format!("{}/{path}", ns.full_path);
-        if ds
-            .projects
-            .iter()
-            .any(|p| p.path_with_namespace == path_with_namespace)
-        {
+        if ds.projects.iter().any(|p| p.path_with_namespace == path_with_namespace) {
             return Err(control_error("a project with that path exists"));
         }
         let now = time::now();
         let creator = b.creator_id.unwrap_or(crate::generate::OWNER_USER);
-        let author = ds
-            .user(creator)
-            .cloned()
-            .ok_or_else(|| control_error("no such user"))?;
+        let author = ds.user(creator).cloned().ok_or_else(|| control_error("no such user"))?;
         let default_branch = b.default_branch.unwrap_or_else(|| "main".into());
         let sha = lock(&sim.shared.rng).sha();
         let mut repository = Repository::default();
@@ -426,11 +349,7 @@ pub async fn create_project(
             added: vec!["README.md".into()],
             modified: vec![],
         });
-        repository.branches.push(Branch {
-            name: default_branch.clone(),
-            commit: sha,
-            protected: true,
-        });
+        repository.branches.push(Branch { name: default_branch.clone(), commit: sha, protected: true });
         let p = Project {
             id: Ids::next(&mut ds.ids.project),
             name: b.name.clone(),
@@ -470,11 +389,7 @@ pub async fn create_project(
     respond(&sim, w, events, body).await
 }
 
-pub async fn delete_project(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_project(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>) -> Res {
     let events = {
         let mut ds = write(&sim.shared.data);
         let p = ds.project(id).ok_or(SimError::NotFound("Project"))?;
@@ -501,18 +416,11 @@ pub struct FailingBody {
     fail_rate: Option<f64>,
 }
 
-pub async fn set_hook_failing(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    axum::Json(b): axum::Json<FailingBody>,
-) -> Res {
+pub async fn set_hook_failing(State(sim): State<Simulator>, Path(id): Path<u64>, axum::Json(b): axum::Json<FailingBody>) -> Res {
     if !read(&sim.shared.data).hooks.iter().any(|h| h.id == id) {
         return Err(SimError::NotFound("Hook"));
     }
-    let rate = b
-        .fail_rate
-        .unwrap_or(if b.failing { 1.0 } else { 0.0 })
-        .clamp(0.0, 1.0);
+    let rate = b.fail_rate.unwrap_or(if b.failing { 1.0 } else { 0.0 }).clamp(0.0, 1.0);
     let mut log = lock(&sim.shared.deliveries);
     if rate > 0.0 {
         log.failing_hooks.insert(id, rate);
@@ -529,10 +437,6 @@ pub struct DeliveryQuery {
 
 pub async fn deliveries(State(sim): State<Simulator>, Query(q): Query<DeliveryQuery>) -> Res {
     let log = lock(&sim.shared.deliveries);
-    let list: Vec<_> = log
-        .deliveries
-        .iter()
-        .filter(|d| q.hook_id.is_none_or(|h| d.hook_id == h))
-        .collect();
+    let list: Vec<_> = log.deliveries.iter().filter(|d| q.hook_id.is_none_or(|h| d.hook_id == h)).collect();
     ok(serde_json::to_value(list)?)
 }

@@ -37,29 +37,15 @@ pub(super) fn project_mut(ds: &mut Dataset, id: u64) -> Result<&mut Project, Sim
 }
 
 pub(super) fn actor(ds: &Dataset, user_id: Option<u64>) -> Result<User, SimError> {
-    ds.user(user_id.unwrap_or(OWNER_USER))
-        .cloned()
-        .ok_or_else(|| control_error("no such user"))
+    ds.user(user_id.unwrap_or(OWNER_USER)).cloned().ok_or_else(|| control_error("no such user"))
 }
 
 pub(super) fn project_event(trigger: Trigger, project_id: u64, payload: Value) -> Event {
-    Event {
-        trigger,
-        payload,
-        project_id: Some(project_id),
-        group_id: None,
-        branch: None,
-    }
+    Event { trigger, payload, project_id: Some(project_id), group_id: None, branch: None }
 }
 
 /// `n` new commits on top of `parent`, ending at `now`, one second apart.
-pub(super) fn new_commits(
-    rng: &mut Rng,
-    author: &User,
-    parent: &str,
-    n: usize,
-    now: Ts,
-) -> Vec<Commit> {
+pub(super) fn new_commits(rng: &mut Rng, author: &User, parent: &str, n: usize, now: Ts) -> Vec<Commit> {
     let mut parent = parent.to_string();
     (0..n)
         .map(|i| {
@@ -87,22 +73,10 @@ pub(super) fn new_commits(
 
 /// Commits reachable from `new` but not from `old`, oldest first.
 pub(super) fn new_since(repo: &Repository, old: Option<&str>, new: &str) -> Vec<String> {
-    let seen: HashSet<usize> = old
-        .map(|o| {
-            repo.reachable(&[o.to_string()], false)
-                .into_iter()
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: Vec<usize> = repo
-        .reachable(&[new.to_string()], false)
-        .into_iter()
-        .filter(|i| !seen.contains(i))
-        .collect();
+    let seen: HashSet<usize> = old.map(|o| repo.reachable(&[o.to_string()], false).into_iter().collect()).unwrap_or_default();
+    let mut out: Vec<usize> = repo.reachable(&[new.to_string()], false).into_iter().filter(|i| !seen.contains(i)).collect();
     out.reverse();
-    out.into_iter()
-        .map(|i| repo.commits[i].id.clone())
-        .collect()
+    out.into_iter().map(|i| repo.commits[i].id.clone()).collect()
 }
 
 /// A ref moving from `before` to `after` (zeros for creation or deletion).
@@ -114,21 +88,11 @@ pub(super) struct RefMove<'a> {
 }
 
 pub(super) fn push_event(ds: &Dataset, p: &Project, user: &User, m: RefMove, base: &str) -> Event {
-    let RefMove {
-        before,
-        after,
-        reference,
-        shas,
-    } = m;
+    let RefMove { before, after, reference, shas } = m;
     let commits = shas.iter().filter_map(|s| p.repository.commit(s)).collect();
     let tag = reference.starts_with("refs/tags/");
     let branch = reference.strip_prefix("refs/heads/").map(str::to_string);
-    let info = PushInfo {
-        before: before.into(),
-        after: after.into(),
-        reference,
-        commits,
-    };
+    let info = PushInfo { before: before.into(), after: after.into(), reference, commits };
     Event {
         trigger: if tag { Trigger::TagPush } else { Trigger::Push },
         payload: payloads::push(ds, p, user, &info, base),

@@ -21,10 +21,7 @@ use crate::time::{self, Ts};
 use crate::webhook;
 
 /// `PUT /-/sim/churn` with `{"enabled": true, "budget": 40}`; answers the whole config.
-pub async fn set_churn(
-    State(sim): State<Simulator>,
-    axum::Json(c): axum::Json<Churn>,
-) -> Result<Response, SimError> {
+pub async fn set_churn(State(sim): State<Simulator>, axum::Json(c): axum::Json<Churn>) -> Result<Response, SimError> {
     sim.update_config(|cfg| cfg.churn = c);
     super::admin::config(State(sim)).await
 }
@@ -119,8 +116,7 @@ pub(crate) fn edit(sim: &Simulator, project_id: u64, target: Target) {
                 actor(&ds, None).and_then(|user| {
                     let mut b = merge_requests::MrBody::default();
                     b.title = title;
-                    merge_requests::apply_update(&mut ds, project_id, iid, &user, &b, now, &base)
-                        .map(|e| vec![e])
+                    merge_requests::apply_update(&mut ds, project_id, iid, &user, &b, now, &base).map(|e| vec![e])
                 })
             }
             Target::Issue { iid } => {
@@ -128,8 +124,7 @@ pub(crate) fn edit(sim: &Simulator, project_id: u64, target: Target) {
                 actor(&ds, None).and_then(|user| {
                     let mut b = issues::IssueBody::default();
                     b.title = title;
-                    issues::apply_update(&mut ds, project_id, iid, &user, &b, now, &base)
-                        .map(|e| vec![e])
+                    issues::apply_update(&mut ds, project_id, iid, &user, &b, now, &base).map(|e| vec![e])
                 })
             }
             Target::Pipeline { id } => ci::step_pipeline(&mut ds, project_id, id, now, &base),

@@ -27,47 +27,24 @@ pub struct PipelineBody {
 
 const FINISHED: &[&str] = &["success", "failed", "canceled", "skipped"];
 
-fn pipeline_events(
-    ds: &Dataset,
-    id: u64,
-    pipeline_id: u64,
-    jobs: &[u64],
-    base: &str,
-) -> Vec<Event> {
+fn pipeline_events(ds: &Dataset, id: u64, pipeline_id: u64, jobs: &[u64], base: &str) -> Vec<Event> {
     let p = ds.project(id).expect("exists");
-    let pl = p
-        .pipelines
-        .iter()
-        .find(|x| x.id == pipeline_id)
-        .expect("exists");
+    let pl = p.pipelines.iter().find(|x| x.id == pipeline_id).expect("exists");
     let mut events: Vec<Event> = pl
         .jobs
         .iter()
         .filter(|j| jobs.contains(&j.id))
         .map(|j| project_event(Trigger::Job, id, payloads::job(ds, p, pl, j, base)))
         .collect();
-    events.push(project_event(
-        Trigger::Pipeline,
-        id,
-        payloads::pipeline(ds, p, pl, base),
-    ));
+    events.push(project_event(Trigger::Pipeline, id, payloads::pipeline(ds, p, pl, base)));
     events
 }
 
 fn ci_enabled(p: &Project) -> Result<(), SimError> {
-    if p.jobs_enabled {
-        Ok(())
-    } else {
-        Err(control_error("CI/CD is disabled in this project"))
-    }
+    if p.jobs_enabled { Ok(()) } else { Err(control_error("CI/CD is disabled in this project")) }
 }
 
-pub async fn run_pipeline(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn run_pipeline(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: PipelineBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -78,37 +55,22 @@ pub async fn run_pipeline(
         let job_ids: Vec<u64> = (0..3).map(|_| Ids::next(&mut ds.ids.job)).collect();
         let p = project_mut(&mut ds, id)?;
         ci_enabled(p)?;
-        let reference = b
-            .reference
-            .clone()
-            .unwrap_or_else(|| p.default_branch.clone());
+        let reference = b.reference.clone().unwrap_or_else(|| p.default_branch.clone());
         let sha = match &b.sha {
             Some(s) => p.repository.find_commit(s).map(|c| c.id.clone()),
             None => p.repository.resolve(&reference),
         }
         .ok_or_else(|| control_error("unknown ref or sha"))?;
-        let before_sha = p
-            .repository
-            .commit(&sha)
-            .and_then(|c| c.parent_ids.first().cloned())
-            .unwrap_or_else(|| ZERO_SHA.into());
+        let before_sha = p.repository.commit(&sha).and_then(|c| c.parent_ids.first().cloned()).unwrap_or_else(|| ZERO_SHA.into());
         let status = b.status.clone().unwrap_or_else(|| "pending".into());
         let jobs = job_ids
             .iter()
-            .zip([
-                ("build", "compile"),
-                ("test", "unit-tests"),
-                ("deploy", "deploy-staging"),
-            ])
+            .zip([("build", "compile"), ("test", "unit-tests"), ("deploy", "deploy-staging")])
             .map(|(jid, (stage, name))| Job {
                 id: *jid,
                 name: name.into(),
                 stage: stage.into(),
-                status: if stage == "build" {
-                    status.clone()
-                } else {
-                    "created".into()
-                },
+                status: if stage == "build" { status.clone() } else { "created".into() },
                 created_at: now,
                 started_at: None,
                 finished_at: None,
@@ -132,10 +94,7 @@ pub async fn run_pipeline(
             finished_at: None,
             jobs,
         });
-        (
-            pipeline_events(&ds, id, pipeline_id, &job_ids, &base),
-            pipeline_id,
-        )
+        (pipeline_events(&ds, id, pipeline_id, &job_ids, &base), pipeline_id)
     };
     respond(&sim, w, events, json!({"id": pipeline_id})).await
 }
@@ -171,39 +130,22 @@ pub async fn update_pipeline(
     bytes: Bytes,
 ) -> Res {
     let b: PipelineBody = body(&bytes)?;
-    let status = b
-        .status
-        .clone()
-        .ok_or_else(|| control_error("status is required"))?;
+    let status = b.status.clone().ok_or_else(|| control_error("status is required"))?;
     let base = sim.base_url();
     let now = time::now();
     let events = {
         let mut ds = write(&sim.shared.data);
         let p = project_mut(&mut ds, id)?;
-        let pl = p
-            .pipelines
-            .iter_mut()
-            .find(|x| x.id == pipeline_id)
-            .ok_or(SimError::NotFound("Pipeline"))?;
+        let pl = p.pipelines.iter_mut().find(|x| x.id == pipeline_id).ok_or(SimError::NotFound("Pipeline"))?;
         let mut changed = Vec::new();
-        for j in pl
-            .jobs
-            .iter_mut()
-            .filter(|j| !FINISHED.contains(&j.status.as_str()) && j.status != status)
-        {
+        for j in pl.jobs.iter_mut().filter(|j| !FINISHED.contains(&j.status.as_str()) && j.status != status) {
             set_job_status(j, &status, now);
             changed.push(j.id);
         }
         set_pipeline_status(pl, &status, now);
         pipeline_events(&ds, id, pipeline_id, &changed, &base)
     };
-    respond(
-        &sim,
-        w,
-        events,
-        json!({"id": pipeline_id, "status": status}),
-    )
-    .await
+    respond(&sim, w, events, json!({"id": pipeline_id, "status": status})).await
 }
 
 /// One step a pipeline of a busy project takes on its own, for the churn setting: a running
@@ -212,34 +154,18 @@ pub async fn update_pipeline(
 /// (or, when none failed, its last job: GitLab lets any finished job be retried, and a pipeline
 /// with a pending job among successful ones is `running` in Gitlab::Ci::Status::Composite).
 /// Returns the Job Hooks of the jobs that moved and the Pipeline Hook, as `update_pipeline`.
-pub(super) fn step_pipeline(
-    ds: &mut Dataset,
-    id: u64,
-    pipeline_id: u64,
-    now: Ts,
-    base: &str,
-) -> Result<Vec<Event>, SimError> {
+pub(super) fn step_pipeline(ds: &mut Dataset, id: u64, pipeline_id: u64, now: Ts, base: &str) -> Result<Vec<Event>, SimError> {
     let p = project_mut(ds, id)?;
-    let pl = p
-        .pipelines
-        .iter_mut()
-        .find(|x| x.id == pipeline_id)
-        .ok_or(SimError::NotFound("Pipeline"))?;
+    let pl = p.pipelines.iter_mut().find(|x| x.id == pipeline_id).ok_or(SimError::NotFound("Pipeline"))?;
     let mut changed = Vec::new();
     if pl.status == "running" {
-        for j in pl
-            .jobs
-            .iter_mut()
-            .filter(|j| !FINISHED.contains(&j.status.as_str()))
-        {
+        for j in pl.jobs.iter_mut().filter(|j| !FINISHED.contains(&j.status.as_str())) {
             set_job_status(j, "success", now);
             changed.push(j.id);
         }
         set_pipeline_status(pl, "success", now);
     } else if FINISHED.contains(&pl.status.as_str()) {
-        let mut retried: Vec<usize> = (0..pl.jobs.len())
-            .filter(|&i| matches!(pl.jobs[i].status.as_str(), "failed" | "canceled"))
-            .collect();
+        let mut retried: Vec<usize> = (0..pl.jobs.len()).filter(|&i| matches!(pl.jobs[i].status.as_str(), "failed" | "canceled")).collect();
         if retried.is_empty() && !pl.jobs.is_empty() {
             retried.push(pl.jobs.len() - 1);
         }
@@ -255,11 +181,7 @@ pub(super) fn step_pipeline(
         pl.started_at.get_or_insert(now);
         pl.updated_at = now;
     } else {
-        if let Some(j) = pl
-            .jobs
-            .iter_mut()
-            .find(|j| !FINISHED.contains(&j.status.as_str()))
-        {
+        if let Some(j) = pl.jobs.iter_mut().find(|j| !FINISHED.contains(&j.status.as_str())) {
             set_job_status(j, "running", now);
             changed.push(j.id);
         }
@@ -270,32 +192,16 @@ pub(super) fn step_pipeline(
 
 /// Moves one job; the pipeline follows (running while any job runs, failed on a failure,
 /// success when all succeeded) and fires its own hook when its status changes.
-pub async fn update_job(
-    State(sim): State<Simulator>,
-    Path((id, job_id)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn update_job(State(sim): State<Simulator>, Path((id, job_id)): Path<(u64, u64)>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: PipelineBody = body(&bytes)?;
-    let status = b
-        .status
-        .clone()
-        .ok_or_else(|| control_error("status is required"))?;
+    let status = b.status.clone().ok_or_else(|| control_error("status is required"))?;
     let base = sim.base_url();
     let now = time::now();
     let events = {
         let mut ds = write(&sim.shared.data);
         let p = project_mut(&mut ds, id)?;
-        let pl = p
-            .pipelines
-            .iter_mut()
-            .find(|x| x.jobs.iter().any(|j| j.id == job_id))
-            .ok_or(SimError::NotFound("Job"))?;
-        let j = pl
-            .jobs
-            .iter_mut()
-            .find(|j| j.id == job_id)
-            .expect("found above");
+        let pl = p.pipelines.iter_mut().find(|x| x.jobs.iter().any(|j| j.id == job_id)).ok_or(SimError::NotFound("Job"))?;
+        let j = pl.jobs.iter_mut().find(|j| j.id == job_id).expect("found above");
         set_job_status(j, &status, now);
         let statuses: Vec<&str> = pl.jobs.iter().map(|j| j.status.as_str()).collect();
         let derived = if statuses.contains(&"failed") {
@@ -332,12 +238,7 @@ pub struct DeployBody {
 }
 
 /// Records a deployment of a ref to an environment and fires its Deployment Hook.
-pub async fn deploy(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn deploy(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: DeployBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -348,14 +249,8 @@ pub async fn deploy(
         let job_id = Ids::next(&mut ds.ids.job);
         let p = project_mut(&mut ds, id)?;
         ci_enabled(p)?;
-        let reference = b
-            .reference
-            .clone()
-            .unwrap_or_else(|| p.default_branch.clone());
-        let sha = p
-            .repository
-            .resolve(&reference)
-            .ok_or_else(|| control_error(format!("unknown ref {reference}")))?;
+        let reference = b.reference.clone().unwrap_or_else(|| p.default_branch.clone());
+        let sha = p.repository.resolve(&reference).ok_or_else(|| control_error(format!("unknown ref {reference}")))?;
         p.deployments.push(Deployment {
             id: deployment_id,
             environment: b.environment.clone().unwrap_or_else(|| "staging".into()),
@@ -369,14 +264,7 @@ pub async fn deploy(
         });
         let p = ds.project(id).expect("exists");
         let d = p.deployments.last().expect("just added");
-        (
-            project_event(
-                Trigger::Deployment,
-                id,
-                payloads::deployment(&ds, p, d, &base),
-            ),
-            deployment_id,
-        )
+        (project_event(Trigger::Deployment, id, payloads::deployment(&ds, p, d, &base)), deployment_id)
     };
     respond(&sim, w, vec![event], json!({"id": deployment_id})).await
 }

@@ -33,23 +33,13 @@ fn remove<T>(list: &mut Vec<T>, what: &'static str, gone: impl Fn(&T) -> bool) -
 }
 
 /// Applies `delete` to project `id` and answers `{"deleted": key}`, with no hook.
-async fn delete_in_project(
-    sim: Simulator,
-    id: u64,
-    key: u64,
-    w: Wait,
-    delete: impl FnOnce(&mut Project) -> Result<(), SimError>,
-) -> Res {
+async fn delete_in_project(sim: Simulator, id: u64, key: u64, w: Wait, delete: impl FnOnce(&mut Project) -> Result<(), SimError>) -> Res {
     delete(project_mut(&mut write(&sim.shared.data), id)?)?;
     respond(&sim, w, Vec::new(), json!({"deleted": key})).await
 }
 
 /// `DELETE /-/sim/projects/{id}/merge_requests/{iid}`: the merge request and its notes.
-pub async fn delete_merge_request(
-    State(sim): State<Simulator>,
-    Path((id, iid)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_merge_request(State(sim): State<Simulator>, Path((id, iid)): Path<(u64, u64)>, Query(w): Query<Wait>) -> Res {
     delete_in_project(sim, id, iid, w, |p| {
         remove(&mut p.merge_requests, "Merge Request", |m| m.iid == iid)?;
         p.notes.retain(|n| n.noteable != Noteable::MergeRequest { iid });
@@ -59,11 +49,7 @@ pub async fn delete_merge_request(
 }
 
 /// `DELETE /-/sim/projects/{id}/issues/{iid}`: the issue and its notes.
-pub async fn delete_issue(
-    State(sim): State<Simulator>,
-    Path((id, iid)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_issue(State(sim): State<Simulator>, Path((id, iid)): Path<(u64, u64)>, Query(w): Query<Wait>) -> Res {
     delete_in_project(sim, id, iid, w, |p| {
         remove(&mut p.issues, "Issue", |i| i.iid == iid)?;
         p.notes.retain(|n| n.noteable != Noteable::Issue { iid });
@@ -73,24 +59,13 @@ pub async fn delete_issue(
 }
 
 /// `DELETE /-/sim/projects/{id}/notes/{note_id}`.
-pub async fn delete_note(
-    State(sim): State<Simulator>,
-    Path((id, note_id)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_note(State(sim): State<Simulator>, Path((id, note_id)): Path<(u64, u64)>, Query(w): Query<Wait>) -> Res {
     delete_in_project(sim, id, note_id, w, |p| remove(&mut p.notes, "Note", |n| n.id == note_id)).await
 }
 
 /// `DELETE /-/sim/projects/{id}/pipelines/{pipeline_id}`: the pipeline and its jobs.
-pub async fn delete_pipeline(
-    State(sim): State<Simulator>,
-    Path((id, pipeline_id)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-) -> Res {
-    delete_in_project(sim, id, pipeline_id, w, |p| {
-        remove(&mut p.pipelines, "Pipeline", |pl| pl.id == pipeline_id)
-    })
-    .await
+pub async fn delete_pipeline(State(sim): State<Simulator>, Path((id, pipeline_id)): Path<(u64, u64)>, Query(w): Query<Wait>) -> Res {
+    delete_in_project(sim, id, pipeline_id, w, |p| remove(&mut p.pipelines, "Pipeline", |pl| pl.id == pipeline_id)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,10 +83,7 @@ pub async fn transfer_project(
 ) -> Res {
     let moved = {
         let mut ds = write(&sim.shared.data);
-        let group = ds
-            .group(b.namespace_id)
-            .cloned()
-            .ok_or(SimError::NotFound("Namespace"))?;
+        let group = ds.group(b.namespace_id).cloned().ok_or(SimError::NotFound("Namespace"))?;
         let p = project_mut(&mut ds, id)?;
         p.namespace_id = group.id;
         p.path_with_namespace = format!("{}/{}", group.full_path, p.path);

@@ -25,43 +25,18 @@ pub struct IssueBody {
     user_id: Option<u64>,
 }
 
-fn issue_event(
-    ds: &Dataset,
-    id: u64,
-    iid: u64,
-    user: &User,
-    action: &str,
-    changes: &Changes,
-    base: &str,
-) -> Event {
+fn issue_event(ds: &Dataset, id: u64, iid: u64, user: &User, action: &str, changes: &Changes, base: &str) -> Event {
     let p = ds.project(id).expect("exists");
     let issue = p.issue(iid).expect("exists");
-    let trigger = if issue.confidential {
-        Trigger::ConfidentialIssue
-    } else {
-        Trigger::Issue
-    };
-    project_event(
-        trigger,
-        id,
-        payloads::issue(ds, p, issue, user, action, changes, base),
-    )
+    let trigger = if issue.confidential { Trigger::ConfidentialIssue } else { Trigger::Issue };
+    project_event(trigger, id, payloads::issue(ds, p, issue, user, action, changes, base))
 }
 
 pub(super) fn issues_enabled(p: &Project) -> Result<(), SimError> {
-    if p.issues_enabled {
-        Ok(())
-    } else {
-        Err(control_error("issues are disabled in this project"))
-    }
+    if p.issues_enabled { Ok(()) } else { Err(control_error("issues are disabled in this project")) }
 }
 
-pub async fn open_issue(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn open_issue(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: IssueBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -90,20 +65,12 @@ pub async fn open_issue(
             updated_by_id: None,
         });
         p.last_activity_at = now;
-        (
-            issue_event(&ds, id, iid, &user, "open", &Vec::new(), &base),
-            iid,
-        )
+        (issue_event(&ds, id, iid, &user, "open", &Vec::new(), &base), iid)
     };
     respond(&sim, w, vec![event], json!({"iid": iid})).await
 }
 
-pub async fn update_issue(
-    State(sim): State<Simulator>,
-    Path((id, iid)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn update_issue(State(sim): State<Simulator>, Path((id, iid)): Path<(u64, u64)>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: IssueBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -129,22 +96,14 @@ pub(super) fn apply_update(
     super::ensure_labels(ds, id, b.labels.as_ref(), now);
     let p = project_mut(ds, id)?;
     issues_enabled(p)?;
-    let issue = p
-        .issues
-        .iter_mut()
-        .find(|i| i.iid == iid)
-        .ok_or(SimError::NotFound("Issue"))?;
+    let issue = p.issues.iter_mut().find(|i| i.iid == iid).ok_or(SimError::NotFound("Issue"))?;
     let mut changes: Changes = Vec::new();
     if let Some(t) = &b.title {
         changes.push(("title", issue.title.clone().into(), t.clone().into()));
         issue.title = t.clone();
     }
     if let Some(d) = &b.description {
-        changes.push((
-            "description",
-            issue.description.clone().into(),
-            d.clone().into(),
-        ));
+        changes.push(("description", issue.description.clone().into(), d.clone().into()));
         issue.description = d.clone();
     }
     if let Some(c) = b.confidential {
@@ -160,11 +119,7 @@ pub(super) fn apply_update(
         issue.assignee_ids = a.clone();
     }
     changes.push(("updated_by_id", json!(issue.updated_by_id), user.id.into()));
-    changes.push((
-        "updated_at",
-        time::hook(&issue.updated_at).into(),
-        time::hook(&now).into(),
-    ));
+    changes.push(("updated_at", time::hook(&issue.updated_at).into(), time::hook(&now).into()));
     issue.updated_at = now;
     issue.updated_by_id = Some(user.id);
     Ok(issue_event(ds, id, iid, user, "update", &changes, base))
@@ -185,11 +140,7 @@ pub async fn issue_action(
         let user = actor(&ds, b.user_id)?;
         let p = project_mut(&mut ds, id)?;
         issues_enabled(p)?;
-        let issue = p
-            .issues
-            .iter_mut()
-            .find(|i| i.iid == iid)
-            .ok_or(SimError::NotFound("Issue"))?;
+        let issue = p.issues.iter_mut().find(|i| i.iid == iid).ok_or(SimError::NotFound("Issue"))?;
         let before = issue.clone();
         let hook_action = match (action.as_str(), issue.state) {
             ("close", IssueState::Opened) => {
@@ -205,29 +156,14 @@ pub async fn issue_action(
                 "reopen"
             }
             (other, state) => {
-                return Err(control_error(format!(
-                    "cannot {other} an issue that is {}",
-                    state.as_str()
-                )));
+                return Err(control_error(format!("cannot {other} an issue that is {}", state.as_str())));
             }
         };
         issue.updated_at = now;
         let changes: Changes = vec![
-            (
-                "closed_at",
-                time::hook_opt(&before.closed_at),
-                time::hook_opt(&issue.closed_at),
-            ),
-            (
-                "state_id",
-                before.state.id().into(),
-                issue.state.id().into(),
-            ),
-            (
-                "updated_at",
-                time::hook(&before.updated_at).into(),
-                time::hook(&now).into(),
-            ),
+            ("closed_at", time::hook_opt(&before.closed_at), time::hook_opt(&issue.closed_at)),
+            ("state_id", before.state.id().into(), issue.state.id().into()),
+            ("updated_at", time::hook(&before.updated_at).into(), time::hook(&now).into()),
         ];
         p.last_activity_at = now;
         issue_event(&ds, id, iid, &user, hook_action, &changes, &base)

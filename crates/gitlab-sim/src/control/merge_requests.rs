@@ -31,35 +31,14 @@ pub struct MrBody {
     user_id: Option<u64>,
 }
 
-fn mr_event(
-    ds: &Dataset,
-    id: u64,
-    iid: u64,
-    user: &User,
-    action: &str,
-    changes: &Changes,
-    base: &str,
-) -> Event {
+fn mr_event(ds: &Dataset, id: u64, iid: u64, user: &User, action: &str, changes: &Changes, base: &str) -> Event {
     let p = ds.project(id).expect("exists");
     let mr = p.merge_request(iid).expect("exists");
-    let change = MrChange {
-        action,
-        changes,
-        oldrev: None,
-    };
-    project_event(
-        Trigger::MergeRequest,
-        id,
-        payloads::merge_request(ds, p, mr, user, &change, base),
-    )
+    let change = MrChange { action, changes, oldrev: None };
+    project_event(Trigger::MergeRequest, id, payloads::merge_request(ds, p, mr, user, &change, base))
 }
 
-pub async fn open_mr(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn open_mr(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: MrBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -68,60 +47,31 @@ pub async fn open_mr(
         let user = actor(&ds, b.user_id)?;
         let mr_id = Ids::next(&mut ds.ids.merge_request);
         let p = project_mut(&mut ds, id)?;
-        let target = b
-            .target_branch
-            .clone()
-            .unwrap_or_else(|| p.default_branch.clone());
-        let target_head = p
-            .repository
-            .branch(&target)
-            .map(|x| x.commit.clone())
-            .ok_or_else(|| control_error("unknown target branch"))?;
+        let target = b.target_branch.clone().unwrap_or_else(|| p.default_branch.clone());
+        let target_head = p.repository.branch(&target).map(|x| x.commit.clone()).ok_or_else(|| control_error("unknown target branch"))?;
         let iid = p.merge_requests.iter().map(|m| m.iid).max().unwrap_or(0) + 1;
-        let source = b
-            .source_branch
-            .clone()
-            .unwrap_or_else(|| format!("sim/change-{iid}"));
+        let source = b.source_branch.clone().unwrap_or_else(|| format!("sim/change-{iid}"));
         let mut events = Vec::new();
         if p.repository.branch(&source).is_none() {
-            let commits = new_commits(
-                &mut lock(&sim.shared.rng),
-                &user,
-                &target_head,
-                b.commits.unwrap_or(1),
-                now,
-            );
+            let commits = new_commits(&mut lock(&sim.shared.rng), &user, &target_head, b.commits.unwrap_or(1), now);
             let head = commits.last().map_or(target_head.clone(), |c| c.id.clone());
             let shas: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
             for c in commits {
                 p.repository.push(c);
             }
-            p.repository.branches.push(Branch {
-                name: source.clone(),
-                commit: head.clone(),
-                protected: false,
-            });
+            p.repository.branches.push(Branch { name: source.clone(), commit: head.clone(), protected: false });
             let p = ds.project(id).expect("exists");
             events.push(push_event(
                 &ds,
                 p,
                 &user,
-                RefMove {
-                    before: ZERO_SHA,
-                    after: &head,
-                    reference: format!("refs/heads/{source}"),
-                    shas: &shas,
-                },
+                RefMove { before: ZERO_SHA, after: &head, reference: format!("refs/heads/{source}"), shas: &shas },
                 &base,
             ));
         }
         super::ensure_labels(&mut ds, id, b.labels.as_ref(), now);
         let p = project_mut(&mut ds, id)?;
-        let head = p
-            .repository
-            .branch(&source)
-            .map(|x| x.commit.clone())
-            .expect("exists");
+        let head = p.repository.branch(&source).map(|x| x.commit.clone()).expect("exists");
         let commit_shas = new_since(&p.repository, Some(&target_head), &head);
         let title = b.title.clone().unwrap_or_else(|| format!("Change {iid}"));
         p.merge_requests.push(MergeRequest {
@@ -154,12 +104,7 @@ pub async fn open_mr(
     respond(&sim, w, events, json!({"iid": iid, "id": mr_id})).await
 }
 
-pub async fn update_mr(
-    State(sim): State<Simulator>,
-    Path((id, iid)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn update_mr(State(sim): State<Simulator>, Path((id, iid)): Path<(u64, u64)>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: MrBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -173,22 +118,10 @@ pub async fn update_mr(
 
 /// Applies the title, description, labels and assignees of `b` to a merge request, moves its
 /// `updated_at` to `now`, and returns the Merge Request Hook (`action: update`) it fires.
-pub(super) fn apply_update(
-    ds: &mut Dataset,
-    id: u64,
-    iid: u64,
-    user: &User,
-    b: &MrBody,
-    now: Ts,
-    base: &str,
-) -> Result<Event, SimError> {
+pub(super) fn apply_update(ds: &mut Dataset, id: u64, iid: u64, user: &User, b: &MrBody, now: Ts, base: &str) -> Result<Event, SimError> {
     super::ensure_labels(ds, id, b.labels.as_ref(), now);
     let p = project_mut(ds, id)?;
-    let mr = p
-        .merge_requests
-        .iter_mut()
-        .find(|m| m.iid == iid)
-        .ok_or(SimError::NotFound("Merge Request"))?;
+    let mr = p.merge_requests.iter_mut().find(|m| m.iid == iid).ok_or(SimError::NotFound("Merge Request"))?;
     let mut changes: Changes = Vec::new();
     if let Some(t) = &b.title {
         changes.push(("title", mr.title.clone().into(), t.clone().into()));
@@ -196,11 +129,7 @@ pub(super) fn apply_update(
         mr.title = t.clone();
     }
     if let Some(d) = &b.description {
-        changes.push((
-            "description",
-            mr.description.clone().into(),
-            d.clone().into(),
-        ));
+        changes.push(("description", mr.description.clone().into(), d.clone().into()));
         mr.description = d.clone();
     }
     if let Some(l) = &b.labels {
@@ -211,11 +140,7 @@ pub(super) fn apply_update(
         changes.push(("assignees", json!(mr.assignee_ids), json!(a)));
         mr.assignee_ids = a.clone();
     }
-    changes.push((
-        "updated_at",
-        time::hook(&mr.updated_at).into(),
-        time::hook(&now).into(),
-    ));
+    changes.push(("updated_at", time::hook(&mr.updated_at).into(), time::hook(&now).into()));
     mr.updated_at = now;
     Ok(mr_event(ds, id, iid, user, "update", &changes, base))
 }
@@ -232,20 +157,10 @@ pub async fn mr_action(
         let branch = {
             let ds = read(&sim.shared.data);
             let p = ds.project(id).ok_or(SimError::NotFound("Project"))?;
-            p.merge_request(iid)
-                .ok_or(SimError::NotFound("Merge Request"))?
-                .source_branch
-                .clone()
+            p.merge_request(iid).ok_or(SimError::NotFound("Merge Request"))?.source_branch.clone()
         };
-        let push_body =
-            json!({"branch": branch, "commits": b.count.unwrap_or(1), "user_id": b.user_id});
-        return super::repository::push(
-            State(sim),
-            Path(id),
-            Query(w),
-            Bytes::from(push_body.to_string()),
-        )
-        .await;
+        let push_body = json!({"branch": branch, "commits": b.count.unwrap_or(1), "user_id": b.user_id});
+        return super::repository::push(State(sim), Path(id), Query(w), Bytes::from(push_body.to_string())).await;
     }
     let base = sim.base_url();
     let now = time::now();
@@ -253,11 +168,7 @@ pub async fn mr_action(
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, b.user_id)?;
         let p = project_mut(&mut ds, id)?;
-        let idx = p
-            .merge_requests
-            .iter()
-            .position(|m| m.iid == iid)
-            .ok_or(SimError::NotFound("Merge Request"))?;
+        let idx = p.merge_requests.iter().position(|m| m.iid == iid).ok_or(SimError::NotFound("Merge Request"))?;
         let before = p.merge_requests[idx].clone();
         let mut events = Vec::new();
         let hook_action = match (action.as_str(), before.state) {
@@ -281,14 +192,8 @@ pub async fn mr_action(
                     .branch(&before.target_branch)
                     .map(|x| x.commit.clone())
                     .ok_or_else(|| control_error("target branch is gone"))?;
-                let title = format!(
-                    "Merge branch '{}' into '{}'",
-                    before.source_branch, before.target_branch
-                );
-                let message = format!(
-                    "{title}\n\n{}\n\nSee merge request {}!{iid}",
-                    before.title, p.path_with_namespace
-                );
+                let title = format!("Merge branch '{}' into '{}'", before.source_branch, before.target_branch);
+                let message = format!("{title}\n\n{}\n\nSee merge request {}!{iid}", before.title, p.path_with_namespace);
                 let sha = lock(&sim.shared.rng).sha();
                 p.repository.push(Commit {
                     id: sha.clone(),
@@ -304,12 +209,7 @@ pub async fn mr_action(
                     added: vec![],
                     modified: vec![],
                 });
-                if let Some(t) = p
-                    .repository
-                    .branches
-                    .iter_mut()
-                    .find(|x| x.name == before.target_branch)
-                {
+                if let Some(t) = p.repository.branches.iter_mut().find(|x| x.name == before.target_branch) {
                     t.commit = sha.clone();
                 }
                 let shas = new_since(&p.repository, Some(&target_head), &sha);
@@ -323,21 +223,13 @@ pub async fn mr_action(
                     &ds,
                     p,
                     &user,
-                    RefMove {
-                        before: &target_head,
-                        after: &sha,
-                        reference: format!("refs/heads/{}", before.target_branch),
-                        shas: &shas,
-                    },
+                    RefMove { before: &target_head, after: &sha, reference: format!("refs/heads/{}", before.target_branch), shas: &shas },
                     &base,
                 ));
                 "merge"
             }
             (other, state) => {
-                return Err(control_error(format!(
-                    "cannot {other} a merge request that is {}",
-                    state.as_str()
-                )));
+                return Err(control_error(format!("cannot {other} a merge request that is {}", state.as_str())));
             }
         };
         let p = project_mut(&mut ds, id)?;
@@ -346,11 +238,7 @@ pub async fn mr_action(
         mr.updated_at = now;
         let changes: Changes = vec![
             ("state_id", before.state.id().into(), mr.state.id().into()),
-            (
-                "updated_at",
-                time::hook(&before.updated_at).into(),
-                time::hook(&now).into(),
-            ),
+            ("updated_at", time::hook(&before.updated_at).into(), time::hook(&now).into()),
         ];
         events.push(mr_event(&ds, id, iid, &user, hook_action, &changes, &base));
         (events, hook_action)

@@ -31,21 +31,12 @@ fn note_event(ds: &Dataset, id: u64, note_id: u64, user: &User, action: &str, ba
     let p = ds.project(id).expect("exists");
     let n = p.notes.iter().find(|n| n.id == note_id).expect("exists");
     let confidential = matches!(&n.noteable, Noteable::Issue { iid } if p.issue(*iid).is_some_and(|i| i.confidential));
-    let trigger = if confidential {
-        Trigger::ConfidentialNote
-    } else {
-        Trigger::Note
-    };
+    let trigger = if confidential { Trigger::ConfidentialNote } else { Trigger::Note };
     project_event(trigger, id, payloads::note(ds, p, n, user, action, base))
 }
 
 /// Adds a comment; like GitLab, this touches the commented issue or MR's `updated_at`.
-pub async fn add_note(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn add_note(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: NoteBody = body(&bytes)?;
     let base = sim.base_url();
     let now = time::now();
@@ -56,35 +47,22 @@ pub async fn add_note(
         let p = project_mut(&mut ds, id)?;
         let noteable = match (b.noteable_type.as_deref().unwrap_or(""), b.iid, &b.sha) {
             ("MergeRequest", Some(iid), _) => {
-                let mr = p
-                    .merge_requests
-                    .iter_mut()
-                    .find(|m| m.iid == iid)
-                    .ok_or(SimError::NotFound("Merge Request"))?;
+                let mr = p.merge_requests.iter_mut().find(|m| m.iid == iid).ok_or(SimError::NotFound("Merge Request"))?;
                 mr.updated_at = now;
                 Noteable::MergeRequest { iid }
             }
             ("Issue", Some(iid), _) => {
                 issues_enabled(p)?;
-                let issue = p
-                    .issues
-                    .iter_mut()
-                    .find(|i| i.iid == iid)
-                    .ok_or(SimError::NotFound("Issue"))?;
+                let issue = p.issues.iter_mut().find(|i| i.iid == iid).ok_or(SimError::NotFound("Issue"))?;
                 issue.updated_at = now;
                 Noteable::Issue { iid }
             }
             ("Commit", _, Some(sha)) => {
-                let c = p
-                    .repository
-                    .find_commit(sha)
-                    .ok_or(SimError::NotFound("Commit"))?;
+                let c = p.repository.find_commit(sha).ok_or(SimError::NotFound("Commit"))?;
                 Noteable::Commit { sha: c.id.clone() }
             }
             _ => {
-                return Err(control_error(
-                    "give noteable_type MergeRequest/Issue with iid, or Commit with sha",
-                ));
+                return Err(control_error("give noteable_type MergeRequest/Issue with iid, or Commit with sha"));
             }
         };
         p.notes.push(Note {
@@ -97,35 +75,20 @@ pub async fn add_note(
             updated_at: now,
         });
         p.last_activity_at = now;
-        (
-            note_event(&ds, id, note_id, &user, "create", &base),
-            note_id,
-        )
+        (note_event(&ds, id, note_id, &user, "create", &base), note_id)
     };
     respond(&sim, w, vec![event], json!({"id": note_id})).await
 }
 
-pub async fn edit_note(
-    State(sim): State<Simulator>,
-    Path((id, note_id)): Path<(u64, u64)>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn edit_note(State(sim): State<Simulator>, Path((id, note_id)): Path<(u64, u64)>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: NoteBody = body(&bytes)?;
     let base = sim.base_url();
     let event = {
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, b.user_id)?;
         let p = project_mut(&mut ds, id)?;
-        let n = p
-            .notes
-            .iter_mut()
-            .find(|n| n.id == note_id)
-            .ok_or(SimError::NotFound("Note"))?;
-        n.body = b
-            .body
-            .clone()
-            .ok_or_else(|| control_error("body is required"))?;
+        let n = p.notes.iter_mut().find(|n| n.id == note_id).ok_or(SimError::NotFound("Note"))?;
+        n.body = b.body.clone().ok_or_else(|| control_error("body is required"))?;
         let now = time::now();
         n.updated_at = now;
         // A note touches its noteable when saved (app/models/note.rb `belongs_to :noteable,

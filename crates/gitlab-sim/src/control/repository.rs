@@ -51,9 +51,7 @@ pub struct CommitShape {
 impl CommitShape {
     fn apply(&self, commits: &mut [Commit]) -> Result<(), SimError> {
         let date = |v: &Option<String>, field: &str| {
-            v.as_deref()
-                .map(|s| time::parse(s).ok_or_else(|| control_error(format!("{field} is invalid"))))
-                .transpose()
+            v.as_deref().map(|s| time::parse(s).ok_or_else(|| control_error(format!("{field} is invalid")))).transpose()
         };
         let committed = date(&self.committed_date, "committed_date")?;
         let authored = date(&self.authored_date, "authored_date")?;
@@ -105,21 +103,11 @@ pub struct PushBody {
 
 /// Pushes commits to one or more branches; open MRs from those branches get them too.
 /// Like GitLab, the MR's `updated_at` does not move when its source branch is pushed to.
-pub async fn push(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn push(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: PushBody = body(&bytes)?;
     let refs = match (b.refs, b.branch) {
         (Some(refs), _) => refs,
-        (None, Some(branch)) => vec![RefPush {
-            branch,
-            commits: b.commits.unwrap_or(1),
-            from: b.from,
-            shape: b.shape,
-        }],
+        (None, Some(branch)) => vec![RefPush { branch, commits: b.commits.unwrap_or(1), from: b.from, shape: b.shape }],
         (None, None) => return Err(control_error("give `branch` or `refs`")),
     };
     let base = sim.base_url();
@@ -137,39 +125,23 @@ pub async fn push(
                 Some(head) => head.clone(),
                 None => {
                     let from = r.from.clone().unwrap_or_else(|| p.default_branch.clone());
-                    p.repository
-                        .resolve(&from)
-                        .ok_or_else(|| control_error(format!("unknown ref {from}")))?
+                    p.repository.resolve(&from).ok_or_else(|| control_error(format!("unknown ref {from}")))?
                 }
             };
-            let mut commits =
-                new_commits(&mut lock(&sim.shared.rng), &user, &parent, r.commits, now);
+            let mut commits = new_commits(&mut lock(&sim.shared.rng), &user, &parent, r.commits, now);
             r.shape.apply(&mut commits)?;
             let shas: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
             let after = shas.last().cloned().unwrap_or_else(|| parent.clone());
             for c in commits {
                 p.repository.push(c);
             }
-            match p
-                .repository
-                .branches
-                .iter_mut()
-                .find(|x| x.name == r.branch)
-            {
+            match p.repository.branches.iter_mut().find(|x| x.name == r.branch) {
                 Some(branch) => branch.commit = after.clone(),
-                None => p.repository.branches.push(Branch {
-                    name: r.branch.clone(),
-                    commit: after.clone(),
-                    protected: false,
-                }),
+                None => p.repository.branches.push(Branch { name: r.branch.clone(), commit: after.clone(), protected: false }),
             }
             p.last_activity_at = now;
             let mut refreshed = Vec::new();
-            for mr in p
-                .merge_requests
-                .iter_mut()
-                .filter(|m| m.state == MrState::Opened && m.source_branch == r.branch)
-            {
+            for mr in p.merge_requests.iter_mut().filter(|m| m.state == MrState::Opened && m.source_branch == r.branch) {
                 let oldrev = std::mem::replace(&mut mr.sha, after.clone());
                 if r.shape.force {
                     // A force push recomputes the merge request's diff: its commits are
@@ -187,27 +159,16 @@ pub async fn push(
                 &ds,
                 p,
                 &user,
-                RefMove {
-                    before: &before,
-                    after: &after,
-                    reference: format!("refs/heads/{}", r.branch),
-                    shas: &shas,
-                },
+                RefMove { before: &before, after: &after, reference: format!("refs/heads/{}", r.branch), shas: &shas },
                 &base,
             ));
             for (iid, oldrev) in refreshed {
                 let mr = p.merge_request(iid).expect("exists");
-                let change = MrChange {
-                    action: "update",
-                    changes: &Vec::new(),
-                    oldrev: Some(&oldrev),
-                };
+                let change = MrChange { action: "update", changes: &Vec::new(), oldrev: Some(&oldrev) };
                 let payload = payloads::merge_request(&ds, p, mr, &user, &change, &base);
                 events.push(project_event(Trigger::MergeRequest, id, payload));
             }
-            out.push(
-                json!({"branch": r.branch, "before": before, "after": after, "commits": shas}),
-            );
+            out.push(json!({"branch": r.branch, "before": before, "after": after, "commits": shas}));
         }
     }
     let fired = refs.len() <= PUSH_HOOKS_REF_LIMIT;
@@ -227,12 +188,7 @@ pub struct RefBody {
     user_id: Option<u64>,
 }
 
-pub async fn create_branch(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn create_branch(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: RefBody = body(&bytes)?;
     let base = sim.base_url();
     let event = {
@@ -242,42 +198,17 @@ pub async fn create_branch(
         if p.repository.branch(&b.name).is_some() {
             return Err(control_error("branch exists"));
         }
-        let from = b
-            .reference
-            .clone()
-            .unwrap_or_else(|| p.default_branch.clone());
-        let sha = p
-            .repository
-            .resolve(&from)
-            .ok_or_else(|| control_error(format!("unknown ref {from}")))?;
-        p.repository.branches.push(Branch {
-            name: b.name.clone(),
-            commit: sha.clone(),
-            protected: false,
-        });
+        let from = b.reference.clone().unwrap_or_else(|| p.default_branch.clone());
+        let sha = p.repository.resolve(&from).ok_or_else(|| control_error(format!("unknown ref {from}")))?;
+        p.repository.branches.push(Branch { name: b.name.clone(), commit: sha.clone(), protected: false });
         p.last_activity_at = time::now();
         let p = ds.project(id).expect("exists");
-        push_event(
-            &ds,
-            p,
-            &user,
-            RefMove {
-                before: ZERO_SHA,
-                after: &sha,
-                reference: format!("refs/heads/{}", b.name),
-                shas: &[],
-            },
-            &base,
-        )
+        push_event(&ds, p, &user, RefMove { before: ZERO_SHA, after: &sha, reference: format!("refs/heads/{}", b.name), shas: &[] }, &base)
     };
     respond(&sim, w, vec![event], json!({"name": b.name})).await
 }
 
-pub async fn delete_branch(
-    State(sim): State<Simulator>,
-    Path((id, name)): Path<(u64, String)>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_branch(State(sim): State<Simulator>, Path((id, name)): Path<(u64, String)>, Query(w): Query<Wait>) -> Res {
     let base = sim.base_url();
     let event = {
         let mut ds = write(&sim.shared.data);
@@ -286,37 +217,16 @@ pub async fn delete_branch(
         if name == p.default_branch {
             return Err(control_error("the default branch cannot be deleted"));
         }
-        let i = p
-            .repository
-            .branches
-            .iter()
-            .position(|b| b.name == name)
-            .ok_or(SimError::NotFound("Branch"))?;
+        let i = p.repository.branches.iter().position(|b| b.name == name).ok_or(SimError::NotFound("Branch"))?;
         let old = p.repository.branches.remove(i).commit;
         p.last_activity_at = time::now();
         let p = ds.project(id).expect("exists");
-        push_event(
-            &ds,
-            p,
-            &user,
-            RefMove {
-                before: &old,
-                after: ZERO_SHA,
-                reference: format!("refs/heads/{name}"),
-                shas: &[],
-            },
-            &base,
-        )
+        push_event(&ds, p, &user, RefMove { before: &old, after: ZERO_SHA, reference: format!("refs/heads/{name}"), shas: &[] }, &base)
     };
     respond(&sim, w, vec![event], json!({"deleted": name})).await
 }
 
-pub async fn create_tag(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn create_tag(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: RefBody = body(&bytes)?;
     let base = sim.base_url();
     let event = {
@@ -326,66 +236,31 @@ pub async fn create_tag(
         if p.repository.tags.iter().any(|t| t.name == b.name) {
             return Err(control_error("tag exists"));
         }
-        let from = b
-            .reference
-            .clone()
-            .unwrap_or_else(|| p.default_branch.clone());
-        let sha = p
-            .repository
-            .resolve(&from)
-            .ok_or_else(|| control_error(format!("unknown ref {from}")))?;
-        p.repository.tags.push(Tag {
-            name: b.name.clone(),
-            commit: sha.clone(),
-            message: b.message.clone().unwrap_or_default(),
-        });
+        let from = b.reference.clone().unwrap_or_else(|| p.default_branch.clone());
+        let sha = p.repository.resolve(&from).ok_or_else(|| control_error(format!("unknown ref {from}")))?;
+        p.repository.tags.push(Tag { name: b.name.clone(), commit: sha.clone(), message: b.message.clone().unwrap_or_default() });
         let p = ds.project(id).expect("exists");
         push_event(
             &ds,
             p,
             &user,
-            RefMove {
-                before: ZERO_SHA,
-                after: &sha,
-                reference: format!("refs/tags/{}", b.name),
-                shas: std::slice::from_ref(&sha),
-            },
+            RefMove { before: ZERO_SHA, after: &sha, reference: format!("refs/tags/{}", b.name), shas: std::slice::from_ref(&sha) },
             &base,
         )
     };
     respond(&sim, w, vec![event], json!({"name": b.name})).await
 }
 
-pub async fn delete_tag(
-    State(sim): State<Simulator>,
-    Path((id, name)): Path<(u64, String)>,
-    Query(w): Query<Wait>,
-) -> Res {
+pub async fn delete_tag(State(sim): State<Simulator>, Path((id, name)): Path<(u64, String)>, Query(w): Query<Wait>) -> Res {
     let base = sim.base_url();
     let event = {
         let mut ds = write(&sim.shared.data);
         let user = actor(&ds, None)?;
         let p = project_mut(&mut ds, id)?;
-        let i = p
-            .repository
-            .tags
-            .iter()
-            .position(|t| t.name == name)
-            .ok_or(SimError::NotFound("Tag"))?;
+        let i = p.repository.tags.iter().position(|t| t.name == name).ok_or(SimError::NotFound("Tag"))?;
         let old = p.repository.tags.remove(i).commit;
         let p = ds.project(id).expect("exists");
-        push_event(
-            &ds,
-            p,
-            &user,
-            RefMove {
-                before: &old,
-                after: ZERO_SHA,
-                reference: format!("refs/tags/{name}"),
-                shas: &[],
-            },
-            &base,
-        )
+        push_event(&ds, p, &user, RefMove { before: &old, after: ZERO_SHA, reference: format!("refs/tags/{name}"), shas: &[] }, &base)
     };
     respond(&sim, w, vec![event], json!({"deleted": name})).await
 }
@@ -402,17 +277,9 @@ pub struct ReleaseBody {
 }
 
 /// Creates a release, and its tag (with a Tag Push Hook) when the tag is new.
-pub async fn create_release(
-    State(sim): State<Simulator>,
-    Path(id): Path<u64>,
-    Query(w): Query<Wait>,
-    bytes: Bytes,
-) -> Res {
+pub async fn create_release(State(sim): State<Simulator>, Path(id): Path<u64>, Query(w): Query<Wait>, bytes: Bytes) -> Res {
     let b: ReleaseBody = body(&bytes)?;
-    let tag = b
-        .tag_name
-        .clone()
-        .ok_or_else(|| control_error("tag_name is required"))?;
+    let tag = b.tag_name.clone().ok_or_else(|| control_error("tag_name is required"))?;
     let base = sim.base_url();
     let now = time::now();
     let (events, release_id) = {
@@ -426,19 +293,9 @@ pub async fn create_release(
         let new_tag = if p.repository.tags.iter().any(|t| t.name == tag) {
             None
         } else {
-            let from = b
-                .reference
-                .clone()
-                .unwrap_or_else(|| p.default_branch.clone());
-            let sha = p
-                .repository
-                .resolve(&from)
-                .ok_or_else(|| control_error(format!("unknown ref {from}")))?;
-            p.repository.tags.push(Tag {
-                name: tag.clone(),
-                commit: sha.clone(),
-                message: String::new(),
-            });
+            let from = b.reference.clone().unwrap_or_else(|| p.default_branch.clone());
+            let sha = p.repository.resolve(&from).ok_or_else(|| control_error(format!("unknown ref {from}")))?;
+            p.repository.tags.push(Tag { name: tag.clone(), commit: sha.clone(), message: String::new() });
             Some(sha)
         };
         p.releases.push(Release {
@@ -455,25 +312,10 @@ pub async fn create_release(
         if let Some(sha) = new_tag {
             let shas = std::slice::from_ref(&sha);
             let reference = format!("refs/tags/{tag}");
-            events.push(push_event(
-                &ds,
-                p,
-                &user,
-                RefMove {
-                    before: ZERO_SHA,
-                    after: &sha,
-                    reference,
-                    shas,
-                },
-                &base,
-            ));
+            events.push(push_event(&ds, p, &user, RefMove { before: ZERO_SHA, after: &sha, reference, shas }, &base));
         }
         let r = p.releases.last().expect("just added");
-        events.push(project_event(
-            Trigger::Release,
-            id,
-            payloads::release(&ds, p, r, "create", &base),
-        ));
+        events.push(project_event(Trigger::Release, id, payloads::release(&ds, p, r, "create", &base)));
         (events, release_id)
     };
     respond(&sim, w, events, json!({"id": release_id, "tag_name": tag})).await

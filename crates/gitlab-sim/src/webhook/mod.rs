@@ -134,8 +134,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn ok(&self) -> bool {
-        self.response_status
-            .is_some_and(|s| (200..300).contains(&s))
+        self.response_status.is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -179,9 +178,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
             let Some(tail) = text.strip_prefix(head) else {
                 return false;
             };
-            (0..=tail.len())
-                .filter(|i| tail.is_char_boundary(*i))
-                .any(|i| wildcard(rest, &tail[i..]))
+            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| wildcard(rest, &tail[i..]))
         }
     }
 }
@@ -203,17 +200,12 @@ fn branch_matches(hook: &Hook, branch: Option<&str>) -> bool {
 fn targets(sim: &Simulator, event: &Event) -> Vec<Hook> {
     let ds = read(&sim.shared.data);
     let now = time::now();
-    let group_chain: Vec<u64> = match (
-        event.project_id.and_then(|id| ds.project(id)),
-        event.group_id,
-    ) {
+    let group_chain: Vec<u64> = match (event.project_id.and_then(|id| ds.project(id)), event.group_id) {
         (Some(p), _) => ds.ancestry(p.namespace_id).iter().map(|g| g.id).collect(),
         (None, Some(g)) => ds.ancestry(g).iter().map(|g| g.id).collect(),
         (None, None) => Vec::new(),
     };
-    let licensed = group_chain
-        .first()
-        .is_some_and(|g| ds.group_hooks_licensed(*g));
+    let licensed = group_chain.first().is_some_and(|g| ds.group_hooks_licensed(*g));
     let mut out = Vec::new();
     let mut suppressed = 0;
     for hook in &ds.hooks {
@@ -242,10 +234,7 @@ fn targets(sim: &Simulator, event: &Event) -> Vec<Hook> {
 /// Fires an event at every hook it reaches, in the background.
 pub(crate) fn dispatch(sim: &Simulator, events: Vec<Event>) -> JoinHandle<()> {
     let sim = sim.clone();
-    let planned: Vec<(Hook, Event)> = events
-        .into_iter()
-        .flat_map(|e| targets(&sim, &e).into_iter().map(move |h| (h, e.clone())))
-        .collect();
+    let planned: Vec<(Hook, Event)> = events.into_iter().flat_map(|e| targets(&sim, &e).into_iter().map(move |h| (h, e.clone()))).collect();
     tokio::spawn(async move {
         let config = read(&sim.shared.config).delivery.clone();
         let mut tasks = Vec::new();
@@ -265,15 +254,7 @@ pub(crate) fn dispatch(sim: &Simulator, events: Vec<Event>) -> JoinHandle<()> {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
                 for _ in 0..copies {
-                    deliver(
-                        &sim,
-                        &hook,
-                        event.trigger,
-                        &body,
-                        &idempotency_key,
-                        &event_uuid,
-                    )
-                    .await;
+                    deliver(&sim, &hook, event.trigger, &body, &idempotency_key, &event_uuid).await;
                 }
             };
             // With reordering, hooks' requests race; otherwise they go one after another.
@@ -290,14 +271,7 @@ pub(crate) fn dispatch(sim: &Simulator, events: Vec<Event>) -> JoinHandle<()> {
 }
 
 /// Sends one request and records it; returns the delivery's id.
-pub(crate) async fn deliver(
-    sim: &Simulator,
-    hook: &Hook,
-    trigger: Trigger,
-    body: &str,
-    idempotency_key: &str,
-    event_uuid: &str,
-) -> u64 {
+pub(crate) async fn deliver(sim: &Simulator, hook: &Hook, trigger: Trigger, body: &str, idempotency_key: &str, event_uuid: &str) -> u64 {
     let (version, instance) = {
         let ds = read(&sim.shared.data);
         (ds.instance.version.clone(), sim.base_url())
@@ -322,29 +296,16 @@ pub(crate) async fn deliver(
     if let Some(token) = &hook.token {
         headers.push(("X-Gitlab-Token".into(), token.replace(['\r', '\n'], "")));
     }
-    if let Some(sig) = hook
-        .signing_token
-        .as_deref()
-        .and_then(|t| signing::sign(t, idempotency_key, timestamp, body.as_bytes()))
-    {
+    if let Some(sig) = hook.signing_token.as_deref().and_then(|t| signing::sign(t, idempotency_key, timestamp, body.as_bytes())) {
         headers.push(("webhook-signature".into(), sig));
     }
     let started = Instant::now();
-    let fail_rate = lock(&sim.shared.deliveries)
-        .failing_hooks
-        .get(&hook.id)
-        .copied()
-        .unwrap_or(0.0);
+    let fail_rate = lock(&sim.shared.deliveries).failing_hooks.get(&hook.id).copied().unwrap_or(0.0);
     let forced = fail_rate > 0.0 && lock(&sim.shared.rng).chance(fail_rate);
     let (status, response_body, error) = if forced {
         (None, String::new(), Some("simulated failure".to_string()))
     } else {
-        let mut req = sim
-            .shared
-            .http
-            .post(&hook.url)
-            .timeout(Duration::from_millis(timeout))
-            .body(body.to_string());
+        let mut req = sim.shared.http.post(&hook.url).timeout(Duration::from_millis(timeout)).body(body.to_string());
         for (k, v) in &headers {
             req = req.header(k.as_str(), v.as_str());
         }

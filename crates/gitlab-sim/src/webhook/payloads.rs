@@ -20,9 +20,7 @@ fn project_attrs(ds: &Dataset, p: &Project, base: &str, shape: ProjectShape) -> 
     let host = base.split("://").nth(1).unwrap_or(base);
     let ssh = format!("git@{host}:{}.git", p.path_with_namespace);
     let http = format!("{web_url}.git");
-    let namespace = ds
-        .group(p.namespace_id)
-        .map_or(String::new(), |g| g.name.clone());
+    let namespace = ds.group(p.namespace_id).map_or(String::new(), |g| g.name.clone());
     let mut m = Map::new();
     m.insert("id".into(), p.id.into());
     m.insert("name".into(), p.name.clone().into());
@@ -33,10 +31,7 @@ fn project_attrs(ds: &Dataset, p: &Project, base: &str, shape: ProjectShape) -> 
     m.insert("git_http_url".into(), http.clone().into());
     m.insert("namespace".into(), namespace.into());
     m.insert("visibility_level".into(), p.visibility.level().into());
-    m.insert(
-        "path_with_namespace".into(),
-        p.path_with_namespace.clone().into(),
-    );
+    m.insert("path_with_namespace".into(), p.path_with_namespace.clone().into());
     m.insert("default_branch".into(), p.default_branch.clone().into());
     if shape == ProjectShape::WithCiConfig {
         m.insert("ci_config_path".into(), Value::Null);
@@ -77,11 +72,13 @@ fn label_attrs(p: &Project, names: &[String]) -> Value {
     names
         .iter()
         .filter_map(|n| p.labels.iter().find(|l| &l.title == n))
-        .map(|l| json!({
-            "id": l.id, "title": l.title, "color": l.color, "project_id": p.id,
-            "created_at": time::hook(&l.created_at), "updated_at": time::hook(&l.created_at),
-            "template": false, "description": l.description, "type": "ProjectLabel", "group_id": null,
-        }))
+        .map(|l| {
+            json!({
+                "id": l.id, "title": l.title, "color": l.color, "project_id": p.id,
+                "created_at": time::hook(&l.created_at), "updated_at": time::hook(&l.created_at),
+                "template": false, "description": l.description, "type": "ProjectLabel", "group_id": null,
+            })
+        })
         .collect::<Vec<_>>()
         .into()
 }
@@ -122,14 +119,7 @@ pub fn push(ds: &Dataset, p: &Project, user: &User, info: &PushInfo, base: &str)
     m.insert("before".into(), info.before.clone().into());
     m.insert("after".into(), info.after.clone().into());
     m.insert("ref".into(), info.reference.clone().into());
-    m.insert(
-        "checkout_sha".into(),
-        if deleted {
-            Value::Null
-        } else {
-            info.after.clone().into()
-        },
-    );
+    m.insert("checkout_sha".into(), if deleted { Value::Null } else { info.after.clone().into() });
     m.insert("user_id".into(), user.id.into());
     m.insert("user_name".into(), user.name.clone().into());
     m.insert("user_username".into(), user.username.clone().into());
@@ -138,19 +128,9 @@ pub fn push(ds: &Dataset, p: &Project, user: &User, info: &PushInfo, base: &str)
     }
     m.insert("user_avatar".into(), avatar(&user.email).into());
     m.insert("project_id".into(), p.id.into());
-    m.insert(
-        "project".into(),
-        project_attrs(ds, p, base, ProjectShape::Full),
-    );
+    m.insert("project".into(), project_attrs(ds, p, base, ProjectShape::Full));
     m.insert("repository".into(), repository_full(p, base));
-    m.insert(
-        "commits".into(),
-        newest
-            .iter()
-            .map(|c| push_commit(p, c, base))
-            .collect::<Vec<_>>()
-            .into(),
-    );
+    m.insert("commits".into(), newest.iter().map(|c| push_commit(p, c, base)).collect::<Vec<_>>().into());
     m.insert("total_commits_count".into(), total.into());
     Value::Object(m)
 }
@@ -164,29 +144,23 @@ fn mr_project_ref(ds: &Dataset, p: &Project, base: &str) -> Value {
 }
 
 fn last_commit(p: &Project, m: &MergeRequest, base: &str) -> Value {
-    p.repository.commit(&m.sha).map_or(Value::Null, |c| json!({
-        "id": c.id, "message": c.message, "title": c.title, "timestamp": time::commit(&c.committed_date),
-        "url": commit_url(p, base, &c.id), "author": {"name": c.author_name, "email": c.author_email},
-    }))
+    p.repository.commit(&m.sha).map_or(Value::Null, |c| {
+        json!({
+            "id": c.id, "message": c.message, "title": c.title, "timestamp": time::commit(&c.committed_date),
+            "url": commit_url(p, base, &c.id), "author": {"name": c.author_name, "email": c.author_email},
+        })
+    })
 }
 
 fn merge_status(m: &MergeRequest) -> (&'static str, &'static str) {
-    if m.state == MrState::Opened {
-        ("can_be_merged", "mergeable")
-    } else {
-        ("unchecked", "not_open")
-    }
+    if m.state == MrState::Opened { ("can_be_merged", "mergeable") } else { ("unchecked", "not_open") }
 }
 
 /// `changes` entries: field -> (previous, current).
 pub type Changes = Vec<(&'static str, Value, Value)>;
 
 fn changes_json(changes: &Changes) -> Value {
-    changes
-        .iter()
-        .map(|(k, prev, cur)| (k.to_string(), json!({"previous": prev, "current": cur})))
-        .collect::<Map<_, _>>()
-        .into()
+    changes.iter().map(|(k, prev, cur)| (k.to_string(), json!({"previous": prev, "current": cur}))).collect::<Map<_, _>>().into()
 }
 
 /// What happened to a merge request, for its hook.
@@ -197,23 +171,9 @@ pub struct MrChange<'a> {
     pub oldrev: Option<&'a str>,
 }
 
-pub fn merge_request(
-    ds: &Dataset,
-    p: &Project,
-    m: &MergeRequest,
-    user: &User,
-    change: &MrChange,
-    base: &str,
-) -> Value {
-    let MrChange {
-        action,
-        changes,
-        oldrev,
-    } = *change;
-    let url = format!(
-        "{base}/{}/-/merge_requests/{}",
-        p.path_with_namespace, m.iid
-    );
+pub fn merge_request(ds: &Dataset, p: &Project, m: &MergeRequest, user: &User, change: &MrChange, base: &str) -> Value {
+    let MrChange { action, changes, oldrev } = *change;
+    let url = format!("{base}/{}/-/merge_requests/{}", p.path_with_namespace, m.iid);
     let (status, detailed) = merge_status(m);
     let mut attrs = json!({
         "id": m.id, "iid": m.iid, "target_branch": m.target_branch, "source_branch": m.source_branch,
@@ -231,12 +191,7 @@ pub fn merge_request(
     if let Some(rev) = oldrev {
         attrs["oldrev"] = rev.into();
     }
-    let users = |ids: &[u64]| {
-        ids.iter()
-            .filter_map(|id| ds.user(*id))
-            .map(user_brief)
-            .collect::<Vec<_>>()
-    };
+    let users = |ids: &[u64]| ids.iter().filter_map(|id| ds.user(*id)).map(user_brief).collect::<Vec<_>>();
     json!({
         "object_kind": "merge_request", "event_type": "merge_request", "user": user_attrs(user),
         "project": project_attrs(ds, p, base, ProjectShape::Full), "repository": repository_short(p, base),
@@ -247,24 +202,10 @@ pub fn merge_request(
 
 /// The Issue Hook as lib/gitlab/hook_data/issue_builder.rb builds it (its `closed_at` included,
 /// which the merge request hook lacks).
-pub fn issue(
-    ds: &Dataset,
-    p: &Project,
-    i: &Issue,
-    user: &User,
-    action: &str,
-    changes: &Changes,
-    base: &str,
-) -> Value {
+pub fn issue(ds: &Dataset, p: &Project, i: &Issue, user: &User, action: &str, changes: &Changes, base: &str) -> Value {
     let kind = "issue";
-    let assignee =
-        |u: &User| json!({"name": u.name, "username": u.username, "avatar_url": avatar(&u.email)});
-    let assignees: Vec<Value> = i
-        .assignee_ids
-        .iter()
-        .filter_map(|id| ds.user(*id))
-        .map(assignee)
-        .collect();
+    let assignee = |u: &User| json!({"name": u.name, "username": u.username, "avatar_url": avatar(&u.email)});
+    let assignees: Vec<Value> = i.assignee_ids.iter().filter_map(|id| ds.user(*id)).map(assignee).collect();
     json!({
         "object_kind": kind, "event_type": if i.confidential { "confidential_issue" } else { kind },
         "user": user_attrs(user), "project": project_attrs(ds, p, base, ProjectShape::WithCiConfig),
@@ -293,24 +234,12 @@ pub fn note(ds: &Dataset, p: &Project, n: &Note, user: &User, action: &str, base
         Noteable::MergeRequest { iid } => (
             p.merge_request(*iid).map(|m| m.id),
             String::new(),
-            format!(
-                "{base}/{}/-/merge_requests/{iid}#note_{}",
-                p.path_with_namespace, n.id
-            ),
+            format!("{base}/{}/-/merge_requests/{iid}#note_{}", p.path_with_namespace, n.id),
         ),
-        Noteable::Issue { iid } => (
-            p.issue(*iid).map(|i| i.id),
-            String::new(),
-            format!(
-                "{base}/{}/-/issues/{iid}#note_{}",
-                p.path_with_namespace, n.id
-            ),
-        ),
-        Noteable::Commit { sha } => (
-            None,
-            sha.clone(),
-            format!("{}#note_{}", commit_url(p, base, sha), n.id),
-        ),
+        Noteable::Issue { iid } => {
+            (p.issue(*iid).map(|i| i.id), String::new(), format!("{base}/{}/-/issues/{iid}#note_{}", p.path_with_namespace, n.id))
+        }
+        Noteable::Commit { sha } => (None, sha.clone(), format!("{}#note_{}", commit_url(p, base, sha), n.id)),
     };
     let mut attrs = json!({
         "id": n.id, "note": n.body, "noteable_type": n.noteable.type_name(), "author_id": n.author_id,
@@ -373,17 +302,12 @@ fn runner() -> Value {
 }
 
 fn seconds(from: Option<Ts>, to: Option<Ts>) -> Value {
-    from.zip(to).map_or(Value::Null, |(f, t)| {
-        ((t - f).num_milliseconds() as f64 / 1000.0).into()
-    })
+    from.zip(to).map_or(Value::Null, |(f, t)| ((t - f).num_milliseconds() as f64 / 1000.0).into())
 }
 
 pub fn pipeline(ds: &Dataset, p: &Project, pl: &Pipeline, base: &str) -> Value {
     let user = ds.user(pl.user_id);
-    let mr = p
-        .merge_requests
-        .iter()
-        .find(|m| m.state == MrState::Opened && m.source_branch == pl.ref_name);
+    let mr = p.merge_requests.iter().find(|m| m.state == MrState::Opened && m.source_branch == pl.ref_name);
     let commit = p.repository.commit(&pl.sha);
     let mut stages: Vec<&str> = Vec::new();
     for j in &pl.jobs {
@@ -433,9 +357,7 @@ pub fn pipeline(ds: &Dataset, p: &Project, pl: &Pipeline, base: &str) -> Value {
 pub fn job(ds: &Dataset, p: &Project, pl: &Pipeline, j: &Job, base: &str) -> Value {
     let user = ds.user(pl.user_id);
     let commit = p.repository.commit(&pl.sha);
-    let namespace = ds
-        .group(p.namespace_id)
-        .map_or(String::new(), |g| g.full_name.clone());
+    let namespace = ds.group(p.namespace_id).map_or(String::new(), |g| g.full_name.clone());
     json!({
         "object_kind": "build", "ref": pl.ref_name, "tag": pl.tag, "before_sha": pl.before_sha, "sha": pl.sha,
         "build_id": j.id, "build_name": j.name, "build_stage": j.stage, "build_status": j.status,
@@ -476,11 +398,7 @@ pub fn subgroup(g: &Group, parent: &Group, event_name: &str) -> Value {
 }
 
 pub fn project_event(ds: &Dataset, p: &Project, event_name: &str, at: Ts) -> Value {
-    let owners: Vec<Value> = ds
-        .owners_of_group(p.namespace_id)
-        .iter()
-        .map(|u| json!({"name": u.name, "email": u.email}))
-        .collect();
+    let owners: Vec<Value> = ds.owners_of_group(p.namespace_id).iter().map(|u| json!({"name": u.name, "email": u.email})).collect();
     json!({
         "event_name": event_name, "created_at": time::zulu(&p.created_at), "updated_at": time::zulu(&at),
         "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace, "project_id": p.id,
@@ -490,12 +408,7 @@ pub fn project_event(ds: &Dataset, p: &Project, event_name: &str, at: Ts) -> Val
 
 pub fn release(ds: &Dataset, p: &Project, r: &Release, action: &str, base: &str) -> Value {
     let web_url = format!("{base}/{}", p.path_with_namespace);
-    let commit = p
-        .repository
-        .tags
-        .iter()
-        .find(|t| t.name == r.tag)
-        .and_then(|t| p.repository.commit(&t.commit));
+    let commit = p.repository.tags.iter().find(|t| t.name == r.tag).and_then(|t| p.repository.commit(&t.commit));
     let archive = |format: &str| json!({"format": format, "url": format!("{web_url}/-/archive/{tag}/{name}-{tag}.{format}", tag = r.tag, name = p.path)});
     json!({
         "id": r.id, "created_at": time::hook(&r.created_at), "description": r.description, "name": r.name,
@@ -512,17 +425,7 @@ pub fn release(ds: &Dataset, p: &Project, r: &Release, action: &str, base: &str)
 
 pub fn deployment(ds: &Dataset, p: &Project, d: &Deployment, base: &str) -> Value {
     let user = ds.user(d.user_id);
-    let slug: String = d
-        .environment
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let slug: String = d.environment.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     json!({
         "object_kind": "deployment", "status": d.status,
         "status_changed_at": d.updated_at.format("%Y-%m-%d %H:%M:%S %z").to_string(),

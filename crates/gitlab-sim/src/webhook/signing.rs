@@ -14,18 +14,12 @@ pub fn sign(signing_token: &str, id: &str, timestamp: i64, body: &[u8]) -> Optio
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    Some(format!(
-        "v1,{}",
-        STANDARD.encode(mac.finalize().into_bytes())
-    ))
+    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
 /// Whether a token has the `whsec_` + base64(32 bytes) shape GitLab requires.
 pub fn valid_token(token: &str) -> bool {
-    token
-        .strip_prefix(PREFIX)
-        .and_then(|k| STANDARD.decode(k).ok())
-        .is_some_and(|k| k.len() == 32)
+    token.strip_prefix(PREFIX).and_then(|k| STANDARD.decode(k).ok()).is_some_and(|k| k.len() == 32)
 }
 
 #[cfg(test)]
@@ -40,10 +34,7 @@ mod tests {
         let sig = sign(&token, "msg_1", 1_700_000_000, b"{}").unwrap();
         let mut mac = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).unwrap();
         mac.update(b"msg_1.1700000000.{}");
-        assert_eq!(
-            sig,
-            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-        );
+        assert_eq!(sig, format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())));
         assert_ne!(sig, sign(&token, "msg_1", 1_700_000_001, b"{}").unwrap());
     }
 }

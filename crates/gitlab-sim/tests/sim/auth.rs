@@ -7,10 +7,7 @@ use crate::common::start;
 async fn token_errors_have_gitlabs_status_and_body() {
     let sim = start(SimConfig::default()).await;
     let r = sim.get("glpat-nope", "/api/v4/user").await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (401, json!({"message": "401 Unauthorized"}))
-    );
+    assert_eq!((r.status, r.body.clone()), (401, json!({"message": "401 Unauthorized"})));
     assert!(r.headers.get("ratelimit-limit").is_none());
 
     let r = sim.get(TOKEN_EXPIRED, "/api/v4/user").await;
@@ -19,31 +16,17 @@ async fn token_errors_have_gitlabs_status_and_body() {
         r.body,
         json!({"error": "invalid_token", "error_description": "Token is expired. You can either do re-authorization or token refresh."})
     );
-    assert!(
-        r.headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer ")
-    );
+    assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer "));
 
     let r = sim.get(TOKEN_REVOKED, "/api/v4/user").await;
     assert_eq!(r.status, 401);
-    assert_eq!(
-        r.body["error_description"],
-        "Token was revoked. You have to re-authorize from the user."
-    );
+    assert_eq!(r.body["error_description"], "Token was revoked. You have to re-authorize from the user.");
 
     let r = sim.http.get(sim.url("/api/v4/user")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     // Bearer works like PRIVATE-TOKEN.
-    let r = sim
-        .http
-        .get(sim.url("/api/v4/user"))
-        .bearer_auth(TOKEN_OWNER)
-        .send()
-        .await
-        .unwrap();
+    let r = sim.http.get(sim.url("/api/v4/user")).bearer_auth(TOKEN_OWNER).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let me: serde_json::Value = r.json().await.unwrap();
     assert_eq!(me["id"], OWNER_USER);
@@ -52,25 +35,12 @@ async fn token_errors_have_gitlabs_status_and_body() {
 #[tokio::test]
 async fn read_api_token_reads_but_cannot_write() {
     let sim = start(SimConfig::default()).await;
-    assert_eq!(
-        sim.get(TOKEN_OWNER_READ, "/api/v4/projects/1").await.status,
-        200
-    );
-    let r = sim
-        .send(
-            reqwest::Method::POST,
-            TOKEN_OWNER_READ,
-            "/api/v4/projects/1/hooks",
-            json!({"url": "http://127.0.0.1:9/x"}),
-        )
-        .await;
+    assert_eq!(sim.get(TOKEN_OWNER_READ, "/api/v4/projects/1").await.status, 200);
+    let r = sim.send(reqwest::Method::POST, TOKEN_OWNER_READ, "/api/v4/projects/1/hooks", json!({"url": "http://127.0.0.1:9/x"})).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.body["error"], "insufficient_scope");
     assert_eq!(r.body["scope"], "api read_api");
-    assert_eq!(
-        r.body["error_description"],
-        "The request requires higher privileges than provided by the access token."
-    );
+    assert_eq!(r.body["error_description"], "The request requires higher privileges than provided by the access token.");
 }
 
 #[tokio::test]
@@ -80,50 +50,24 @@ async fn visibility_permissions_and_unknown_routes() {
     let hidden = sim.handle.sim.with_dataset(|ds| {
         ds.projects
             .iter()
-            .find(|p| {
-                p.visibility == Visibility::Private
-                    && ds.project_access(DEVELOPER_USER, p).is_none()
-            })
+            .find(|p| p.visibility == Visibility::Private && ds.project_access(DEVELOPER_USER, p).is_none())
             .map(|p| p.id)
             .unwrap()
     });
-    let r = sim
-        .get(TOKEN_DEVELOPER, &format!("/api/v4/projects/{hidden}"))
-        .await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (404, json!({"message": "404 Project Not Found"}))
-    );
+    let r = sim.get(TOKEN_DEVELOPER, &format!("/api/v4/projects/{hidden}")).await;
+    assert_eq!((r.status, r.body.clone()), (404, json!({"message": "404 Project Not Found"})));
     let r = sim.get(TOKEN_DEVELOPER, "/api/v4/groups/999999").await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (404, json!({"message": "404 Group Not Found"}))
-    );
+    assert_eq!((r.status, r.body.clone()), (404, json!({"message": "404 Group Not Found"})));
     let r = sim.get(TOKEN_OWNER, "/api/v4/no/such/route").await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (404, json!({"error": "404 Not Found"}))
-    );
+    assert_eq!((r.status, r.body.clone()), (404, json!({"error": "404 Not Found"})));
     // Developer in group 1 may read project 1 but not administer its hooks.
     let r = sim.get(TOKEN_DEVELOPER, "/api/v4/projects/1").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["permissions"]["group_access"]["access_level"], 30);
-    let r = sim
-        .send(
-            reqwest::Method::POST,
-            TOKEN_DEVELOPER,
-            "/api/v4/projects/1/hooks",
-            json!({"url": "http://127.0.0.1:9/x"}),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (403, json!({"message": "403 Forbidden"}))
-    );
+    let r = sim.send(reqwest::Method::POST, TOKEN_DEVELOPER, "/api/v4/projects/1/hooks", json!({"url": "http://127.0.0.1:9/x"})).await;
+    assert_eq!((r.status, r.body.clone()), (403, json!({"message": "403 Forbidden"})));
 
-    let r = sim
-        .get(TOKEN_OWNER, "/api/v4/personal_access_tokens/self")
-        .await;
+    let r = sim.get(TOKEN_OWNER, "/api/v4/personal_access_tokens/self").await;
     assert_eq!(r.body["scopes"], json!(["api"]));
     assert_eq!(r.body["active"], true);
 }
@@ -131,20 +75,10 @@ async fn visibility_permissions_and_unknown_routes() {
 #[tokio::test]
 async fn a_token_in_the_private_token_parameter_authenticates() {
     let sim = start(SimConfig::default()).await;
-    let r = sim
-        .http
-        .get(sim.url(&format!("/api/v4/user?private_token={TOKEN_DEVELOPER}")))
-        .send()
-        .await
-        .unwrap();
+    let r = sim.http.get(sim.url(&format!("/api/v4/user?private_token={TOKEN_DEVELOPER}"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["id"], DEVELOPER_USER);
-    let r = sim
-        .http
-        .get(sim.url("/api/v4/user?private_token=glpat-nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = sim.http.get(sim.url("/api/v4/user?private_token=glpat-nope")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
 

@@ -19,14 +19,8 @@ pub async fn start(config: SimConfig) -> Sim {
 
 pub async fn start_with(dataset: Dataset, config: SimConfig) -> Sim {
     let sim = Simulator::new(dataset, config);
-    let handle = sim
-        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind");
-    Sim {
-        handle,
-        http: reqwest::Client::new(),
-    }
+    let handle = sim.spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+    Sim { handle, http: reqwest::Client::new() }
 }
 
 pub struct Reply {
@@ -49,35 +43,17 @@ impl Sim {
         reply(self.http.get(url).header("PRIVATE-TOKEN", token)).await
     }
 
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        token: &str,
-        path: &str,
-        body: Value,
-    ) -> Reply {
-        let req = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(token)
-            .json(&body);
+    pub async fn send(&self, method: reqwest::Method, token: &str, path: &str, body: Value) -> Reply {
+        let req = self.http.request(method, self.url(path)).bearer_auth(token).json(&body);
         reply(req).await
     }
 
     /// A control API call; waits for the webhooks it fires.
     pub async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Reply {
         let sep = if path.contains('?') { '&' } else { '?' };
-        let req = self
-            .http
-            .request(method, self.url(&format!("/-/sim{path}{sep}wait=true")))
-            .json(&body);
+        let req = self.http.request(method, self.url(&format!("/-/sim{path}{sep}wait=true"))).json(&body);
         let r = reply(req).await;
-        assert!(
-            r.status < 300,
-            "control {path} failed: {} {}",
-            r.status,
-            r.body
-        );
+        assert!(r.status < 300, "control {path} failed: {} {}", r.status, r.body);
         r
     }
 }
@@ -88,11 +64,7 @@ async fn reply(req: reqwest::RequestBuilder) -> Reply {
     let headers = resp.headers().clone();
     let text = resp.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply { status, headers, body }
 }
 
 /// A webhook receiver on 127.0.0.1 that records every request and answers `status`.
@@ -121,11 +93,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            url,
-            received,
-            status,
-        }
+        Receiver { url, received, status }
     }
 
     pub fn events(&self) -> Vec<(String, Value)> {
@@ -133,12 +101,7 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .map(|(h, b)| {
-                (
-                    h["x-gitlab-event"].to_str().unwrap().to_string(),
-                    serde_json::from_str(b).unwrap(),
-                )
-            })
+            .map(|(h, b)| (h["x-gitlab-event"].to_str().unwrap().to_string(), serde_json::from_str(b).unwrap()))
             .collect()
     }
 

@@ -28,20 +28,13 @@ async fn open_config() -> SimConfig {
 }
 
 fn ids(page: &Value, key: &str) -> Vec<u64> {
-    page.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v[key].as_u64().unwrap())
-        .collect()
+    page.as_array().unwrap().iter().map(|v| v[key].as_u64().unwrap()).collect()
 }
 
 async fn two_pages(sim: &Sim, path: &str, key: &str) -> Vec<u64> {
     let mut out = Vec::new();
     for page in [1, 2] {
-        out.extend(ids(
-            &sim.get(TOKEN_OWNER, &format!("{path}&per_page=5&page={page}")).await.body,
-            key,
-        ));
+        out.extend(ids(&sim.get(TOKEN_OWNER, &format!("{path}&per_page=5&page={page}")).await.body, key));
     }
     out
 }
@@ -50,13 +43,7 @@ async fn two_pages(sim: &Sim, path: &str, key: &str) -> Vec<u64> {
 fn paged_project(ds: &Dataset) -> u64 {
     ds.projects
         .iter()
-        .find(|p| {
-            p.issues_enabled
-                && p.jobs_enabled
-                && p.merge_requests.len() > 10
-                && p.issues.len() > 10
-                && p.pipelines.len() > 10
-        })
+        .find(|p| p.issues_enabled && p.jobs_enabled && p.merge_requests.len() > 10 && p.issues.len() > 10 && p.pipelines.len() > 10)
         .expect("a busy project")
         .id
 }
@@ -77,10 +64,7 @@ async fn with_churn_an_offset_page_over_updated_at_skips_an_item_and_creation_or
 
         sim.control(Method::PUT, "/churn", json!({"enabled": true, "budget": 1})).await;
         let during = two_pages(&sim, &moving, key).await;
-        assert_eq!(
-            sim.control(Method::GET, "/stats", json!(null)).await.body["churned"],
-            1
-        );
+        assert_eq!(sim.control(Method::GET, "/stats", json!(null)).await.body["churned"], 1);
         let skipped: Vec<u64> = before.iter().copied().filter(|i| !during.contains(i)).collect();
         assert_eq!(skipped.len(), 1, "{list}: one item skipped ({before:?} then {during:?})");
         assert_eq!(skipped[0], before[5], "{list}: the first of page 2 moved up and was missed");
@@ -98,13 +82,7 @@ async fn churn_edits_fire_their_webhooks_and_stop_at_the_budget() {
     let sim = start_with(busy(), open_config().await).await;
     let project = paged_project(&sim.handle.sim.dataset());
     let rx = Receiver::start().await;
-    sim.send(
-        Method::POST,
-        TOKEN_OWNER,
-        &format!("/api/v4/projects/{project}/hooks"),
-        all_events(&rx.url),
-    )
-    .await;
+    sim.send(Method::POST, TOKEN_OWNER, &format!("/api/v4/projects/{project}/hooks"), all_events(&rx.url)).await;
     sim.control(Method::PUT, "/churn", json!({"enabled": true, "budget": 2})).await;
     let path = format!("/api/v4/projects/{project}/merge_requests?order_by=created_at&sort=asc&per_page=5");
     for page in 2..=5 {
@@ -144,10 +122,7 @@ async fn issue_keyset_pagination_exists_from_gitlab_18_3() {
 #[tokio::test]
 async fn pushed_commits_keep_the_dates_they_carry_and_a_force_push_rewrites_history() {
     let sim = start(open_config().await).await;
-    let default = sim.get(TOKEN_OWNER, "/api/v4/projects/1").await.body["default_branch"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let default = sim.get(TOKEN_OWNER, "/api/v4/projects/1").await.body["default_branch"].as_str().unwrap().to_string();
     sim.control(
         Method::POST,
         "/projects/1/push",
@@ -155,19 +130,13 @@ async fn pushed_commits_keep_the_dates_they_carry_and_a_force_push_rewrites_hist
                "authored_date": "2019-03-01T09:00:00Z", "message": "import\n\nold work"}),
     )
     .await;
-    let top = sim
-        .get(TOKEN_OWNER, &format!("/api/v4/projects/1/repository/commits?ref_name={default}&per_page=2"))
-        .await
-        .body;
+    let top = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/repository/commits?ref_name={default}&per_page=2")).await.body;
     let dates: BTreeSet<&str> = top.as_array().unwrap().iter().map(|c| c["committed_date"].as_str().unwrap()).collect();
     assert_eq!(dates, BTreeSet::from(["2031-06-01T11:59:59.000+00:00", "2031-06-01T12:00:00.000+00:00"]));
     assert!(top[0]["authored_date"].as_str().unwrap().starts_with("2019-03-01"));
     assert_eq!((top[0]["title"].clone(), top[0]["message"].clone()), (json!("import"), json!("import\n\nold work")));
 
-    let mr = sim
-        .control(Method::POST, "/projects/1/merge_requests", json!({"source_branch": "rewrite-me", "commits": 3}))
-        .await
-        .body;
+    let mr = sim.control(Method::POST, "/projects/1/merge_requests", json!({"source_branch": "rewrite-me", "commits": 3})).await.body;
     let iid = mr["iid"].as_u64().unwrap();
     let path = format!("/api/v4/projects/1/merge_requests/{iid}/commits");
     let mr_commits = async |sim: &Sim| -> Vec<String> {
@@ -216,16 +185,22 @@ async fn deletions_fire_no_webhook_and_take_their_notes_and_events() {
         .iid;
     let issue = p.issues[0].iid;
     let pipeline = p.pipelines[0].id;
-    let note = p
-        .notes
-        .iter()
-        .find(|n| noted(n) && n.noteable != Noteable::MergeRequest { iid: mr })
-        .unwrap()
-        .id;
+    let note = p.notes.iter().find(|n| noted(n) && n.noteable != Noteable::MergeRequest { iid: mr }).unwrap().id;
     let events_path = format!("/api/v4/projects/{project}/events?target_type=note&action=commented&per_page=100");
     let event_notes = async |sim: &Sim| -> Vec<(u64, String, Option<u64>)> {
         let r = sim.get(TOKEN_OWNER, &events_path).await;
-        r.body.as_array().unwrap().iter().map(|e| (e["note"]["id"].as_u64().unwrap(), e["note"]["noteable_type"].as_str().unwrap().to_string(), e["note"]["noteable_iid"].as_u64())).collect()
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["note"]["id"].as_u64().unwrap(),
+                    e["note"]["noteable_type"].as_str().unwrap().to_string(),
+                    e["note"]["noteable_iid"].as_u64(),
+                )
+            })
+            .collect()
     };
     assert!(event_notes(&sim).await.iter().any(|(_, t, i)| t == "MergeRequest" && *i == Some(mr)));
 
@@ -265,10 +240,7 @@ async fn a_transferred_project_leaves_its_old_group() {
         ids(&sim.get(TOKEN_OWNER, &path).await.body, "id")
     };
     assert!(listed(&sim, PREMIUM_GROUP).await.contains(&project));
-    let moved = sim
-        .control(Method::POST, &format!("/projects/{project}/transfer"), json!({"namespace_id": FREE_GROUP}))
-        .await
-        .body;
+    let moved = sim.control(Method::POST, &format!("/projects/{project}/transfer"), json!({"namespace_id": FREE_GROUP})).await.body;
     assert!(!listed(&sim, PREMIUM_GROUP).await.contains(&project));
     assert!(listed(&sim, FREE_GROUP).await.contains(&project));
     let p = sim.get(TOKEN_OWNER, &format!("/api/v4/projects/{project}")).await.body;
@@ -279,18 +251,17 @@ async fn a_transferred_project_leaves_its_old_group() {
 #[tokio::test]
 async fn comment_events_are_user_comments_after_an_exclusive_date_without_the_commit_sha() {
     let sim = start(open_config().await).await;
-    let sha = sim.get(TOKEN_OWNER, "/api/v4/projects/1/repository/commits?per_page=1").await.body[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let note = sim
-        .control(Method::POST, "/projects/1/notes", json!({"noteable_type": "Commit", "sha": sha, "body": "nice"}))
-        .await
-        .body["id"]
-        .as_u64()
-        .unwrap();
+    let sha = sim.get(TOKEN_OWNER, "/api/v4/projects/1/repository/commits?per_page=1").await.body[0]["id"].as_str().unwrap().to_string();
+    let note =
+        sim.control(Method::POST, "/projects/1/notes", json!({"noteable_type": "Commit", "sha": sha, "body": "nice"})).await.body["id"]
+            .as_u64()
+            .unwrap();
     let system = sim
-        .control(Method::POST, "/projects/1/notes", json!({"noteable_type": "Commit", "sha": sha, "body": "mentioned in !1", "system": true}))
+        .control(
+            Method::POST,
+            "/projects/1/notes",
+            json!({"noteable_type": "Commit", "sha": sha, "body": "mentioned in !1", "system": true}),
+        )
         .await
         .body["id"]
         .as_u64()
@@ -299,9 +270,12 @@ async fn comment_events_are_user_comments_after_an_exclusive_date_without_the_co
     let events = |after: chrono::NaiveDate| {
         let sim = &sim;
         async move {
-            sim.get(TOKEN_OWNER, &format!("/api/v4/projects/1/events?action=commented&target_type=note&sort=asc&per_page=100&after={after}"))
-                .await
-                .body
+            sim.get(
+                TOKEN_OWNER,
+                &format!("/api/v4/projects/1/events?action=commented&target_type=note&sort=asc&per_page=100&after={after}"),
+            )
+            .await
+            .body
         }
     };
     let yesterday = events(today.pred_opt().unwrap()).await;

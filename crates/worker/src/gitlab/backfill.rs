@@ -227,4 +227,3 @@ impl GitLabJobs {
         tx.commit().await.map_err(retry)
     }
 }
-

@@ -68,7 +68,13 @@ impl GitLabJobs {
         Ok(finished.await.map_err(retry))
     }
 
-    async fn catch_up_project(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient, project: i64) -> Result<(), StepError> {
+    async fn catch_up_project(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        client: &GitLabClient,
+        project: i64,
+    ) -> Result<(), StepError> {
         self.catch_up_commits(tenant, connection, client, project).await?;
         self.reconcile_commit_notes(tenant, connection, client, project).await?;
         for resource in &RESOURCES[1..] {

@@ -119,9 +119,9 @@ impl GitLabJobs {
             let page = client.page::<Value>(&current).await?;
             request = page.next;
             parents_old |= old.is_some_and(|old| {
-                page.items.iter().any(|c| {
-                    c.get("parent_ids").and_then(Value::as_array).is_some_and(|ps| ps.iter().any(|p| p.as_str() == Some(old)))
-                })
+                page.items
+                    .iter()
+                    .any(|c| c.get("parent_ids").and_then(Value::as_array).is_some_and(|ps| ps.iter().any(|p| p.as_str() == Some(old))))
             });
             let items: Vec<Value> =
                 page.items.into_iter().filter(|c| committed_at(c).is_some_and(|at| at >= connection.start_date)).collect();

@@ -152,13 +152,7 @@ enum Put {
 }
 
 /// Updates the hook we installed before (by id, else by URL), or creates it.
-async fn put_hook(
-    client: &GitLabClient,
-    owner: &HookOwner,
-    url: &str,
-    known_id: Option<i64>,
-    spec: &HookSpec,
-) -> Result<Hook, GitLab> {
+async fn put_hook(client: &GitLabClient, owner: &HookOwner, url: &str, known_id: Option<i64>, spec: &HookSpec) -> Result<Hook, GitLab> {
     let existing = client.hooks(owner).await?;
     let ours = existing.iter().find(|h| Some(h.id as i64) == known_id || h.url == url);
     match ours {

@@ -185,12 +185,10 @@ impl GitLabJobs {
         // GitLab removes events after some years (3 in current docs): older comments are not
         // taken for deleted because their events went.
         let retained = started - chrono::Duration::days(2 * 365);
-        let gone: Vec<i64> = stored
-            .iter()
-            .filter(|(id, at)| !listed.contains(id) && at.is_some_and(|at| at > retained))
-            .map(|(id, _)| *id)
-            .collect();
-        let new: Vec<Value> = notes.into_iter().filter(|n| n.get("id").and_then(Value::as_i64).is_some_and(|id| !stored.contains_key(&id))).collect();
+        let gone: Vec<i64> =
+            stored.iter().filter(|(id, at)| !listed.contains(id) && at.is_some_and(|at| at > retained)).map(|(id, _)| *id).collect();
+        let new: Vec<Value> =
+            notes.into_iter().filter(|n| n.get("id").and_then(Value::as_i64).is_some_and(|id| !stored.contains_key(&id))).collect();
         let mut tx = self.store.tenant_tx(tenant).await?;
         let notes = super::streams::clean(&mut tx, connection.id, project, "notes", new).await?;
         sync::upsert_notes(&mut tx, connection.id, project, "Commit", NoteParent::UnnamedCommit, &Value::Array(notes)).await?;

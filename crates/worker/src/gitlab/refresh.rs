@@ -28,7 +28,9 @@ impl GitLabJobs {
             Err(error) => return self.gitlab_failure(tenant, id, error).await,
         };
         let (project, resource, fetched) = match *object {
-            ObjectRef::MergeRequest { project, iid } => (project, "merge_requests", client.merge_request::<Value>(project as u64, iid as u64).await),
+            ObjectRef::MergeRequest { project, iid } => {
+                (project, "merge_requests", client.merge_request::<Value>(project as u64, iid as u64).await)
+            }
             ObjectRef::Issue { project, iid } => (project, "issues", client.issue::<Value>(project as u64, iid as u64).await),
             ObjectRef::Pipeline { project, id } => (project, "pipelines", client.pipeline::<Value>(project as u64, id as u64).await),
         };

@@ -101,9 +101,9 @@ pub(super) async fn fetch_page(
         other => other,
     };
     match fetched {
-        Err(GitLab::Forbidden { message }) => Ok(Fetched::Skipped(format!(
-            "GitLab answered 403 ({message}): {resource} is probably switched off in this project"
-        ))),
+        Err(GitLab::Forbidden { message }) => {
+            Ok(Fetched::Skipped(format!("GitLab answered 403 ({message}): {resource} is probably switched off in this project")))
+        }
         Err(GitLab::NotFound { message }) => {
             Ok(Fetched::Skipped(format!("GitLab answered 404 ({message}): the project or its {resource} are no longer visible")))
         }
@@ -139,11 +139,7 @@ async fn fetch_items(
         // The list has no `started_at`, `finished_at` or `duration` (GitLab's PipelineBasic
         // entity): one request per pipeline, at most CHILD_FETCHES at once.
         let ids: Vec<u64> = page.items.iter().filter_map(|item| item.get("id").and_then(Value::as_u64)).collect();
-        page.items = stream::iter(ids)
-            .map(|id| client.pipeline::<Value>(project as u64, id))
-            .buffered(CHILD_FETCHES)
-            .try_collect()
-            .await?;
+        page.items = stream::iter(ids).map(|id| client.pipeline::<Value>(project as u64, id)).buffered(CHILD_FETCHES).try_collect().await?;
         return Ok(Fetched::Page { items: page.items, children: Vec::new(), next: page.next });
     }
     let iids: Vec<u64> = match resource {
@@ -155,7 +151,12 @@ async fn fetch_items(
 }
 
 /// Notes (and merge request commits) of several merge requests or issues, in their order.
-pub(super) async fn fetch_children_of(client: &GitLabClient, project: i64, resource: &str, iids: Vec<u64>) -> Result<Vec<Children>, GitLab> {
+pub(super) async fn fetch_children_of(
+    client: &GitLabClient,
+    project: i64,
+    resource: &str,
+    iids: Vec<u64>,
+) -> Result<Vec<Children>, GitLab> {
     // A page holds up to 100 merge requests or issues, each with lists of its own: fetched one
     // after another, the round trips and not GitLab's rate limit would set the pace. The rate
     // budget still spaces the requests out; `buffered` keeps the page's order.
@@ -280,10 +281,7 @@ pub(super) async fn clean(
     for item in &mut items {
         let original = serde_json::to_vec(item).expect("JSON serializes");
         if reconcile::replace_nul(item) {
-            let key = item
-                .get("id")
-                .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
-                .unwrap_or_default();
+            let key = item.get("id").map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned)).unwrap_or_default();
             tracing::warn!(project, resource, key, "record holds U+0000: stored with U+FFFD, original kept aside");
             let reason = "its text holds U+0000, which PostgreSQL cannot store: stored with U+FFFD in its place";
             reconcile::keep_aside(tx, connection, Some(project), resource, &key, reason, &original).await?;

@@ -2,8 +2,8 @@
 //! `needs_reauth` with the reason; one that expires soon is reported while it still works.
 
 use chrono::Utc;
-use connector_store::connections::{self, Status};
 use connector_store::TenantId;
+use connector_store::connections::{self, Status};
 use uuid::Uuid;
 
 use super::{GitLabJobs, retry};

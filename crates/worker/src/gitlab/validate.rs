@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::{GitLabJobs, gitlab_retry, retry, token_problem};
 use crate::runner::JobError;
 
-
 /// Plans whose groups may have group webhooks (GitLab Premium and above, trials included).
 const GROUP_HOOK_PLANS: &[&str] =
     &["premium", "ultimate", "premium_trial", "ultimate_trial", "ultimate_trial_paid_customer", "opensource", "silver", "gold"];
@@ -74,9 +73,7 @@ impl GitLabJobs {
                 let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
                 sync::upsert_projects(&mut tx, id, &Value::Array(projects)).await.map_err(retry)?;
                 connections::record_validation(&mut tx, id, &validated).await.map_err(retry)?;
-                jobs::enqueue(&mut tx, Job::InstallHooks { connection: id }, std::time::Duration::ZERO)
-                    .await
-                    .map_err(retry)?;
+                jobs::enqueue(&mut tx, Job::InstallHooks { connection: id }, std::time::Duration::ZERO).await.map_err(retry)?;
                 tx.commit().await.map_err(retry)?;
                 tracing::info!(connection = %id, mode = %validated.hook_mode, projects = validated.resolved_project_ids.len(), "validated");
                 Ok(())
@@ -165,10 +162,9 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
         }
         // Why this group's projects get project hooks, for the message if even that fails.
         let fallback = match plan.as_deref() {
-            None if enterprise => format!(
-                "group hooks, on Premium and above, would need the Owner role on group {group_id}, {}",
-                group.full_path
-            ),
+            None if enterprise => {
+                format!("group hooks, on Premium and above, would need the Owner role on group {group_id}, {}", group.full_path)
+            }
             _ => format!("group {} is on a plan without group hooks", group.full_path),
         };
         groups.push((group, access, group_hooks, fallback));
@@ -192,10 +188,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
         targets.push(HookTarget { scope: "project".into(), id: project.id as i64 });
     }
     let hook_mode = connections::hook_mode(&targets);
-    let raw = projects
-        .iter()
-        .map(|(p, _)| serde_json::to_value(p).expect("a project serializes"))
-        .collect();
+    let raw = projects.iter().map(|(p, _)| serde_json::to_value(p).expect("a project serializes")).collect();
     Ok((
         Validated {
             gitlab_user_id: user.id as i64,

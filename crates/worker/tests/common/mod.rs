@@ -185,19 +185,15 @@ pub fn expected(dataset: &Dataset, projects: &[u64], start: DateTime<Utc>) -> Re
 pub async fn stored(store: &Store, tenant: &str, connection: Uuid) -> Records {
     let mut tx = store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
     let mut r = Records::default();
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT project_id, sha FROM commits WHERE connection_id = $1")
-        .bind(connection)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT project_id, sha FROM commits WHERE connection_id = $1").bind(connection).fetch_all(&mut *tx).await.unwrap();
     r.commits = rows.into_iter().collect();
-    let rows: Vec<(i64, i64, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT project_id, iid, title, state, gitlab_updated_at FROM merge_requests WHERE connection_id = $1",
-    )
-    .bind(connection)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
+    let rows: Vec<(i64, i64, String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT project_id, iid, title, state, gitlab_updated_at FROM merge_requests WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
     r.merge_requests = rows.into_iter().map(|(p, i, t, s, u)| ((p, i), (t, s, u.timestamp_millis()))).collect();
     let rows: Vec<(i64, i64, String)> =
         sqlx::query_as("SELECT project_id, mr_iid, sha FROM merge_request_commits WHERE connection_id = $1")
@@ -219,22 +215,28 @@ pub async fn stored(store: &Store, tenant: &str, connection: Uuid) -> Records {
         .await
         .unwrap();
     r.notes = rows.into_iter().map(|(p, i, b)| ((p, i), b)).collect();
-    let rows: Vec<(i64, i64, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT project_id, gitlab_id, status, sha, gitlab_updated_at FROM pipelines WHERE connection_id = $1",
-    )
-    .bind(connection)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
+    let rows: Vec<(i64, i64, String, Option<String>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT project_id, gitlab_id, status, sha, gitlab_updated_at FROM pipelines WHERE connection_id = $1")
+            .bind(connection)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
     r.pipelines = rows.into_iter().map(|(p, i, s, sha, u)| ((p, i), (s, sha.unwrap_or_default(), u.timestamp_millis()))).collect();
     r
 }
 
 pub fn assert_same(got: &Records, want: &Records, who: &str) {
-    assert!(!want.commits.is_empty() && !want.merge_requests.is_empty() && !want.notes.is_empty(), "{who}: an empty expectation proves nothing");
+    assert!(
+        !want.commits.is_empty() && !want.merge_requests.is_empty() && !want.notes.is_empty(),
+        "{who}: an empty expectation proves nothing"
+    );
     let extra: Vec<_> = got.commits.difference(&want.commits).collect();
     let missing: Vec<_> = want.commits.difference(&got.commits).collect();
-    assert_eq!(got.commits.len(), want.commits.len(), "{who}: commits (stored but not GitLab's: {extra:?}; GitLab's but not stored: {missing:?})");
+    assert_eq!(
+        got.commits.len(),
+        want.commits.len(),
+        "{who}: commits (stored but not GitLab's: {extra:?}; GitLab's but not stored: {missing:?})"
+    );
     assert_eq!(got.commits, want.commits, "{who}: commits");
     assert_eq!(got.merge_requests, want.merge_requests, "{who}: merge requests");
     assert_eq!(got.merge_request_commits, want.merge_request_commits, "{who}: merge request commits");
