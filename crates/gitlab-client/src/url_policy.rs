@@ -166,7 +166,8 @@ impl UrlPolicy {
                     return Err(blocked(format!("plain http is not allowed for {name}")));
                 }
                 // The resolver decides by address; here, whether any address could do.
-                if !(https && self.public_ports.contains(&port)) && !self.nets.iter().any(|(_, ports)| ports.allow(port)) {
+                let public_may = https && self.public_ports.contains(&port);
+                if !public_may && !self.nets.iter().any(|(_, ports)| ports.allow(port)) {
                     return Err(port_refused(port, &name));
                 }
                 Ok(())

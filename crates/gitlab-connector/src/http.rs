@@ -118,10 +118,8 @@ struct Refusal {
     message: &'static str,
 }
 
-impl Refusal {
-    const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Head {
-        Head::Refused(Refusal { status, code, message })
-    }
+const fn refused(status: StatusCode, code: &'static str, message: &'static str) -> Head {
+    Head::Refused(Refusal { status, code, message })
 }
 
 const URI_TOO_LONG: Refusal =
@@ -144,13 +142,13 @@ fn judge(head: &[u8]) -> Head {
     match parsed {
         Ok(httparse::Status::Complete(_)) => Head::Complete,
         Ok(httparse::Status::Partial) if head.len() >= MAX_HEAD_BYTES => {
-            Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
+            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
+            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
         }
-        Err(_) => Refusal::new(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
+        Err(_) => refused(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
     }
 }
 

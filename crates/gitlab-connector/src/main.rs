@@ -251,9 +251,9 @@ fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLa
 }
 
 async fn connect(config: &Config) -> Result<Store> {
-    Ok(Store::connect(config.database_app.clone(), config.database_max_connections, Arc::new(config.master_keys.clone()))
+    Store::connect(config.database_app.clone(), config.database_max_connections, Arc::new(config.master_keys.clone()))
         .await
-        .context("connecting to PostgreSQL as the service role (DATABASE_APP_URL)")?)
+        .context("connecting to PostgreSQL as the service role (DATABASE_APP_URL)")
 }
 
 /// Runs `roles` until `shutdown` resolves, then lets each drain.

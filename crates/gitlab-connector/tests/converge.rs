@@ -54,16 +54,23 @@ fn at(t: Option<DateTime<Utc>>, p: Precision) -> Option<i64> {
     })
 }
 
+/// A merge request's title, state, updated, merged and closed times and merge commit.
+type MergeRequestFields = (String, String, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+/// An issue's title, state, updated and closed times and labels.
+type IssueFields = (String, String, Option<i64>, Option<i64>, Vec<String>);
+/// A commit's message, committed and authored times and author.
+type CommitFields = (String, Option<i64>, Option<i64>, Option<String>);
+
 /// Every stored object of the project, field by field, in comparable form.
 #[derive(Debug, PartialEq, Default)]
 struct Objects {
-    merge_requests: BTreeMap<i64, (String, String, Option<i64>, Option<i64>, Option<i64>, Option<String>)>,
+    merge_requests: BTreeMap<i64, MergeRequestFields>,
     merge_request_commits: BTreeSet<(i64, String)>,
-    issues: BTreeMap<i64, (String, String, Option<i64>, Option<i64>, Vec<String>)>,
+    issues: BTreeMap<i64, IssueFields>,
     notes: BTreeMap<i64, String>,
     pipelines: BTreeMap<i64, (String, Option<i64>)>,
     /// With author dates and authors: `None` where only a push payload was seen, until REST.
-    commits: BTreeMap<String, (String, Option<i64>, Option<i64>, Option<String>)>,
+    commits: BTreeMap<String, CommitFields>,
 }
 
 fn gitlab(sim: &SimHandle, project: u64, start: DateTime<Utc>, p: Precision, with_authors: bool) -> Objects {

@@ -122,7 +122,7 @@ async fn postgres_restarts_under_webhook_load_lose_no_acknowledged_delivery() {
             let mut tick = tokio::time::interval(Duration::from_millis(1000 / CHANGES_PER_SEC));
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
-                let (path, body) = if changes % 2 == 0 {
+                let (path, body) = if changes.is_multiple_of(2) {
                     ("projects/1/push", json!({"branch": "main", "commits": 1}))
                 } else {
                     ("projects/1/issues", json!({"title": format!("load {changes}")}))

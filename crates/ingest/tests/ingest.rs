@@ -844,7 +844,8 @@ async fn partial_payloads_never_erase_what_rest_stored(owner: PgPool) {
     ingest.settled(&e).await;
     let read = || async {
         let mut tx = ingest.store.tenant_tx(&e.tenant).await.unwrap();
-        let row: (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>, Option<String>, String) =
+        type CommitRow = (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>, Option<String>, String);
+        let row: CommitRow =
             sqlx::query_as("SELECT authored_at, committed_at, author_name, message FROM commits WHERE connection_id = $1 AND sha = $2")
                 .bind(e.connection)
                 .bind(&sha)

@@ -86,7 +86,8 @@ pub struct Pending {
 /// done.
 pub async fn claim(tx: &mut TenantTx, id: i64) -> Result<Option<Pending>> {
     let (tenant, conn) = tx.parts();
-    let row: Option<(i64, Uuid, Option<String>, Vec<u8>, i32, Option<String>)> = sqlx::query_as(
+    type Row = (i64, Uuid, Option<String>, Vec<u8>, i32, Option<String>);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT id, connection_id, event, body, attempts, traceparent FROM webhook_deliveries
          WHERE tenant_id = $1 AND id = $2 AND status = 'received' FOR UPDATE SKIP LOCKED",
     )
@@ -143,7 +144,8 @@ pub struct DeliverySummary {
 /// The tenant's deliveries in `status` (e.g. `kept_aside`, `failed`), newest first.
 pub async fn list(tx: &mut TenantTx, status: &str, limit: i64) -> Result<Vec<DeliverySummary>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(i64, Uuid, Option<String>, String, Option<String>, i32, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+    type Row = (i64, Uuid, Option<String>, String, Option<String>, i32, chrono::DateTime<chrono::Utc>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, connection_id, event, status, reason, attempts, received_at FROM webhook_deliveries
          WHERE tenant_id = $1 AND status = $2 ORDER BY id DESC LIMIT $3",
     )

@@ -338,7 +338,8 @@ pub struct KeptAside {
 
 pub async fn kept_aside(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<KeptAside>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(Option<i64>, String, String, String, Vec<u8>)> = sqlx::query_as(
+    type Row = (Option<i64>, String, String, String, Vec<u8>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT project_id, resource, object_key, reason, original FROM kept_aside_records
          WHERE tenant_id = $1 AND connection_id = $2 ORDER BY id",
     )

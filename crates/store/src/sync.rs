@@ -302,7 +302,8 @@ pub struct Checkpoint {
 
 pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str) -> Result<Option<Checkpoint>> {
     let (tenant, conn) = tx.parts();
-    let row: Option<(Option<Value>, Option<DateTime<Utc>>, i64, bool)> = sqlx::query_as(
+    type Row = (Option<Value>, Option<DateTime<Utc>>, i64, bool);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT cursor, high_water_mark, records, done FROM sync_checkpoints
          WHERE tenant_id = $1 AND connection_id = $2 AND project_id = $3 AND resource = $4",
     )
@@ -315,18 +316,24 @@ pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, re
     Ok(row.map(|(cursor, high_water_mark, records, done)| Checkpoint { cursor, high_water_mark, records, done }))
 }
 
+/// One page's progress through one stream of one project.
+#[derive(Debug, Clone, Copy)]
+pub struct PageProgress<'a> {
+    pub project_id: i64,
+    pub resource: &'a str,
+    /// Where to resume; `None` once the stream is done.
+    pub cursor: Option<&'a Value>,
+    /// The newest `updated_at` the page held.
+    pub seen_up_to: Option<DateTime<Utc>>,
+    /// How many records the page stored.
+    pub records: i64,
+    pub done: bool,
+}
+
 /// Records progress after a page, in the page's own transaction: where to resume, the newest
 /// `updated_at` seen, and how many records the page stored.
-pub async fn advance(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    project_id: i64,
-    resource: &str,
-    cursor: Option<&Value>,
-    seen_up_to: Option<DateTime<Utc>>,
-    records: i64,
-    done: bool,
-) -> Result<()> {
+pub async fn advance(tx: &mut TenantTx, connection: Uuid, step: PageProgress<'_>) -> Result<()> {
+    let PageProgress { project_id, resource, cursor, seen_up_to, records, done } = step;
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "INSERT INTO sync_checkpoints AS t (tenant_id, connection_id, project_id, resource, cursor, high_water_mark, records, done)

@@ -84,8 +84,10 @@ async fn checkpoints_accumulate_and_resume(owner: PgPool) {
     let t1 = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap();
     let t0 = Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap();
     let cursor = json!({"path": "/api/v4/projects/5/issues?cursor=abc"});
-    sync::advance(&mut tx, conn, 5, "issues", Some(&cursor), Some(t1), 100, false).await.unwrap();
-    sync::advance(&mut tx, conn, 5, "issues", None, Some(t0), 40, true).await.unwrap();
+    let page =
+        |cursor, seen_up_to, records, done| sync::PageProgress { project_id: 5, resource: "issues", cursor, seen_up_to, records, done };
+    sync::advance(&mut tx, conn, page(Some(&cursor), Some(t1), 100, false)).await.unwrap();
+    sync::advance(&mut tx, conn, page(None, Some(t0), 40, true)).await.unwrap();
     let cp = sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().unwrap();
     assert_eq!(cp, sync::Checkpoint { cursor: None, high_water_mark: Some(t1), records: 140, done: true });
 }
@@ -94,7 +96,8 @@ async fn checkpoints_accumulate_and_resume(owner: PgPool) {
 async fn a_new_start_date_restarts_the_backfill(owner: PgPool) {
     let (store, tenant, conn) = setup(&owner).await;
     let mut tx = store.tenant_tx(&tenant).await.unwrap();
-    sync::advance(&mut tx, conn, 5, "issues", None, None, 10, true).await.unwrap();
+    let page = sync::PageProgress { project_id: 5, resource: "issues", cursor: None, seen_up_to: None, records: 10, done: true };
+    sync::advance(&mut tx, conn, page).await.unwrap();
     // The same date again changes nothing...
     let same = connector_store::connections::ConnectionChanges {
         start_date: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),

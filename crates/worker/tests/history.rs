@@ -335,7 +335,8 @@ async fn backfilled_pipelines_have_their_timings(owner: PgPool) {
     }
     assert!(want.iter().any(|(_, _, s, f, d)| s.is_some() && f.is_some() && d.is_some()), "the dataset has finished pipelines");
     let mut tx = env.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
-    let rows: Vec<(i64, i64, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>, Option<f64>)> = sqlx::query_as(
+    type Timing = (i64, i64, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>, Option<f64>);
+    let rows: Vec<Timing> = sqlx::query_as(
         "SELECT project_id, gitlab_id, (raw->>'started_at')::timestamptz, finished_at, duration_seconds FROM pipelines WHERE connection_id = $1",
     )
     .bind(id)

@@ -258,7 +258,8 @@ async fn validation_failures_say_what_to_do(owner: PgPool) {
     let env = env(&owner, Dataset::generate(1, Size::Small)).await;
     let jobs = env.jobs(Duration::from_secs(2));
     let tenant = TenantId::parse("acme").unwrap();
-    let cases: [(&str, Vec<i64>, Vec<String>, Status, &str); 6] = [
+    type Case = (&'static str, Vec<i64>, Vec<String>, Status, &'static str);
+    let cases: [Case; 6] = [
         ("glpat-sim-owner-read-0002", vec![PREMIUM_GROUP], vec![], Status::Invalid, "lacks scope api"),
         ("glpat-sim-expired-00003", vec![PREMIUM_GROUP], vec![], Status::NeedsReauth, "expired"),
         ("glpat-sim-revoked-00004", vec![PREMIUM_GROUP], vec![], Status::NeedsReauth, "revoked"),

@@ -334,7 +334,7 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
     tx.commit().await?;
     let streams_total = projects_total * RESOURCES_PER_PROJECT as usize;
     let estimated_seconds_left =
-        (status == Status::Backfilling && progress.streams_done > 0).then(|| progress.started_at).flatten().map(|started| {
+        (status == Status::Backfilling && progress.streams_done > 0).then_some(progress.started_at).flatten().map(|started| {
             let elapsed = (Utc::now() - started).num_seconds().max(1);
             let left = streams_total as i64 - progress.streams_done;
             elapsed * left.max(0) / progress.streams_done

@@ -391,7 +391,9 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     let heads = std::collections::BTreeMap::from([("main".to_owned(), s2.to_owned())]);
     connector_store::reconcile::set_branch_heads(&mut tx, c, p1, &heads).await.unwrap();
     connector_store::reconcile::keep_aside(&mut tx, c, Some(p1), "commits", s1, &t("held U+0000"), b"{}").await.unwrap();
-    sync::advance(&mut tx, c, p1, "commits", None, Some(Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap()), 2, true).await.unwrap();
+    let seen_up_to = Some(Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap());
+    let step = sync::PageProgress { project_id: p1, resource: "commits", cursor: None, seen_up_to, records: 2, done: true };
+    sync::advance(&mut tx, c, step).await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new(A.into(), Job::CatchUp { connection: c }), &t("gave up")).await.unwrap();
     let delivery_body = format!(r#"{{"project_id":{p1},"ref":"{A}"}}"#);
     let delivery = NewDelivery {

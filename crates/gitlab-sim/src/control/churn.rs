@@ -110,7 +110,7 @@ pub(crate) fn edit(sim: &Simulator, project_id: u64, target: Target) {
         };
         let now = edit_time(p);
         let edited = |title: &str| format!("{title} (edited)");
-        let result = match target {
+        match target {
             Target::MergeRequest { iid } => {
                 let title = p.merge_request(iid).map(|m| edited(&m.title));
                 actor(&ds, None).and_then(|user| {
@@ -128,13 +128,13 @@ pub(crate) fn edit(sim: &Simulator, project_id: u64, target: Target) {
                 })
             }
             Target::Pipeline { id } => ci::step_pipeline(&mut ds, project_id, id, now, &base),
-        };
-        result
+        }
     };
     match events {
         Ok(events) => {
             lock(&sim.shared.stats).churned += 1;
-            let _ = webhook::dispatch(sim, events);
+            // Delivered in the background; nothing waits for it.
+            drop(webhook::dispatch(sim, events));
         }
         Err(e) => {
             tracing::debug!(error = %e, "churn edit failed");

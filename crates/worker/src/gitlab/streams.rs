@@ -212,7 +212,12 @@ pub(super) async fn store_page(
             tracing::info!(project, resource, %reason, "resource skipped");
             sync::record_skipped(tx, connection, project, resource, &reason).await?;
             let mark = advance.and_then(|a| a.mark);
-            sync::advance(tx, connection, project, resource, None, mark, 0, true).await?;
+            sync::advance(
+                tx,
+                connection,
+                sync::PageProgress { project_id: project, resource, cursor: None, seen_up_to: mark, records: 0, done: true },
+            )
+            .await?;
             return Ok(());
         }
         Fetched::Page { items, children, .. } => (items, children),
@@ -224,7 +229,12 @@ pub(super) async fn store_page(
     }
     if let Some(a) = advance {
         let records = if a.counts { count } else { 0 };
-        sync::advance(tx, connection, project, resource, a.cursor.as_ref(), a.mark, records, a.done).await?;
+        sync::advance(
+            tx,
+            connection,
+            sync::PageProgress { project_id: project, resource, cursor: a.cursor.as_ref(), seen_up_to: a.mark, records, done: a.done },
+        )
+        .await?;
     }
     Ok(())
 }

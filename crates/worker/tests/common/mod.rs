@@ -215,7 +215,8 @@ pub async fn stored(store: &Store, tenant: &str, connection: Uuid) -> Records {
         .await
         .unwrap();
     r.notes = rows.into_iter().map(|(p, i, b)| ((p, i), b)).collect();
-    let rows: Vec<(i64, i64, String, Option<String>, DateTime<Utc>)> =
+    type PipelineRow = (i64, i64, String, Option<String>, DateTime<Utc>);
+    let rows: Vec<PipelineRow> =
         sqlx::query_as("SELECT project_id, gitlab_id, status, sha, gitlab_updated_at FROM pipelines WHERE connection_id = $1")
             .bind(connection)
             .fetch_all(&mut *tx)
