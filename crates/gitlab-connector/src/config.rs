@@ -26,8 +26,9 @@ pub struct Config {
     pub app_env: AppEnv,
     /// The schema owner: migrations and database creation.
     pub database: PgConnectOptions,
-    /// The service's own unprivileged role.
-    pub database_app: PgConnectOptions,
+    /// The role this process logs in as (`DATABASE_APP_URL`); without it, the process kind's own
+    /// role next to the owner (see [`Config::service_database`]).
+    pub database_app: Option<PgConnectOptions>,
     pub database_max_connections: u32,
     pub migrate_on_start: bool,
     pub listen_addr: String,
@@ -156,6 +157,12 @@ impl Config {
             .with_public_ports(&self.gitlab_url_public_ports))
     }
 
+    /// How this process connects as `role`: `DATABASE_APP_URL` when given (production gives each
+    /// deployment its own), else that role next to the owner without a password.
+    pub fn service_database(&self, role: connector_store::ServiceRole) -> PgConnectOptions {
+        self.database_app.clone().unwrap_or_else(|| role.connect_options(&self.database))
+    }
+
     pub fn from_env() -> Result<Self> {
         let app_env = match var("APP_ENV").as_deref() {
             None | Some("development") => AppEnv::Development,
@@ -166,9 +173,9 @@ impl Config {
 
         let database = owner_database()?;
         let database_app = match var("DATABASE_APP_URL") {
-            Some(url) => PgConnectOptions::from_str(&url).context("DATABASE_APP_URL is not a PostgreSQL URL")?,
+            Some(url) => Some(PgConnectOptions::from_str(&url).context("DATABASE_APP_URL is not a PostgreSQL URL")?),
             None if production => bail!("APP_ENV=production needs DATABASE_APP_URL: the service's own role, with its password"),
-            None => connector_store::app_connect_options(&database),
+            None => None,
         };
 
         let master_keys_spec = match (var("MASTER_KEYS"), var("MASTER_KEYS_FILE")) {

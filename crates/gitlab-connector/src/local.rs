@@ -92,7 +92,7 @@ impl Connector {
         let config = Config {
             app_env: AppEnv::Development,
             database: owner.clone(),
-            database_app: connector_store::app_connect_options(owner),
+            database_app: None,
             database_max_connections: 16,
             migrate_on_start: false,
             listen_addr: format!("127.0.0.1:{port}"),

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use connector_api::AppState;
 use connector_api::auth::Authenticator;
-use connector_store::{Store, TenantId, tenants};
+use connector_store::{ServiceRole, Store, TenantId, tenants};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -250,10 +250,15 @@ fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLa
     Ok(connector_worker::GitLabJobs::new(store.clone(), policy, client, settings))
 }
 
+/// Connects as the operator commands' and the worker's role.
 async fn connect(config: &Config) -> Result<Store> {
-    Store::connect(config.database_app.clone(), config.database_max_connections, Arc::new(config.master_keys.clone()))
+    connect_as(config, ServiceRole::App).await
+}
+
+async fn connect_as(config: &Config, role: ServiceRole) -> Result<Store> {
+    Store::connect(config.service_database(role), config.database_max_connections, Arc::new(config.master_keys.clone()))
         .await
-        .context("connecting to PostgreSQL as the service role (DATABASE_APP_URL)")
+        .with_context(|| format!("connecting to PostgreSQL as the service role (DATABASE_APP_URL, by default {})", role.name()))
 }
 
 /// Runs `roles` until `shutdown` resolves, then lets each drain.
@@ -262,7 +267,9 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         connector_store::ensure_database(&config.database).await.context("creating the database (DATABASE_URL)")?;
         connector_store::migrate(&config.database).await.context("applying migrations (DATABASE_URL)")?;
     }
-    let store = connect(&config).await?;
+    // A process serving only the internet-facing roles logs in with the narrower credential.
+    let role = if roles.contains(&Role::Worker) { ServiceRole::App } else { ServiceRole::Api };
+    let store = connect_as(&config, role).await?;
     // A ring that cannot open what other pods wrote must not serve (see connector_store::keys).
     let pod = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "pod".into()), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     connector_store::keys::check_ring(&store, &pod).await.context("checking MASTER_KEYS against the database")?;

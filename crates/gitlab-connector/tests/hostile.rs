@@ -15,6 +15,26 @@ use sqlx::{ConnectOptions, PgPool};
 const ANSWER_MIB: usize = 768;
 
 /// The process's peak resident set (VmHWM) in MiB.
+/// Where a test's server listens and keeps its development state, and the database it uses.
+struct Site {
+    port: u16,
+    base: String,
+    dev_state: std::path::PathBuf,
+    database_url: String,
+}
+
+impl Site {
+    fn new(owner: &PgPool) -> Self {
+        let port = common::free_port();
+        Site {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            dev_state: std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4())),
+            database_url: owner.connect_options().to_url_lossy().to_string(),
+        }
+    }
+}
+
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 =
@@ -37,10 +57,7 @@ async fn a_gitlab_answering_hundreds_of_mebibytes_is_read_only_up_to_the_cap(own
     let gitlab = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hostile).await });
 
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let mut serve =
         common::serve("api,worker", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
     let server = Running(serve.spawn().unwrap());
@@ -83,10 +100,7 @@ async fn webhook_bodies_are_read_only_after_the_headers_prove_the_hook(owner: Pg
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let mut serve = common::serve(
         "api,ingest,worker",
         &database_url,
@@ -175,10 +189,7 @@ async fn slow_headers_are_cut_off_and_connections_capped(owner: PgPool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const SOCKETS: usize = 300;
     const CAP: usize = 200;
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let mut serve = common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base);
     let server = Running(serve.env("MAX_CONNECTIONS", CAP.to_string()).env("HEADER_READ_TIMEOUT", "2s").spawn().unwrap());
     let pid = server.0.id();
@@ -262,10 +273,7 @@ async fn raw_exchange(address: &str, requests: &[&[u8]]) -> Vec<(u16, serde_json
 /// gets hyper's bodyless status.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn malformed_and_oversized_requests_get_json_errors(owner: PgPool) {
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let _server = Running(
         common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base)
             .spawn()
@@ -321,10 +329,7 @@ async fn a_flooding_tenant_is_capped_and_does_not_delay_anothers_onboarding(owne
     sim_config.latency.min_ms = 40;
     sim_config.latency.max_ms = 60;
     let sim = Simulator::new(Dataset::generate(1, Size::Small), sim_config).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let mut serve = common::serve(
         "api,ingest,worker",
         &database_url,
@@ -459,10 +464,7 @@ async fn rows_naming(owner: &PgPool, column: &str, value: &str, except: serde_js
 async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) {
     use gitlab_sim::{Dataset, SimConfig, Simulator, Size};
     let sim = Simulator::new(Dataset::generate(1, Size::Small), SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     let keys = MasterKeyRing::generate_entry(1);
     let _server =
         Running(common::serve("api,ingest,worker", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
@@ -657,10 +659,7 @@ async fn a_gitlab_url_reaches_only_allowed_ports_and_only_gitlab_gets_the_token(
 /// `/metrics` answers only Prometheus' token, and names no tenant or connection.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn metrics_need_the_token_and_name_no_tenant(owner: PgPool) {
-    let port = common::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev_state = std::env::temp_dir().join(format!("gc-hostile-{}", uuid::Uuid::new_v4()));
-    let database_url = owner.connect_options().to_url_lossy().to_string();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
     // No worker: the connection is made live by hand below, and validation would undo that.
     let _server = Running(
         common::serve("api", &database_url, &MasterKeyRing::generate_entry(1), &dev_state, &format!("127.0.0.1:{port}"), &base)
@@ -703,4 +702,94 @@ async fn metrics_need_the_token_and_name_no_tenant(owner: PgPool) {
     );
     assert!(naming.is_empty(), "{naming:#?}");
     assert!(metrics.contains("gitlab_connector_connections_by_sync_lag{le=\"+Inf\"} 1"), "{metrics}");
+}
+
+/// What one database role can reach, tried as an attacker holding its credential would: take the
+/// cross-tenant role, list the queue's tenants and the shared rate budgets with no tenant set,
+/// and call one of the worker's cross-tenant functions.
+async fn reach_of(owner: &PgPool, user: &str) -> serde_json::Value {
+    let options = owner.connect_options().as_ref().clone().username(user).password("");
+    let mut conn = options.connect().await.unwrap();
+    let mut system = sqlx::Connection::begin(&mut conn).await.unwrap();
+    let as_system: Result<Vec<String>, _> = async {
+        sqlx::query("SET LOCAL ROLE gitlab_connector_system").execute(&mut *system).await?;
+        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM webhook_hooks").fetch_all(&mut *system).await
+    }
+    .await;
+    drop(system);
+    let jobs: Result<Vec<String>, _> = sqlx::query_scalar("SELECT DISTINCT tenant FROM apalis.jobs").fetch_all(&mut conn).await;
+    let budgets: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM gitlab_rate_budgets").fetch_one(&mut conn).await;
+    let due: Result<Vec<String>, _> =
+        sqlx::query_scalar("SELECT tenant_id FROM system_connections_due('token_health')").fetch_all(&mut conn).await;
+    let shown = |r: Result<Vec<String>, sqlx::Error>| match r {
+        Ok(tenants) => json!(tenants),
+        Err(e) => json!(format!("refused: {}", e.as_database_error().map(|d| d.message().to_owned()).unwrap_or(e.to_string()))),
+    };
+    json!({
+        "set_role_system": shown(as_system),
+        "queue_tenants": shown(jobs),
+        "rate_budgets": shown(budgets.map(|n| vec![n.to_string()])),
+        "connections_due": shown(due),
+    })
+}
+
+/// The roles the sessions of this database other than the test's own are logged in as.
+async fn session_users(owner: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT usename::text FROM pg_stat_activity
+         WHERE datname = current_database() AND usename <> current_user ORDER BY 1",
+    )
+    .fetch_all(owner)
+    .await
+    .unwrap()
+}
+
+/// The API and ingest pods face the internet, so their database credential is the one most
+/// likely to leak. It reaches one tenant's rows at a time, as the tenant it is told, and nothing
+/// across tenants but routing a webhook endpoint it is given: it cannot take the system role,
+/// list the queue's tenants or the rate budgets, or call the worker's cross-tenant functions.
+/// The worker's credential cannot take the system role either; its cross-tenant reads are
+/// named functions.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn each_process_kind_logs_in_with_only_what_it_needs(owner: PgPool) {
+    use gitlab_sim::{Dataset, SimConfig, Simulator, Size};
+    let sim = Simulator::new(Dataset::generate(1, Size::Small), SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let Site { port, base, dev_state, database_url } = Site::new(&owner);
+    let keys = MasterKeyRing::generate_entry(1);
+    let _api_pod =
+        Running(common::serve("api,ingest", &database_url, &keys, &dev_state, &format!("127.0.0.1:{port}"), &base).spawn().unwrap());
+    let api = Api::new(base.clone());
+    api.wait_ready(Duration::from_secs(30)).await;
+    let api_users = session_users(&owner).await;
+    let worker_listen = format!("127.0.0.1:{}", common::free_port());
+    let _worker_pod = Running(common::serve("worker", &database_url, &keys, &dev_state, &worker_listen, &base).spawn().unwrap());
+    let token = gitlab_sim::TOKEN_OWNER;
+    let victim = api
+        .connect("victim-co", json!({"access_token": token, "groups_list": "4", "projects_list": "2", "start_date": "2024-01-01T00:00:00Z", "gitlab_url": sim.base_url}))
+        .await;
+    api.wait_live("victim-co", &victim).await;
+    // A delivery routed by the API pod and applied: the narrow credential still does its work.
+    let gitlab = common::SimControl::new(&sim.base_url);
+    let commits = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM commits").fetch_one(&owner).await.unwrap() };
+    let before = commits().await;
+    gitlab.post("projects/2/push", json!({"branch": "main", "commits": 2})).await;
+    let started = Instant::now();
+    while commits().await < before + 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the pushed commits never arrived through the API pod's webhook endpoint");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let worker_users: Vec<String> = session_users(&owner).await.into_iter().filter(|u| !api_users.contains(u)).collect();
+    assert_eq!(api_users.len(), 1, "the API pod logged in as {api_users:?}");
+    let api_reach = reach_of(&owner, &api_users[0]).await;
+    println!("hostile: the API pod logs in as {api_users:?}; its credential reaches {api_reach:#}");
+    assert_eq!(worker_users.len(), 1, "the worker logged in as {worker_users:?} besides the API pod's role");
+    let worker_reach = reach_of(&owner, &worker_users[0]).await;
+    println!("hostile: the worker logs in as {worker_users:?}; its credential reaches {worker_reach:#}");
+    for field in ["set_role_system", "rate_budgets", "connections_due"] {
+        assert!(api_reach[field].as_str().is_some_and(|v| v.starts_with("refused")), "the API credential reaches {field}: {api_reach}");
+    }
+    // The queue shows it the jobs of the tenant it sets, and with none set, none.
+    assert_eq!(api_reach["queue_tenants"], json!([]), "{api_reach}");
+    assert!(worker_reach["set_role_system"].as_str().is_some_and(|v| v.starts_with("refused")), "{worker_reach}");
+    assert_eq!(worker_reach["connections_due"], json!(["victim-co"]));
 }

@@ -264,13 +264,14 @@ pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: 
     row.ok_or(Error::NotFound)
 }
 
-/// Deletes the connection with its sealed token and, by cascade, all data synced through it.
 /// Deletes the connection with everything stored of it: its synced data and hooks (by cascade),
 /// its earlier change-feed rows, its queued jobs and its rate budget. What remains is one
 /// `connection` `delete` row in the feed (for Coworker, to drop what it read) and the row of the
 /// job running this, which apalis marks done.
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
     let (tenant, conn) = tx.parts();
+    // While the connection still names the tenant, which the function checks.
+    sqlx::query("SELECT system_forget_connection_budget($1)").bind(id).execute(&mut *conn).await?;
     // One feed row for the whole connection, not one per deleted row.
     sqlx::query("SELECT set_config('app.suppress_changes', 'on', true)").execute(&mut *conn).await?;
     let deleted = sqlx::query("DELETE FROM gitlab_connections WHERE tenant_id = $1 AND id = $2")
@@ -297,8 +298,6 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
     .execute(&mut *conn)
     .await?;
     crate::jobs::delete_waiting(tx, Some(id)).await?;
-    let (_, conn) = tx.parts();
-    sqlx::query("DELETE FROM gitlab_rate_budgets WHERE budget_key LIKE '%#connection:' || $1::text").bind(id).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -463,32 +462,17 @@ pub async fn add_projects(tx: &mut TenantTx, id: Uuid, all: &[i64], hook_project
     Ok(())
 }
 
-/// Across tenants, as the system role (which may read only the scheduler's columns): how many
-/// connections are live, and how far past due the most overdue catch-up is (zero if none is).
+/// Across tenants, by the system role's function: how many connections are live, and how far
+/// past due the most overdue catch-up is (zero if none is).
 pub async fn liveness(store: &crate::Store) -> Result<(i64, std::time::Duration)> {
-    let mut tx = store.system_tx().await?;
-    let (live, overdue): (i64, f64) = sqlx::query_as(
-        "SELECT count(*),
-                coalesce(extract(epoch FROM now() - min(next_catch_up_at) FILTER (WHERE next_catch_up_at < now())), 0)::float8
-         FROM gitlab_connections WHERE status = 'live'",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let (live, overdue): (i64, f64) = sqlx::query_as("SELECT live, overdue_seconds FROM system_liveness()").fetch_one(store.pool()).await?;
     Ok((live, std::time::Duration::from_secs_f64(overdue.max(0.0))))
 }
 
-/// Across tenants, as the system role: each live connection's sync lag, the time since its last
-/// backfill or catch-up finished, without saying whose.
+/// Across tenants, by the system role's function: each live connection's sync lag, the time
+/// since its last backfill or catch-up finished, without saying whose.
 pub async fn sync_lags(store: &crate::Store) -> Result<Vec<std::time::Duration>> {
-    let mut tx = store.system_tx().await?;
-    let rows: Vec<f64> = sqlx::query_scalar(
-        "SELECT greatest(extract(epoch FROM now() - last_synced_at), 0)::float8
-         FROM gitlab_connections WHERE status = 'live' AND last_synced_at IS NOT NULL",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let rows: Vec<f64> = sqlx::query_scalar("SELECT system_sync_lags()").fetch_all(store.pool()).await?;
     Ok(rows.into_iter().map(std::time::Duration::from_secs_f64).collect())
 }
 
@@ -581,16 +565,11 @@ pub async fn clear_sync_failure(tx: &mut TenantTx, id: Uuid) -> Result<()> {
 /// good; the scheduler queues its step again.
 pub async fn stalled(store: &crate::Store, quiet: std::time::Duration) -> Result<Vec<(crate::TenantId, Uuid, Status)>> {
     let moving: Vec<&str> = Status::MOVING.iter().map(|s| s.as_str()).collect();
-    let mut tx = store.system_tx().await?;
-    let candidates: Vec<(String, Uuid, String)> = sqlx::query_as(
-        "SELECT tenant_id, id, status FROM gitlab_connections
-         WHERE status = ANY($1) AND updated_at < now() - make_interval(secs => $2)",
-    )
-    .bind(&moving)
-    .bind(quiet.as_secs_f64())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let candidates: Vec<(String, Uuid, String)> = sqlx::query_as("SELECT tenant_id, id, status FROM system_quiet_connections($1, $2)")
+        .bind(&moving)
+        .bind(quiet.as_secs_f64())
+        .fetch_all(store.pool())
+        .await?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }

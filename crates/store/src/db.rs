@@ -6,7 +6,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
-use crate::tenant::{SystemTx, TenantId, TenantTx};
+use crate::tenant::{TenantId, TenantTx};
 use crate::{Error, Result};
 
 /// Every migration the service needs: the job queue's (apalis, in its own `apalis` schema) and
@@ -20,14 +20,41 @@ pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 
 static OWN_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations");
 
-/// The role the service connects as. The first migration creates it (without a password, which
-/// suits trust or certificate auth; production sets one and names it in `DATABASE_APP_URL`).
+/// The role the worker, the operator commands and a process running every role connect as. The
+/// first migration creates it (without a password, which suits trust or certificate auth;
+/// production sets one and names it in `DATABASE_APP_URL`).
 pub const APP_ROLE: &str = "gitlab_connector_app";
 
-/// The service's connection options when only the owner's URL is known: the same server and
-/// database, as [`APP_ROLE`].
+/// The login roles of the service, one per process kind (see the process_roles migration for what
+/// each may do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceRole {
+    /// The API and ingest pods, which face the internet: one tenant at a time, and across tenants
+    /// only routing a given webhook endpoint, due deliveries and anonymous figures.
+    Api,
+    /// [`APP_ROLE`]: also the scheduler's and key rotation's cross-tenant functions and the
+    /// whole job queue.
+    App,
+}
+
+impl ServiceRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceRole::Api => "gitlab_connector_api",
+            ServiceRole::App => APP_ROLE,
+        }
+    }
+
+    /// The role's connection options when only the owner's URL is known: the same server and
+    /// database, as this role, without a password.
+    pub fn connect_options(self, owner: &PgConnectOptions) -> PgConnectOptions {
+        owner.clone().username(self.name()).password("")
+    }
+}
+
+/// [`ServiceRole::App`]'s connection options next to `owner`.
 pub fn app_connect_options(owner: &PgConnectOptions) -> PgConnectOptions {
-    owner.clone().username(APP_ROLE).password("")
+    ServiceRole::App.connect_options(owner)
 }
 
 /// Creates the database named in `owner` if it does not exist yet, connecting to the server's
@@ -113,10 +140,6 @@ impl Store {
 
     pub async fn tenant_tx(&self, tenant: &TenantId) -> Result<TenantTx> {
         TenantTx::begin(&self.pool, tenant).await
-    }
-
-    pub async fn system_tx(&self) -> Result<SystemTx> {
-        SystemTx::begin(&self.pool).await
     }
 
     /// Ready when the database answers and holds every migration this build knows.

@@ -60,15 +60,8 @@ pub async fn insert(tx: &mut TenantTx, d: &NewDelivery<'_>) -> Result<bool> {
 
 /// Received deliveries due for processing, across tenants, oldest first.
 pub async fn due(store: &Store, limit: i64) -> Result<Vec<(TenantId, i64)>> {
-    let mut tx = store.system_tx().await?;
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT tenant_id, id FROM webhook_deliveries WHERE status = 'received' AND next_attempt_at <= now()
-         ORDER BY next_attempt_at, id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT tenant_id, id FROM system_due_deliveries($1)").bind(limit).fetch_all(store.pool()).await?;
     rows.into_iter().map(|(t, id)| Ok((TenantId::parse(&t)?, id))).collect()
 }
 

@@ -149,13 +149,13 @@ pub async fn record_refusal(tx: &mut TenantTx, id: Uuid, reason: &str) -> Result
     Ok(())
 }
 
-/// The tenant and connection an endpoint id belongs to, looked up across tenants (as the system
-/// role, which may read only these columns).
+/// The tenant and connection an endpoint id belongs to, looked up across tenants (by the system
+/// role's function, which answers for the one endpoint asked).
 pub async fn route(store: &crate::Store, endpoint: Uuid) -> Result<Option<(crate::TenantId, Uuid)>> {
-    let mut tx = store.system_tx().await?;
-    let row: Option<(String, Uuid)> =
-        sqlx::query_as("SELECT tenant_id, connection_id FROM webhook_hooks WHERE id = $1").bind(endpoint).fetch_optional(&mut *tx).await?;
-    tx.commit().await?;
+    let row: Option<(String, Uuid)> = sqlx::query_as("SELECT tenant_id, connection_id FROM system_route_endpoint($1)")
+        .bind(endpoint)
+        .fetch_optional(store.pool())
+        .await?;
     row.map(|(tenant, connection)| Ok((crate::TenantId::parse(&tenant)?, connection))).transpose()
 }
 

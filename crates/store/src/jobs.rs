@@ -201,18 +201,9 @@ pub async fn push(conn: &mut sqlx::PgConnection, envelope: &Envelope, delay: Dur
 /// waited, for the metrics. Queues with nothing waiting are reported with zeros.
 pub async fn queue_states(store: &Store) -> Result<Vec<connector_telemetry::metrics::QueueState>> {
     let names: Vec<&str> = Queue::ALL.iter().map(|q| q.name()).collect();
-    // 'Queued' jobs are fetched by a worker but not started: still waiting.
-    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
-        "SELECT q.name,
-                count(j.id),
-                coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now())), 0)::float8
-         FROM unnest($1::text[]) AS q(name)
-         LEFT JOIN apalis.jobs j ON j.job_type = q.name AND j.status IN ('Pending', 'Queued')
-         GROUP BY q.name",
-    )
-    .bind(&names)
-    .fetch_all(store.pool())
-    .await?;
+    // Across tenants by the system role's function, which every pod's /metrics may call.
+    let rows: Vec<(String, i64, f64)> =
+        sqlx::query_as("SELECT queue, waiting, oldest_seconds FROM system_queue_states($1)").bind(&names).fetch_all(store.pool()).await?;
     Ok(rows
         .into_iter()
         .map(|(queue, depth, age)| connector_telemetry::metrics::QueueState {

@@ -39,12 +39,7 @@ pub async fn check_ring(store: &Store, pod: &str) -> Result<()> {
             )));
         }
     }
-    let in_use: Vec<i32> = {
-        let mut tx = store.system_tx().await?;
-        let versions = sqlx::query_scalar("SELECT DISTINCT data_key_version FROM tenants ORDER BY 1").fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        versions
-    };
+    let in_use: Vec<i32> = sqlx::query_scalar("SELECT system_data_key_versions()").fetch_all(pool).await?;
     // A database from before this check wraps under what its tenants use; a new one under the
     // newest version of the first pod.
     let initial = in_use.iter().copied().max().unwrap_or(keys.newest_version() as i32);

@@ -17,8 +17,8 @@ pub mod sync;
 mod tenant;
 pub mod tenants;
 
-pub use db::{APP_ROLE, MIGRATOR, Store, app_connect_options, ensure_database, migrate};
-pub use tenant::{SystemTx, TenantId, TenantTx};
+pub use db::{APP_ROLE, MIGRATOR, ServiceRole, Store, app_connect_options, ensure_database, migrate};
+pub use tenant::{TenantId, TenantTx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

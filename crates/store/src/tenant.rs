@@ -77,36 +77,6 @@ impl DerefMut for TenantTx {
     }
 }
 
-/// A transaction for the few deliberate cross-tenant operations. It switches to the
-/// `gitlab_connector_system` role, which only the policies written for such operations let
-/// through; everything else stays invisible to it.
-pub struct SystemTx(Transaction<'static, Postgres>);
-
-impl SystemTx {
-    pub(crate) async fn begin(pool: &sqlx::PgPool) -> Result<Self> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL ROLE gitlab_connector_system").execute(&mut *tx).await?;
-        Ok(Self(tx))
-    }
-
-    pub async fn commit(self) -> Result<()> {
-        Ok(self.0.commit().await?)
-    }
-}
-
-impl Deref for SystemTx {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
-        &self.0
-    }
-}
-
-impl DerefMut for SystemTx {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::TenantId;

@@ -2,7 +2,7 @@
 
 use connector_crypto::{DataKey, MasterKeyRing, WrappedKey};
 
-use crate::{Result, Store, SystemTx, TenantTx};
+use crate::{Result, Store, TenantTx};
 
 /// The tenant's data key, creating the tenant (and a fresh data key) on first use.
 pub async fn data_key(tx: &mut TenantTx, keys: &MasterKeyRing) -> Result<DataKey> {
@@ -78,22 +78,20 @@ pub async fn rotate_keys(store: &Store) -> Result<RotationReport> {
     let newest = crate::keys::adopt_newest(store).await? as i32;
     let mut report = RotationReport::default();
     loop {
-        let mut tx: SystemTx = store.system_tx().await?;
-        let rows: Vec<(String, Vec<u8>, i32)> = sqlx::query_as(
-            "SELECT id, data_key_wrapped, data_key_version FROM tenants
-             WHERE data_key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE",
-        )
-        .bind(newest)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        // The function locks the batch's rows until this transaction commits.
+        let mut tx = store.pool().begin().await?;
+        let rows: Vec<(String, Vec<u8>, i32)> = sqlx::query_as("SELECT tenant_id, wrapped, version FROM system_keys_to_rewrap($1, $2)")
+            .bind(newest)
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             break;
         }
         for (tenant, bytes, version) in rows {
             let key = keys.unwrap(&tenant, &WrappedKey { version: version as u32, bytes })?;
             let wrapped = keys.wrap(&tenant, &key);
-            sqlx::query("UPDATE tenants SET data_key_wrapped = $2, data_key_version = $3 WHERE id = $1")
+            sqlx::query("SELECT system_rewrap_key($1, $2, $3)")
                 .bind(&tenant)
                 .bind(&wrapped.bytes)
                 .bind(wrapped.version as i32)
@@ -103,9 +101,7 @@ pub async fn rotate_keys(store: &Store) -> Result<RotationReport> {
         }
         tx.commit().await?;
     }
-    let mut tx = store.system_tx().await?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE data_key_version = $1").bind(newest).fetch_one(&mut *tx).await?;
+    let current: i64 = sqlx::query_scalar("SELECT system_tenants_under($1)").bind(newest).fetch_one(store.pool()).await?;
     report.already_current = current as u64 - report.rewrapped;
     Ok(report)
 }

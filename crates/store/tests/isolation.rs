@@ -7,10 +7,10 @@ use chrono::{TimeZone, Utc};
 use connector_crypto::MasterKeyRing;
 use connector_store::connections::{self, NewConnection};
 use connector_store::jobs::{Envelope, Job};
-use connector_store::{Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, sync, tenants};
+use connector_store::{ServiceRole, Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, sync, tenants};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, PgPool};
 
 fn ring(spec: &str) -> Arc<MasterKeyRing> {
     Arc::new(MasterKeyRing::parse(spec).unwrap())
@@ -282,6 +282,9 @@ async fn a_tenant_cannot_write_another_tenants_rows(owner: PgPool) {
     assert_eq!(still.status, connections::Status::Pending);
 }
 
+/// The system role has no member: the service's login roles cannot take it, and reach its rights
+/// only through its functions. What it sees (tried by the owner taking it) is what its policies
+/// allow.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn system_role_sees_only_what_its_policies_allow(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
@@ -290,7 +293,18 @@ async fn system_role_sees_only_what_its_policies_allow(owner: PgPool) {
     connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
     tx.commit().await.unwrap();
 
-    let mut sys = store.system_tx().await.unwrap();
+    for role in [ServiceRole::App, ServiceRole::Api] {
+        let mut conn = role.connect_options(&owner.connect_options()).connect().await.unwrap();
+        let taken = sqlx::query("SET ROLE gitlab_connector_system").execute(&mut conn).await;
+        assert!(taken.is_err(), "{} could take the system role", role.name());
+    }
+
+    let system = || async {
+        let mut sys = owner.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE gitlab_connector_system").execute(&mut *sys).await.unwrap();
+        sys
+    };
+    let mut sys = system().await;
     let tenants_seen: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *sys).await.unwrap();
     assert_eq!(tenants_seen, 1);
     // The scheduler's columns of every connection, and nothing more.
@@ -303,11 +317,39 @@ async fn system_role_sees_only_what_its_policies_allow(owner: PgPool) {
         "UPDATE gitlab_connections SET status = 'failed'",
         "DELETE FROM tenants",
         "SELECT count(*) FROM projects",
+        "SELECT job FROM apalis.jobs",
     ] {
-        let mut sys = store.system_tx().await.unwrap();
+        let mut sys = system().await;
         let result = sqlx::query(sqlx::AssertSqlSafe(denied)).execute(&mut *sys).await;
         assert!(result.is_err(), "the system role may run: {denied}");
     }
+}
+
+/// The API role has the app role's privileges on every table but the rate budgets, so a
+/// migration that grants a new table to one login role and forgets the other fails here.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn the_api_role_holds_the_app_roles_table_privileges_but_the_rate_budgets(owner: PgPool) {
+    let privileges = |role: &'static str| {
+        let owner = owner.clone();
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT n.nspname || '.' || c.relname, a.privilege_type
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 CROSS JOIN LATERAL aclexplode(c.relacl) a
+                 WHERE a.grantee = $1::regrole AND n.nspname = 'public' ORDER BY 1, 2",
+            )
+            .bind(role)
+            .fetch_all(&owner)
+            .await
+            .unwrap();
+            rows
+        }
+    };
+    let app: Vec<(String, String)> =
+        privileges(ServiceRole::App.name()).await.into_iter().filter(|(table, _)| table != "public.gitlab_rate_budgets").collect();
+    let api = privileges(ServiceRole::Api.name()).await;
+    assert!(app.len() > 50, "{app:?}");
+    assert_eq!(api, app);
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]

@@ -104,21 +104,16 @@ pub async fn run_scheduler(store: Store, config: ScheduleConfig, claimant: Strin
 }
 
 /// Queues the periodic job for every connection it is due for: what the replica that claimed a
-/// period does with it. The list is read as the system role (across tenants, scheduler columns
-/// only); the jobs carry their tenant.
+/// period does with it. The list is read by the system role's function (across tenants,
+/// scheduler columns only); the jobs carry their tenant.
 pub async fn enqueue_due(store: &Store, which: Periodic) -> connector_store::Result<usize> {
-    let (filter, job): (&str, fn(Uuid) -> Job) = match which {
-        Periodic::CatchUp => ("status = 'live' AND next_catch_up_at <= now()", |connection| Job::CatchUp { connection }),
-        Periodic::TokenHealth => ("status IN ('live', 'backfilling', 'installing_hooks')", |connection| Job::TokenHealth { connection }),
+    let (kind, job): (&str, fn(Uuid) -> Job) = match which {
+        Periodic::CatchUp => ("catch_up", |connection| Job::CatchUp { connection }),
+        Periodic::TokenHealth => ("token_health", |connection| Job::TokenHealth { connection }),
         Periodic::Stalled => return requeue_stalled(store, STALLED_AFTER).await,
     };
-    let mut tx = store.system_tx().await?;
-    let due: Vec<(String, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT tenant_id, id FROM gitlab_connections WHERE {filter} ORDER BY next_catch_up_at NULLS FIRST"
-    )))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let due: Vec<(String, Uuid)> =
+        sqlx::query_as("SELECT tenant_id, id FROM system_connections_due($1)").bind(kind).fetch_all(store.pool()).await?;
     let mut conn = store.pool().acquire().await?;
     for (tenant, connection) in &due {
         jobs::push(&mut conn, &Envelope::new(tenant.clone(), job(*connection)), Duration::ZERO).await?;
