@@ -76,6 +76,12 @@ impl ApiError {
         Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", message, details }
     }
 
+    /// An error about one named input (a field, a header, a query parameter), with its own code.
+    pub fn about(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        let detail = FieldError::new(field, message);
+        Self { status, code, message: format!("{}: {}", detail.field, detail.message), details: vec![detail] }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 mod extract;
 mod health;
+mod idempotency;
 pub mod metrics;
 pub mod openapi;
 

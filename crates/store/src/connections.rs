@@ -265,7 +265,7 @@ pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: 
 }
 
 /// Deletes the connection with everything stored of it: its synced data and hooks (by cascade),
-/// its earlier change-feed rows, its queued jobs and its rate budget. What remains is one
+/// its earlier change-feed rows, the kept answers about it, its queued jobs and its rate budget. What remains is one
 /// `connection` `delete` row in the feed (for Coworker, to drop what it read) and the row of the
 /// job running this, which apalis marks done.
 pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
@@ -284,6 +284,11 @@ pub async fn delete(tx: &mut TenantTx, id: Uuid) -> Result<()> {
     if deleted == 0 {
         return Err(Error::NotFound);
     }
+    sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND connection_id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM changes WHERE tenant_id = $1 AND connection_id = $2")
         .bind(tenant.as_str())
         .bind(id)

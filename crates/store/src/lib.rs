@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod health;
 pub mod hooks;
+pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod read;

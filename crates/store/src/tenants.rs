@@ -44,9 +44,6 @@ async fn wrapped_key(tx: &mut TenantTx) -> Result<Option<WrappedKey>> {
     Ok(row.map(|(bytes, version)| WrappedKey { version: version as u32, bytes }))
 }
 
-/// Deletes the tenant and, by cascade, every connection and synced row it owns. Its data key
-/// goes with its row, so any ciphertext of it left anywhere (a backup, say) can no longer be
-/// opened once the master keys that wrapped it are retired.
 /// Deletes the tenant: its data key (so nothing sealed for it can be opened again), every
 /// connection and what is stored of them (by cascade), its change feed and its jobs that are
 /// not running. Our hooks in GitLab are the caller's to remove first
@@ -58,8 +55,10 @@ pub async fn delete(tx: &mut TenantTx) -> Result<bool> {
     let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
     sqlx::query("SELECT set_config('app.suppress_changes', 'off', true)").execute(&mut *conn).await?;
     let feed = sqlx::query("DELETE FROM changes WHERE tenant_id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
+    let answers =
+        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1").bind(tenant.as_str()).execute(&mut *conn).await?.rows_affected();
     let jobs = crate::jobs::delete_waiting(tx, None).await?;
-    Ok(deleted + feed + jobs > 0)
+    Ok(deleted + feed + answers + jobs > 0)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

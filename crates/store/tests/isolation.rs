@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use connector_crypto::MasterKeyRing;
 use connector_store::connections::{self, NewConnection};
 use connector_store::jobs::{Envelope, Job};
-use connector_store::{ServiceRole, Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, sync, tenants};
+use connector_store::{ServiceRole, Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, idempotency, sync, tenants};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{ConnectOptions, PgPool};
@@ -133,6 +133,9 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
     let heads = std::collections::BTreeMap::from([("main".to_owned(), "a1".to_owned())]);
     connector_store::reconcile::set_branch_heads(&mut tx, c, 11, &heads).await.unwrap();
     connector_store::reconcile::keep_aside(&mut tx, c, Some(11), "commits", "a1", "held U+0000", b"{}").await.unwrap();
+    assert_eq!(idempotency::claim(&mut tx, "form-1", b"request").await.unwrap(), idempotency::Claim::First);
+    let answer = idempotency::Answer { status: 201, body: json!({"id": c}), location: None };
+    idempotency::record(&mut tx, "form-1", c, &answer).await.unwrap();
     tx.commit().await.unwrap();
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use connector_store::connections::{ConnectionChanges, NewConnection};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{AnyOf, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
@@ -24,7 +24,8 @@ type Field<T> = Result<T, FieldError>;
 
 /// What Coworker's GitLab page submits. Lists are comma-separated strings, as the page sends
 /// them, or JSON arrays.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// Serialized only to fingerprint the request for its `Idempotency-Key`.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct CreateConnectionRequest {
     /// A GitLab personal access token with scope `api`.
     #[schema(value_type = String, example = "glpat-xxxxxxxxxxxxxxxxxxxx")]

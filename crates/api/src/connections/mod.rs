@@ -5,7 +5,7 @@ pub mod input;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 
 /// A connection as the frontend sees it. The token itself is never shown, only a hint.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -213,33 +214,48 @@ const MAX_LIMIT: i64 = 100;
 #[utoipa::path(
     post, path = "/v1/connections", tag = "connections", operation_id = "create_connection",
     request_body = input::CreateConnectionRequest,
+    params(IdempotencyKey),
     responses(
-        (status = 201, body = ConnectionView, description = "Created; validation and sync start in the background"),
-        (status = 400, body = ErrorBody, description = "The body is not JSON"),
+        (status = 201, body = ConnectionView, description = "Created; validation and sync start in the background. A request repeated with its `Idempotency-Key` gets this same answer again, with `Idempotent-Replayed: true`, and creates nothing",
+            headers(
+                ("Location" = String, description = "The connection's URL, `/v1/connections/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"),
+            )),
+        (status = 400, body = ErrorBody, description = "The body is not JSON, or the `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 409, body = ErrorBody, description = "`limit_reached`: the tenant has as many connections as it may (`TENANT_MAX_CONNECTIONS`)"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
-        (status = 422, body = ErrorBody, description = "A field is missing or wrong; `details` names each"),
+        (status = 422, body = ErrorBody, description = "A field is missing or wrong (`validation_failed`; `details` names each), or `idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<input::CreateConnectionRequest>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
+    let request = Idempotent::new(key, "POST /v1/connections", &body);
+    // A repeat is answered before its input is judged again (DNS may answer otherwise now).
+    if let Some(replay) = request.answered(&mut state.store.tenant_tx(&tenant).await?).await? {
+        return Ok(replay);
+    }
     let new = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
     refuse_unreachable(&state.gitlab_urls, &new.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
+    if let Some(replay) = request.claim(&mut tx).await? {
+        return Ok(replay);
+    }
     connections::ensure_room(&mut tx, state.limits.max_connections_per_tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
     let id = connection.id;
     let shown = view(&mut tx, connection).await?;
+    let response = request.answer(&mut tx, id, StatusCode::CREATED, &shown, Some(format!("/v1/connections/{id}"))).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection created");
-    Ok((StatusCode::CREATED, Json(shown)))
+    Ok(response)
 }
 
 /// How long creation waits for DNS before leaving the decision to the worker.
@@ -432,17 +448,24 @@ pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
 
 #[utoipa::path(
     post, path = "/v1/connections/{id}/resync", tag = "connections", operation_id = "resync_connection",
-    params(("id" = Uuid, Path, description = "The connection id")),
+    params(("id" = Uuid, Path, description = "The connection id"), IdempotencyKey),
     responses(
-        (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood; what is already stored is kept. What a `failed` connection's message asks for once its cause is fixed. Repeating it while validation waits to start changes nothing"),
+        (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood; what is already stored is kept. What a `failed` connection's message asks for once its cause is fixed. Repeating it while validation waits to start changes nothing; repeated with its `Idempotency-Key`, it gets this same answer again with `Idempotent-Replayed: true`",
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
+        (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted"),
+        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
     ),
     security(("bearer" = []))
 )]
-pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
+pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
+    let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/resync"), &());
     let mut tx = state.store.tenant_tx(&tenant).await?;
+    if let Some(replay) = request.claim(&mut tx).await? {
+        return Ok(replay);
+    }
     if connections::get(&mut tx, id).await?.status == Status::Deleting {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the connection is being deleted"));
     }
@@ -451,7 +474,8 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
     let connection = connections::get(&mut tx, id).await?;
     let shown = view(&mut tx, connection).await?;
+    let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection resync asked for");
-    Ok((StatusCode::ACCEPTED, Json(shown)))
+    Ok(response)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use connector_api::auth::{AuthConfig, Authenticator, issue_hs256};
 use connector_api::{ApiLimits, AppState};
 use connector_crypto::MasterKeyRing;
-use connector_store::{Store, TenantId, app_connect_options};
+use connector_store::{ServiceRole, Store, TenantId};
 use gitlab_client::UrlPolicy;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -105,7 +105,8 @@ impl TestApp {
     async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig, gitlab_urls: UrlPolicy) -> Self {
         logs();
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-        let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
+        // As the API pods log in, so a privilege the API lacks fails here.
+        let store = Store::connect(ServiceRole::Api.connect_options(&owner.connect_options()), 4, keys).await.unwrap();
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());
         auth.spawn_refresh();
         let state = AppState { store: store.clone(), auth, limits, gitlab_urls };
@@ -125,6 +126,19 @@ impl TestApp {
 
     /// Sends a request as `tenant` (or anonymously) and returns the status and the JSON body.
     pub async fn call(&self, method: reqwest::Method, path: &str, tenant: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let (status, json, _) = self.call_with(method, path, tenant, body, &[]).await;
+        (status, json)
+    }
+
+    /// [`TestApp::call`] with extra request headers, returning the response headers too.
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = tenant {
             req = req.bearer_auth(self.token(t));
@@ -132,11 +146,15 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
+        let response_headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, json)
+        (status, json, response_headers)
     }
 }
 

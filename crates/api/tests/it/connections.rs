@@ -371,3 +371,76 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
     assert_eq!(status, 409, "{body}");
     assert_error(&body, "conflict");
 }
+
+/// A double click or a client retry after a timeout sends the same POST again. With one
+/// `Idempotency-Key`, 20 concurrent creations make one connection and queue one validation, and
+/// every answer is the first one's 201 with its `Location`; the key with another body, or on
+/// another route, is a 422 naming the header. Keys are per tenant.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn one_idempotency_key_creates_one_connection(owner: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(owner).await);
+    let key = "7f1c9b2e-create-connection-form";
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        posts.spawn(async move {
+            app.call_with(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection()), &[("idempotency-key", key)]).await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = posts.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let ids: std::collections::BTreeSet<String> =
+        answers.iter().map(|(_, body, _)| body["id"].as_str().unwrap_or("none").to_owned()).collect();
+    let statuses: std::collections::BTreeSet<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    let connections: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gitlab_connections WHERE tenant_id = 'acme'").fetch_one(&app.owner).await.unwrap();
+    println!(
+        "idempotency: 20 concurrent POSTs with one key: statuses {statuses:?}, {} distinct ids, {connections} connections stored",
+        ids.len()
+    );
+    assert_eq!(statuses, [201].into());
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(connections, 1);
+    assert_eq!(queued_jobs(&app, "validate").await, 1);
+    let id = ids.into_iter().next().unwrap();
+    let first = &answers[0].1;
+    for (_, body, headers) in &answers {
+        assert_eq!(body, first, "a replay answers what the first did");
+        assert_eq!(headers.get("location").and_then(|v| v.to_str().ok()), Some(format!("/v1/connections/{id}").as_str()));
+    }
+
+    // The same key with another body, or on another route: refused, nothing made.
+    let mut other = valid_connection();
+    other["groups_list"] = json!("999");
+    let (status, body, _) = app.call_with(Method::POST, "/v1/connections", Some("acme"), Some(other), &[("idempotency-key", key)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert_error(&body, "idempotency_key_reused");
+    assert_eq!(body["error"]["details"][0]["field"], "Idempotency-Key", "{body}");
+    let (status, body, _) =
+        app.call_with(Method::POST, &format!("/v1/connections/{id}/resync"), Some("acme"), None, &[("idempotency-key", key)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert_error(&body, "idempotency_key_reused");
+
+    // A resync with its own key is answered once and replayed after.
+    let resync = format!("/v1/connections/{id}/resync");
+    let (first_status, first_body, _) = app.call_with(Method::POST, &resync, Some("acme"), None, &[("idempotency-key", "resync-1")]).await;
+    let (again_status, again_body, _) = app.call_with(Method::POST, &resync, Some("acme"), None, &[("idempotency-key", "resync-1")]).await;
+    assert_eq!(first_status, 202, "{first_body}");
+    assert_eq!((again_status, &again_body), (first_status, &first_body));
+
+    // Another tenant's identical request with the same key is its own.
+    let (status, body, _) =
+        app.call_with(Method::POST, "/v1/connections", Some("globex"), Some(valid_connection()), &[("idempotency-key", key)]).await;
+    assert_eq!(status, 201, "{body}");
+    assert_ne!(body["id"].as_str(), Some(id.as_str()));
+
+    // A key that cannot be one: 400 naming the header.
+    for bad in ["", &"k".repeat(256), "two\twords"] {
+        let (status, body, _) =
+            app.call_with(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection()), &[("idempotency-key", bad)]).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert_eq!(body["error"]["details"][0]["field"], "Idempotency-Key", "{body}");
+    }
+}

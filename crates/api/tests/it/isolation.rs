@@ -83,7 +83,12 @@ enum Param {
     /// A page position this very operation handed to A.
     Cursor,
     NotAnId,
+    /// A header naming a kept answer: A's key, which B sends with A's very request.
+    IdempotencyKey,
 }
+
+/// The `Idempotency-Key` A created its second connection with.
+const A_KEY: &str = "tenant-a-create-form-1";
 
 const PARAMETERS: &[(&str, Param)] = &[
     ("id", Param::ObjectId),
@@ -95,6 +100,7 @@ const PARAMETERS: &[(&str, Param)] = &[
     ("updated_since", Param::NotAnId),
     ("state", Param::NotAnId),
     ("noteable_type", Param::NotAnId),
+    ("Idempotency-Key", Param::IdempotencyKey),
 ];
 
 struct Operation {
@@ -162,7 +168,8 @@ fn classify(spec: &Value) -> Result<Vec<Operation>, Vec<String>> {
                 if !PARAMETERS.iter().any(|(n, _)| *n == name) {
                     problems.push(format!("parameter {name} of {id} is not classified"));
                 }
-                if !["path", "query"].contains(&location) {
+                let probed_header = location == "header" && param(name) == Param::IdempotencyKey;
+                if !["path", "query"].contains(&location) && !probed_header {
                     problems.push(format!("{id}: parameter {name} in {location} is not probed"));
                 }
                 params.push((name.to_owned(), location.to_owned()));
@@ -301,7 +308,7 @@ impl TenantA {
                 assert!(!cursors.is_empty(), "{}: A's data spans a single page; no cursor to try", op.id);
                 cursors.iter().map(|c| vec![pair(name, c.clone())]).collect()
             }
-            Param::ObjectId | Param::NotAnId => Vec::new(),
+            Param::ObjectId | Param::NotAnId | Param::IdempotencyKey => Vec::new(),
         }
     }
 }
@@ -479,7 +486,9 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
 
     let mut a = TenantA { main: connect(&app, A).await, ..Default::default() };
     let hook_ids = seed_a(&app, a.main).await;
-    let (status, second) = app.call(Method::POST, "/v1/connections", Some(A), Some(valid_connection())).await;
+    // With a key, so A has a kept answer B's calls must neither see nor change.
+    let (status, second, _) =
+        app.call_with(Method::POST, "/v1/connections", Some(A), Some(valid_connection()), &[("idempotency-key", A_KEY)]).await;
     assert_eq!(status, 201, "{second}");
     let second: Uuid = second["id"].as_str().unwrap().parse().unwrap();
     a.object_ids = [a.main, second].into_iter().chain(hook_ids).collect();
@@ -609,9 +618,16 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
                     assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
                     refused += 1;
                 }
-                // ...and a plain create makes B's own object, which shows nothing of A's.
+                // ...and a plain create makes B's own object, which shows nothing of A's, also
+                // when it carries the idempotency key A created with (and A's very request).
                 let (answer, _) = send(&app, &op.method, &op.path, &[], Some(B), Some(valid_connection())).await;
                 assert_eq!(answer.status, 201, "{}: {}", op.id, answer.body);
+                if op.params.iter().any(|(name, _)| param(name) == Param::IdempotencyKey) {
+                    let (status, with_a_key, _) =
+                        app.call_with(op.method.clone(), &op.path, Some(B), Some(valid_connection()), &[("idempotency-key", A_KEY)]).await;
+                    assert_eq!(status, 201, "{}: {with_a_key}", op.id);
+                    assert!(with_a_key.get("id").is_some_and(|id| !a.object_ids.iter().any(|a_id| *id == json!(a_id))), "{with_a_key}");
+                }
                 leaks.extend(a.found_in(&answer, false).into_iter().map(|f| format!("{}: {f}", op.id)));
                 let owner_of: String = sqlx::query_scalar("SELECT tenant_id FROM gitlab_connections WHERE id = $1")
                     .bind(answer.json()["id"].as_str().unwrap().parse::<Uuid>().unwrap())
