@@ -51,8 +51,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
 }
 
 /// Query parameters. Handlers take them as strings and parse them themselves, to name each bad
-/// one; what is left to fail here is the query string as a whole (e.g. a parameter given twice):
-/// 422 naming `query`.
+/// one; unknown and repeated ones were refused before (`strict_query`), so what is left to fail
+/// here is a query string that does not decode at all: 422 naming `query`.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {

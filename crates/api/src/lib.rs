@@ -10,6 +10,7 @@ mod health;
 mod idempotency;
 pub mod metrics;
 pub mod openapi;
+mod strict_query;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/notes", get(data::notes))
         .route("/connections/{id}/pipelines", get(data::pipelines))
         .route("/changes", get(data::changes))
+        .route_layer(middleware::from_fn(strict_query::strict_query))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::strict_query::Documented as StrictQuery;
 use crate::{connections, data, error, health, metrics};
 
 #[derive(OpenApi)]
@@ -32,7 +33,7 @@ use crate::{connections, data, error, health, metrics};
         metrics::scrape,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StrictQuery),
     tags(
         (name = "connections", description = "A tenant's GitLab connections"),
         (name = "data", description = "The synced GitLab data, and the feed of its changes"),

@@ -101,13 +101,17 @@ async fn pages_follow_creation_order(owner: PgPool) {
     }
     assert_eq!(seen, ids);
 
-    // A parameter given twice is the query string's fault as a whole, answered like the rest.
-    for bad in ["limit=0", "limit=101", "limit=abc", "cursor=nope", "limit=1&limit=2"] {
+    for bad in ["limit=0", "limit=101", "limit=abc", "cursor=nope"] {
         let (status, body) = app.call(Method::GET, &format!("/v1/connections?{bad}"), Some("acme"), None).await;
         assert_eq!(status, 422, "{bad}: {body}");
         assert_error(&body, "validation_failed");
         assert!(body["error"]["field"].is_string());
     }
+    // A parameter given twice is refused before its value is read, naming it.
+    let (status, body) = app.call(Method::GET, "/v1/connections?limit=1&limit=2", Some("acme"), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "unknown_parameter");
+    assert_eq!(body["error"]["field"], "limit");
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
@@ -443,4 +447,34 @@ async fn one_idempotency_key_creates_one_connection(owner: PgPool) {
         assert_eq!(status, 400, "{bad:?}: {body}");
         assert_eq!(body["error"]["details"][0]["field"], "Idempotency-Key", "{body}");
     }
+}
+
+/// A query parameter the operation does not document is a 400 naming it, on every route
+/// (`?iid=3` used to be ignored and answer every merge request), and so is one given twice.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn unknown_or_repeated_query_parameters_are_refused_by_name(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (_, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    let id = created["id"].as_str().unwrap();
+    let cases = [
+        (Method::GET, format!("/v1/connections/{id}/merge_requests?iid=3"), "iid"),
+        (Method::GET, format!("/v1/connections/{id}/commits?limit=5&sha=abc"), "sha"),
+        (Method::GET, format!("/v1/connections/{id}?expand=hooks"), "expand"),
+        (Method::GET, "/v1/connections?limit=5&limit=6".to_owned(), "limit"),
+        (Method::GET, "/v1/changes?after=&tenant=globex".to_owned(), "tenant"),
+        (Method::POST, format!("/v1/connections/{id}/resync?stream=commits"), "stream"),
+        (Method::DELETE, format!("/v1/connections/{id}?force=true"), "force"),
+    ];
+    for (method, path, parameter) in cases {
+        let (status, body) = app.call(method.clone(), &path, Some("acme"), None).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"]["field"], parameter, "{method} {path}: {body}");
+    }
+    // Documented ones still work, and nothing was deleted or resynced above.
+    let (status, body) =
+        app.call(Method::GET, &format!("/v1/connections/{id}/merge_requests?limit=5&state=opened"), Some("acme"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("pending")), "{body}");
+    assert_eq!(queued_jobs(&app, "disconnect").await, 0);
 }

@@ -46,6 +46,8 @@ fn every_route_is_documented_with_its_errors() {
     for (path, ops) in paths.iter().filter(|(p, _)| p.starts_with("/v1/")) {
         for (method, op) in ops.as_object().unwrap() {
             assert!(op["responses"].get("401").is_some(), "{method} {path} does not document 401");
+            let bad_request = op["responses"]["400"]["description"].as_str().unwrap_or_default();
+            assert!(bad_request.contains("unknown_parameter"), "{method} {path} does not document the unknown-parameter 400");
             assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path} lacks bearer security");
         }
     }
