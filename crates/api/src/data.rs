@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use connector_store::connections;
-use connector_store::read::{self, FeedPosition, Filter, NoteParentFilter};
+use connector_store::read::{self, ChangeEntity, ChangeKey, ChangeOp, FeedPosition, Filter, NoteParentFilter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -295,17 +295,9 @@ pub struct ChangeView {
     /// This change's place in the feed; pass it as `after` to read what follows.
     pub cursor: String,
     pub connection_id: Uuid,
-    /// `project`, `commit`, `merge_request`, `issue`, `note`, `pipeline`, or `connection` (the
-    /// connection and everything synced through it was deleted).
-    #[schema(example = "merge_request")]
-    pub entity: String,
-    /// `insert`, `update` or `delete`.
-    #[schema(example = "update")]
-    pub op: String,
-    /// GitLab's identity of the object within the connection: `gitlab_id` for projects,
-    /// `project_id` with `sha`, `iid` or `gitlab_id` for the rest.
-    #[schema(value_type = Object, example = json!({"project_id": 7, "iid": 3}))]
-    pub key: Value,
+    pub entity: ChangeEntity,
+    pub op: ChangeOp,
+    pub key: ChangeKey,
     pub changed_at: DateTime<Utc>,
 }
 
@@ -545,7 +537,10 @@ fn paginate<R>(mut rows: Vec<R>, limit: i64, list: &str, key: impl Fn(&R) -> Val
     (rows, next)
 }
 
-/// The GitLab projects synced through the connection.
+/// The projects synced through a connection.
+///
+/// Each GitLab project of the connection's groups (or of its `projects_list`), as last read from
+/// GitLab, newest activity last; filter by `project` or `updated_since`, page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/projects", tag = "data", operation_id = "list_projects",
     params(("id" = Uuid, Path, description = "The connection id"), ListParams),
@@ -577,7 +572,11 @@ pub async fn projects(
     Ok(Json(ProjectList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// The commits synced through the connection (every branch).
+/// The commits synced through a connection.
+///
+/// Commits of every branch since `start_date`, with their author and committer times as GitLab
+/// reports them (which the committer's clock sets, so they may lie); filter by `project` or
+/// `updated_since` (the commit time), page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/commits", tag = "data", operation_id = "list_commits",
     params(("id" = Uuid, Path, description = "The connection id"), ListParams),
@@ -609,7 +608,10 @@ pub async fn commits(
     Ok(Json(CommitList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// The merge requests synced through the connection, with the commits each holds.
+/// The merge requests synced through a connection.
+///
+/// Each merge request updated since `start_date`, with the commits it holds; filter by `project`,
+/// `state` or `updated_since`, page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/merge_requests", tag = "data", operation_id = "list_merge_requests",
     params(("id" = Uuid, Path, description = "The connection id"), MergeRequestParams),
@@ -642,7 +644,10 @@ pub async fn merge_requests(
     Ok(Json(MergeRequestList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// The issues synced through the connection.
+/// The issues synced through a connection.
+///
+/// Each issue updated since `start_date`; filter by `project`, `state` or `updated_since`, page
+/// with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/issues", tag = "data", operation_id = "list_issues",
     params(("id" = Uuid, Path, description = "The connection id"), IssueParams),
@@ -675,7 +680,10 @@ pub async fn issues(
     Ok(Json(IssueList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// The notes (comments) on merge requests, issues, commits and snippets synced through the connection.
+/// The notes synced through a connection.
+///
+/// Comments on merge requests, issues, commits and snippets (system notes included, marked); filter
+/// by `project`, by `noteable_type` with `noteable_iid`, or by `updated_since`, page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/notes", tag = "data", operation_id = "list_notes",
     params(("id" = Uuid, Path, description = "The connection id"), NoteParams),
@@ -728,7 +736,10 @@ fn note_parent(
     }
 }
 
-/// The CI pipelines synced through the connection.
+/// The CI pipelines synced through a connection.
+///
+/// Each pipeline updated since `start_date`, with its status and timings; filter by `project`,
+/// `state` or `updated_since`, page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections/{id}/pipelines", tag = "data", operation_id = "list_pipelines",
     params(("id" = Uuid, Path, description = "The connection id"), PipelineParams),
@@ -767,8 +778,12 @@ fn feed_cursor(position: FeedPosition) -> String {
     encode_cursor(FEED, (position.xid, position.seq))
 }
 
-/// The tenant's change feed: every insert, update and delete of synced data, in order, for
-/// following changes incrementally. Poll with the last `next_cursor` as `after`.
+/// The tenant's change feed.
+///
+/// Every insert, update and delete of synced data across the tenant's connections, in commit order,
+/// for following changes incrementally: poll with the last `next_cursor` as `after`, and re-read
+/// the object a change names by its `key`. A deleted connection leaves one `connection` `delete`
+/// change.
 #[utoipa::path(
     get, path = "/v1/changes", tag = "data", operation_id = "list_changes",
     params(ChangesParams),

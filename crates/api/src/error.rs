@@ -21,6 +21,41 @@ impl FieldError {
     }
 }
 
+/// Every error code the service answers with: stable, for code to switch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A request the service cannot read: malformed HTTP, a bad header or query parameter value.
+    BadRequest,
+    /// The body is not valid JSON.
+    InvalidJson,
+    /// A field is missing or wrong; `details` names each.
+    ValidationFailed,
+    /// A query parameter the operation does not take, or one given twice.
+    UnknownParameter,
+    /// The `Idempotency-Key` was sent with another request.
+    IdempotencyKeyReused,
+    /// No bearer token, or one that does not verify.
+    Unauthorized,
+    /// No such object for this tenant (or no such route).
+    NotFound,
+    MethodNotAllowed,
+    /// The object's state does not allow this (e.g. it is being deleted).
+    Conflict,
+    /// A per-tenant limit is reached.
+    LimitReached,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UriTooLong,
+    HeadersTooLarge,
+    /// The request took longer than the service allows.
+    Timeout,
+    /// The service cannot answer now (its database is unreachable or not migrated).
+    NotReady,
+    /// A fault of ours, logged.
+    Internal,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -28,8 +63,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `validation_failed`, `not_found`, `unauthorized`, ...
-    pub code: String,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
     /// The first offending request field, when the error is about one.
@@ -43,41 +77,41 @@ pub struct ErrorDetail {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     details: Vec<FieldError>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), details: Vec::new() }
     }
 
     /// The same answer for an id that does not exist and one that belongs to another tenant.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
     }
 
     pub fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error; it has been logged")
     }
 
     /// 422 naming every bad field.
     pub fn invalid(details: Vec<FieldError>) -> Self {
         let message = details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ");
-        Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", message, details }
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: ErrorCode::ValidationFailed, message, details }
     }
 
     /// An error about one named input (a field, a header, a query parameter), with its own code.
-    pub fn about(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    pub fn about(status: StatusCode, code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
         let detail = FieldError::new(field, message);
         Self { status, code, message: format!("{}: {}", detail.field, detail.message), details: vec![detail] }
     }
@@ -91,7 +125,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code,
                 message: self.message,
                 field: self.details.first().map(|d| d.field.clone()),
                 details: self.details,
@@ -110,7 +144,7 @@ impl From<connector_store::Error> for ApiError {
         match error {
             connector_store::Error::NotFound => Self::not_found(),
             connector_store::Error::InvalidTenant(_) => Self::unauthorized("invalid tenant claim"),
-            connector_store::Error::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
+            connector_store::Error::LimitReached(message) => Self::new(StatusCode::CONFLICT, ErrorCode::LimitReached, message),
             other => {
                 // Store errors carry no secrets (tokens are sealed before they reach SQL), but
                 // their detail is for operators, not callers.

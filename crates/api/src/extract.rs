@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 
 /// A JSON body. Not JSON: 400; the wrong shape: 422 naming `body`; too large: 413; another
 /// content type: 415.
@@ -23,16 +23,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 Err(ApiError::invalid(vec![FieldError::new("body", format!("must be a JSON object: {}", e.body_text()))]))
             }
             Err(JsonRejection::JsonSyntaxError(_)) => {
-                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON"))
+                Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, "the body is not valid JSON"))
             }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as Content-Type: application/json",
             )),
-            Err(other) if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is larger than this endpoint accepts"))
-            }
+            Err(other) if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "the body is larger than this endpoint accepts",
+            )),
             Err(other) => Err(ApiError::bad_request(format!("the body could not be read: {}", other.body_text()))),
         }
     }

@@ -6,14 +6,18 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
+/// Liveness.
+///
 /// The process is up. Touches nothing else, so a slow database does not get the pod killed.
 #[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz", responses((status = 200, description = "Up")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness.
+///
 /// The database answers and holds every migration this build needs.
 #[utoipa::path(
     get, path = "/readyz", tag = "health", operation_id = "readyz",
@@ -22,7 +26,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.store.readiness().await.map_err(|error| {
         tracing::warn!(%error, "not ready");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable or not migrated")
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, "the database is unreachable or not migrated")
     })?;
     Ok(Json(json!({"status": "ready"})))
 }

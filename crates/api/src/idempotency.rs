@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub const HEADER: &str = "Idempotency-Key";
 /// Set on an answer that is a replay of the first.
@@ -40,7 +40,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let refuse = || {
             ApiError::about(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 HEADER,
                 format!("must be 1 to {MAX_LEN} printable ASCII characters, e.g. a UUID made when the form is opened"),
             )
@@ -111,7 +111,7 @@ fn replay(claim: Claim) -> Result<Option<Response>, ApiError> {
         }
         Claim::Reused => Err(ApiError::about(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             HEADER,
             format!("was sent with another request in the last {} hours; send a new key for a new request", idempotency::KEPT_FOR_HOURS),
         )),

@@ -35,8 +35,11 @@ pub fn router(store: Store, token: Option<SecretString>) -> Router {
     Router::new().route("/metrics", get(scrape)).with_state(MetricsState { store, token: token.map(Arc::new) })
 }
 
-/// Every metric of this process in Prometheus' text format; the queue and connection gauges
-/// are read from the database first (or kept from the last read when the database fails).
+/// Prometheus metrics.
+///
+/// Every metric of this process in Prometheus' text format; the queue and connection gauges are
+/// read from the database first (or kept from the last read when the database fails). Answers only
+/// `METRICS_TOKEN` as a bearer token.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses(

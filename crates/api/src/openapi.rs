@@ -13,7 +13,13 @@ use crate::{connections, data, error, health, metrics};
         title = "GitLab connector for Coworker",
         description = "Connects a tenant's GitLab to Coworker: connections, their status, and the synced data.",
         version = env!("CARGO_PKG_VERSION"),
+        contact(name = "Coworker"),
     ),
+    servers((
+        url = "{public_url}",
+        description = "A deployment: its PUBLIC_URL",
+        variables(("public_url" = (default = "http://localhost:8080", description = "The deployment's PUBLIC_URL")))
+    )),
     paths(
         health::healthz,
         health::readyz,

@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The query parameters each (method, route) documents.
 static DOCUMENTED: LazyLock<HashMap<(String, String), BTreeSet<String>>> = LazyLock::new(|| {
@@ -52,7 +52,7 @@ pub async fn strict_query(request: Request, next: Next) -> Response {
                 None
             };
             if let Some(message) = refusal {
-                return ApiError::about(StatusCode::BAD_REQUEST, "unknown_parameter", &name, message).into_response();
+                return ApiError::about(StatusCode::BAD_REQUEST, ErrorCode::UnknownParameter, &name, message).into_response();
             }
         }
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use connector_api::error::ErrorCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,16 +115,16 @@ enum Head {
 #[derive(Debug, PartialEq, Eq)]
 struct Refusal {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: &'static str,
 }
 
-const fn refused(status: StatusCode, code: &'static str, message: &'static str) -> Head {
+const fn refused(status: StatusCode, code: ErrorCode, message: &'static str) -> Head {
     Head::Refused(Refusal { status, code, message })
 }
 
 const URI_TOO_LONG: Refusal =
-    Refusal { status: StatusCode::URI_TOO_LONG, code: "uri_too_long", message: "the request's URI is longer than 8 KiB" };
+    Refusal { status: StatusCode::URI_TOO_LONG, code: ErrorCode::UriTooLong, message: "the request's URI is longer than 8 KiB" };
 /// The longest request line a URI within [`MAX_URI_BYTES`] makes.
 const MAX_REQUEST_LINE: usize = MAX_URI_BYTES + "CONNECT  HTTP/1.1\r".len();
 
@@ -142,13 +143,13 @@ fn judge(head: &[u8]) -> Head {
     match parsed {
         Ok(httparse::Status::Complete(_)) => Head::Complete,
         Ok(httparse::Status::Partial) if head.len() >= MAX_HEAD_BYTES => {
-            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request's headers are larger than 64 KiB")
+            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::HeadersTooLarge, "the request's headers are larger than 64 KiB")
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request has more than 100 headers")
+            refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::HeadersTooLarge, "the request has more than 100 headers")
         }
-        Err(_) => refused(StatusCode::BAD_REQUEST, "bad_request", "the request is not valid HTTP/1.1"),
+        Err(_) => refused(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "the request is not valid HTTP/1.1"),
     }
 }
 
@@ -205,7 +206,7 @@ async fn first_head(mut stream: TcpStream, timeout: Duration) -> Option<Prefixed
     Some(tokio::io::join(std::io::Cursor::new(head).chain(read), write))
 }
 
-fn error_body(code: &str, message: &str) -> String {
+fn error_body(code: ErrorCode, message: &str) -> String {
     serde_json::json!({"error": {"code": code, "message": message}}).to_string()
 }
 

@@ -131,7 +131,7 @@ pub async fn connections(store: &Store, command: ConnectionsCommand) -> Result<(
         c.token_hint,
         c.gitlab_username.as_deref().unwrap_or("?"),
         c.token_expires_at.map_or("never".to_owned(), |d| d.to_string()),
-        c.hook_mode.as_deref().unwrap_or("not yet installed")
+        c.hook_mode.map_or("not yet installed", |m| m.as_str())
     );
     let progress = sync::progress(&mut tx, id, 4).await?;
     let records: Vec<String> = progress.records.iter().map(|(r, n)| format!("{r} {n}")).collect();

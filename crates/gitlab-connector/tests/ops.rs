@@ -50,7 +50,7 @@ async fn failed_jobs_and_kept_aside_deliveries_go_back_to_work(owner: PgPool) {
     .unwrap();
     let envelope = Envelope { tenant: "acme".into(), job: Job::Validate { connection: c.id }, attempt: 7, traceparent: None };
     dead_letters::insert(&mut tx, &envelope, "GitLab answered 503 eight times").await.unwrap();
-    let (hook, _) = hooks::ensure(&mut tx, store.keys(), c.id, "project", 7).await.unwrap();
+    let (hook, _) = hooks::ensure(&mut tx, store.keys(), c.id, connector_store::hooks::HookScope::Project, 7).await.unwrap();
     deliveries::insert(
         &mut tx,
         &NewDelivery {

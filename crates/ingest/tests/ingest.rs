@@ -68,7 +68,8 @@ impl Ingest {
         .await
         .unwrap();
         connections::add_projects(&mut tx, c.id, &[PROJECT], &[]).await.unwrap();
-        let (record, secrets) = hooks::ensure(&mut tx, self.store.keys(), c.id, "project", PROJECT).await.unwrap();
+        let (record, secrets) =
+            hooks::ensure(&mut tx, self.store.keys(), c.id, connector_store::hooks::HookScope::Project, PROJECT).await.unwrap();
         hooks::set_installed(&mut tx, record.id, 1, signing).await.unwrap();
         tx.commit().await.unwrap();
         Endpoint { tenant, connection: c.id, hook: record.id, secrets }

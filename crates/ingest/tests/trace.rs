@@ -47,7 +47,7 @@ async fn processing_links_to_the_receiving_request(owner: PgPool) {
     )
     .await
     .unwrap();
-    let (hook, secrets) = hooks::ensure(&mut tx, store.keys(), c.id, "project", 101).await.unwrap();
+    let (hook, secrets) = hooks::ensure(&mut tx, store.keys(), c.id, connector_store::hooks::HookScope::Project, 101).await.unwrap();
     tx.commit().await.unwrap();
 
     let wake = Arc::new(Notify::new());

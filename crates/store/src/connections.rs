@@ -6,12 +6,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::hooks::HookScope;
 use crate::jobs::Job;
 use crate::{Error, Result, TenantTx, tenants};
 use connector_crypto::MasterKeyRing;
 
 /// Where a connection stands. The worker moves it along; the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -65,6 +66,21 @@ impl TryFrom<String> for Status {
     }
 }
 
+/// Where a connection's webhooks are installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum HookMode {
+    /// A hook per group.
+    Group,
+    /// A hook per project (the groups' plan has no group hooks, or the token may not add them).
+    Project,
+    /// Group hooks where allowed, project hooks elsewhere.
+    Mixed,
+}
+
+crate::names!(HookMode { Group => "group", Project => "project", Mixed => "mixed" });
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Connection {
     pub id: Uuid,
@@ -82,8 +98,8 @@ pub struct Connection {
     pub gitlab_username: Option<String>,
     pub gitlab_user_id: Option<i64>,
     pub token_expires_at: Option<chrono::NaiveDate>,
-    /// `group` or `project`: where our webhooks are installed.
-    pub hook_mode: Option<String>,
+    /// Where our webhooks are installed, once validated.
+    pub hook_mode: Option<HookMode>,
     pub resolved_project_ids: Option<Vec<i64>>,
     pub last_synced_at: Option<DateTime<Utc>>,
     /// When the next catch-up is due, once live.
@@ -340,8 +356,7 @@ pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: Status, message: Op
 /// A group or project that gets one of our hooks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookTarget {
-    /// `group` or `project`.
-    pub scope: String,
+    pub scope: HookScope,
     pub id: i64,
 }
 
@@ -364,7 +379,7 @@ pub struct Validated {
     pub gitlab_user_id: i64,
     pub gitlab_username: String,
     pub token_expires_at: Option<chrono::NaiveDate>,
-    pub hook_mode: String,
+    pub hook_mode: HookMode,
     pub hook_targets: Vec<HookTarget>,
     pub resolved_project_ids: Vec<i64>,
     /// A warning worth showing even though validation passed (e.g. the token expires soon).
@@ -385,7 +400,7 @@ pub async fn record_validation(tx: &mut TenantTx, id: Uuid, v: &Validated) -> Re
     .bind(v.gitlab_user_id)
     .bind(&v.gitlab_username)
     .bind(v.token_expires_at)
-    .bind(&v.hook_mode)
+    .bind(v.hook_mode)
     .bind(&v.resolved_project_ids)
     .bind(v.notice.as_deref())
     .bind(serde_json::to_value(&v.hook_targets).expect("hook targets serialize"))
@@ -411,13 +426,13 @@ pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duratio
     Ok(())
 }
 
-/// `group`, `project` or `mixed`: where hooks on these targets are.
-pub fn hook_mode(targets: &[HookTarget]) -> &'static str {
-    let groups = targets.iter().filter(|t| t.scope == "group").count();
+/// Where hooks on these targets are.
+pub fn hook_mode(targets: &[HookTarget]) -> HookMode {
+    let groups = targets.iter().filter(|t| t.scope == HookScope::Group).count();
     match (groups, targets.len() - groups) {
-        (_, 0) => "group",
-        (0, _) => "project",
-        _ => "mixed",
+        (_, 0) => HookMode::Group,
+        (0, _) => HookMode::Project,
+        _ => HookMode::Mixed,
     }
 }
 
@@ -426,10 +441,10 @@ pub fn hook_mode(targets: &[HookTarget]) -> &'static str {
 /// hooks instead, the hook mode follows, and the connection's message says so.
 pub async fn fall_back_to_project_hooks(tx: &mut TenantTx, id: Uuid, group: i64, projects: &[i64], notice: &str) -> Result<()> {
     let mut targets = hook_targets(tx, id).await?;
-    targets.retain(|t| !(t.scope == "group" && t.id == group));
+    targets.retain(|t| !(t.scope == HookScope::Group && t.id == group));
     for &project in projects {
-        if !targets.iter().any(|t| t.scope == "project" && t.id == project) {
-            targets.push(HookTarget { scope: "project".into(), id: project });
+        if !targets.iter().any(|t| t.scope == HookScope::Project && t.id == project) {
+            targets.push(HookTarget { scope: HookScope::Project, id: project });
         }
     }
     let mode = hook_mode(&targets);
@@ -451,7 +466,7 @@ pub async fn fall_back_to_project_hooks(tx: &mut TenantTx, id: Uuid, group: i64,
 /// Saves the connection's current project list, adding a project hook target for each of
 /// `hook_projects` (new projects where hooks are per project).
 pub async fn add_projects(tx: &mut TenantTx, id: Uuid, all: &[i64], hook_projects: &[i64]) -> Result<()> {
-    let targets: Vec<HookTarget> = hook_projects.iter().map(|&p| HookTarget { scope: "project".into(), id: p }).collect();
+    let targets: Vec<HookTarget> = hook_projects.iter().map(|&p| HookTarget { scope: HookScope::Project, id: p }).collect();
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "UPDATE gitlab_connections SET resolved_project_ids = $3,

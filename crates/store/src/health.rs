@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::connections::{self, Connection, Status};
+use crate::hooks::HookStatus;
 use crate::{Result, TenantTx};
 
 /// How far past its due time a catch-up may be before the connection counts as behind: a due
@@ -21,7 +22,7 @@ pub const CATCH_UP_GRACE: chrono::Duration = chrono::Duration::minutes(15);
 pub const BACKLOG_GRACE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Current: nothing to report.
@@ -32,7 +33,7 @@ pub enum HealthState {
     Degraded,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
     /// GitLab paused one of our hooks after failed deliveries.
@@ -94,9 +95,9 @@ impl Health {
 #[derive(sqlx::FromRow)]
 struct HookHealth {
     connection_id: Uuid,
-    scope: String,
+    scope: crate::hooks::HookScope,
     gitlab_target_id: i64,
-    status: String,
+    status: crate::hooks::HookStatus,
     status_since: DateTime<Utc>,
     refused_since: Option<DateTime<Utc>>,
     last_refusal: Option<String>,
@@ -149,21 +150,23 @@ fn health<'a>(
     if syncing {
         for h in hooks {
             let target = format!("our hook on GitLab {} {}", h.scope, h.gitlab_target_id);
-            let hook_reason = match h.status.as_str() {
-                "failing" => Some((
+            let hook_reason = match h.status {
+                HookStatus::Failing => Some((
                     ReasonCode::HookFailing,
                     format!(
                         "GitLab paused {target} after failed deliveries; the catch-up brings in what it misses and asks GitLab to resume it"
                     ),
                 )),
-                "disabled" => Some((
+                HookStatus::Disabled => Some((
                     ReasonCode::HookDisabled,
                     format!(
                         "GitLab disabled {target} after repeated failed deliveries; the catch-up brings in what it misses and re-installs it"
                     ),
                 )),
-                "missing" => Some((ReasonCode::HookMissing, format!("{target} was deleted in GitLab; the catch-up re-creates it"))),
-                _ => None,
+                HookStatus::Missing => {
+                    Some((ReasonCode::HookMissing, format!("{target} was deleted in GitLab; the catch-up re-creates it")))
+                }
+                HookStatus::Pending | HookStatus::Active => None,
             };
             if let Some((code, message)) = hook_reason {
                 reasons.push(Reason { code, message, since: h.status_since });

@@ -8,16 +8,45 @@ use uuid::Uuid;
 
 use crate::{Result, TenantTx, tenants};
 
+/// Where a hook is installed: a group hook (Premium, Ultimate, self-managed EE) covers every
+/// project of the group, a project hook one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum HookScope {
+    Group,
+    Project,
+}
+
+crate::names!(HookScope { Group => "group", Project => "project" });
+
+/// A hook as we last saw it in GitLab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum HookStatus {
+    /// Not installed in GitLab yet.
+    Pending,
+    /// Installed and delivering.
+    Active,
+    /// GitLab paused it after failed deliveries (it resumes by itself, or we ask it to).
+    Failing,
+    /// GitLab disabled it for good after repeated failed deliveries.
+    Disabled,
+    /// Deleted on the GitLab side; the catch-up re-creates it.
+    Missing,
+}
+
+crate::names!(HookStatus { Pending => "pending", Active => "active", Failing => "failing", Disabled => "disabled", Missing => "missing" });
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct HookRecord {
     pub id: Uuid,
     pub connection_id: Uuid,
-    /// `group` or `project`.
-    pub scope: String,
+    pub scope: HookScope,
     pub gitlab_target_id: i64,
     pub gitlab_hook_id: Option<i64>,
-    /// `pending`, `active`, `failing`, `disabled`, `removed`.
-    pub status: String,
+    pub status: HookStatus,
     pub status_message: Option<String>,
     pub last_delivery_at: Option<DateTime<Utc>>,
     pub signing_enabled: bool,
@@ -43,7 +72,7 @@ pub async fn ensure(
     tx: &mut TenantTx,
     keys: &MasterKeyRing,
     connection: Uuid,
-    scope: &str,
+    scope: HookScope,
     target: i64,
 ) -> Result<(HookRecord, HookSecrets)> {
     let data_key = tenants::data_key(tx, keys).await?;
@@ -109,7 +138,7 @@ pub async fn set_installed(tx: &mut TenantTx, id: Uuid, gitlab_hook_id: i64, sig
     Ok(())
 }
 
-pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: &str, message: Option<&str>) -> Result<()> {
+pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: HookStatus, message: Option<&str>) -> Result<()> {
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "UPDATE webhook_hooks SET status = $3, status_message = $4, updated_at = now(),

@@ -3,6 +3,29 @@
 //! which carries the tenant both into its `WHERE` clauses and into the session setting the RLS
 //! policies read, so a query that forgot the tenant filter still sees only that tenant's rows.
 
+/// The text a closed set's variants are stored and shown as (`as_str`, `Display`), spelled as
+/// its serde and sqlx names are (`snake_case`); a test compares them.
+macro_rules! names {
+    ($set:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $set {
+            pub const ALL: &'static [$set] = &[$($set::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($set::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $set {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use names;
+
 pub mod connections;
 mod db;
 pub mod dead_letters;
@@ -48,3 +71,23 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod names_tests {
+    use crate::connections::HookMode;
+    use crate::hooks::{HookScope, HookStatus};
+
+    /// Each closed set's `as_str` is its serde name (which the API shows and the sqlx name the
+    /// database stores follows by the same `snake_case` rule).
+    #[test]
+    fn names_are_the_serde_names() {
+        fn check<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(v.to_string()));
+            }
+        }
+        check(HookScope::ALL);
+        check(HookStatus::ALL);
+        check(HookMode::ALL);
+    }
+}

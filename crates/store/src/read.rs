@@ -14,7 +14,6 @@
 //! is a range scan of that index.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -343,16 +342,68 @@ pub struct FeedPosition {
     pub seq: i64,
 }
 
+/// What kind of object a change is about (the changes migration's triggers name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum ChangeEntity {
+    Project,
+    Commit,
+    MergeRequest,
+    Issue,
+    Note,
+    Pipeline,
+    /// A webhook event kept as GitLab sent it (tags, jobs, releases, deployments, members, subgroups).
+    Event,
+    /// The connection and everything synced through it was deleted.
+    Connection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum ChangeOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// GitLab's identity of the changed object within its connection: `gitlab_id` for projects;
+/// `project_id` with `sha` (commits), `iid` (merge requests, issues) or `gitlab_id` (notes,
+/// pipelines); `kind`, `object_key`, `project_id` and `action` for events; `connection_id` for
+/// a deleted connection. Fields an entity does not have are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ChangeKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 7)]
+    pub project_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 3)]
+    pub iid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    /// An event's kind as GitLab names its hook (e.g. `tag_push`, `build`, `release`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// An event's object within its kind (e.g. the tag's ref, the job's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_key: Option<String>,
+    /// An event's action as GitLab gave it (e.g. `create`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub position: FeedPosition,
     pub connection_id: Uuid,
-    /// `project`, `commit`, `merge_request`, `issue`, `note`, `pipeline` or `connection`.
-    pub entity: String,
-    /// `insert`, `update` or `delete`.
-    pub op: String,
-    /// GitLab's identity of the object within the connection, e.g. `{"project_id": 7, "iid": 3}`.
-    pub key: Value,
+    pub entity: ChangeEntity,
+    pub op: ChangeOp,
+    pub key: ChangeKey,
     pub changed_at: DateTime<Utc>,
 }
 
@@ -405,7 +456,7 @@ pub async fn changes(tx: &mut TenantTx, after: FeedPosition, limit: i64) -> Resu
                 connection_id: r.connection_id,
                 entity: r.entity,
                 op: r.op,
-                key: r.key,
+                key: r.key.0,
                 changed_at: r.changed_at,
             })
         })
@@ -417,8 +468,8 @@ struct ChangeRow {
     xid: String,
     seq: i64,
     connection_id: Uuid,
-    entity: String,
-    op: String,
-    key: Value,
+    entity: ChangeEntity,
+    op: ChangeOp,
+    key: sqlx::types::Json<ChangeKey>,
     changed_at: DateTime<Utc>,
 }

@@ -113,7 +113,7 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
     )
     .await
     .unwrap();
-    let (hook, _) = hooks::ensure(&mut tx, keys, c, "group", 42).await.unwrap();
+    let (hook, _) = hooks::ensure(&mut tx, keys, c, connector_store::hooks::HookScope::Group, 42).await.unwrap();
     let delivery = deliveries::NewDelivery {
         connection_id: c,
         hook_id: hook.id,

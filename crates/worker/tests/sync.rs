@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use connector_store::TenantId;
-use connector_store::connections::{self, Status};
+use connector_store::connections::{self, HookMode, Status};
 use connector_store::jobs::{self, Job};
 use connector_worker::Jobs;
 use gitlab_sim::{Dataset, HookOwner, SimHandle, Size};
@@ -29,7 +29,7 @@ async fn premium_and_free_tenants_reach_live_with_the_ground_truth(owner: PgPool
 
     let p = env.wait_for("premium-co", premium, Status::Live, Duration::from_secs(60)).await;
     let f = env.wait_for("free-co", free, Status::Live, Duration::from_secs(60)).await;
-    assert_eq!((p.hook_mode.as_deref(), f.hook_mode.as_deref()), (Some("group"), Some("project")));
+    assert_eq!((p.hook_mode, f.hook_mode), (Some(HookMode::Group), Some(HookMode::Project)));
     assert_eq!(p.gitlab_username.as_deref(), Some("owner"));
 
     let premium_projects = group_projects(&dataset, PREMIUM_GROUP);
@@ -146,7 +146,7 @@ async fn catch_up_recreates_a_deleted_hook_and_picks_up_a_new_project(owner: PgP
     drop(tx);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].gitlab_hook_id, Some(group_hook.id as i64));
-    assert_eq!(records[0].status, "active");
+    assert_eq!(records[0].status, connector_store::hooks::HookStatus::Active);
     assert!(group_hook.url.ends_with(&records[0].id.to_string()), "the same endpoint as before");
 
     // A project is created in the Free group: project-hook mode has no project_create event,
@@ -501,7 +501,7 @@ async fn refused_group_hooks_on_self_managed_fall_back_to_project_hooks(owner: P
     let live = env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
-    assert_eq!(live.hook_mode.as_deref(), Some("project"));
+    assert_eq!(live.hook_mode, Some(HookMode::Project));
     let message = live.status_message.unwrap_or_default();
     assert!(message.contains("refused a group webhook on group 1"), "{message}");
     assert!(message.contains("project webhooks"), "{message}");
@@ -522,7 +522,11 @@ async fn refused_group_hooks_on_self_managed_fall_back_to_project_hooks(owner: P
     let tenant = TenantId::parse("acme").unwrap();
     let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
     let ours = connector_store::hooks::for_connection(&mut tx, id).await.unwrap();
-    assert!(ours.iter().all(|h| h.scope == "project" && h.status == "active"), "{ours:?}");
+    assert!(
+        ours.iter()
+            .all(|h| h.scope == connector_store::hooks::HookScope::Project && h.status == connector_store::hooks::HookStatus::Active),
+        "{ours:?}"
+    );
     assert_eq!(ours.len(), projects.len());
     drop(tx);
     assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &projects, env.start), "self-managed");

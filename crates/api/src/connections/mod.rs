@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use connector_store::connections::{self, Connection, Status};
+use connector_store::connections::{self, Connection, HookMode, Status};
 use connector_store::health::{self, Health, HealthState, ReasonCode};
+use connector_store::hooks::{HookScope, HookStatus};
 use connector_store::jobs::{self, Job};
 use connector_store::{TenantTx, dead_letters, hooks, sync};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Tenant;
-use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 
@@ -27,7 +28,6 @@ use crate::idempotency::{IdempotencyKey, Idempotent};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionView {
     pub id: Uuid,
-    #[schema(value_type = String, example = "pending")]
     pub status: Status,
     /// Why the connection is in its status, and what to do about it, when that needs saying.
     pub status_message: Option<String>,
@@ -48,8 +48,8 @@ pub struct ConnectionView {
     pub gitlab_username: Option<String>,
     /// The token's expiry date, if it has one.
     pub token_expires_at: Option<chrono::NaiveDate>,
-    /// `group`, `project` or `mixed`: where our webhooks are installed.
-    pub hook_mode: Option<String>,
+    /// Where our webhooks are installed, once validated.
+    pub hook_mode: Option<HookMode>,
     /// Number of projects being synced, once validated.
     pub project_count: Option<usize>,
     /// When the last backfill or catch-up finished.
@@ -63,7 +63,6 @@ pub struct ConnectionView {
 pub struct HealthView {
     /// `healthy`; `warning` (current, but something needs doing soon: a token about to expire);
     /// `degraded` (not keeping up: recent changes may be missing until the reasons clear).
-    #[schema(value_type = String, example = "healthy")]
     pub state: HealthState,
     /// Why the state is not `healthy`, oldest first.
     pub reasons: Vec<HealthReasonView>,
@@ -71,9 +70,7 @@ pub struct HealthView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HealthReasonView {
-    /// `hook_failing`, `hook_disabled`, `hook_missing`, `deliveries_refused`, `deliveries_backlog`,
-    /// `sync_failing`, `sync_behind` (degraded) or `token_expiring` (warning).
-    #[schema(value_type = String, example = "hook_disabled")]
+    /// `token_expiring` makes the state `warning`, every other code `degraded`.
     pub code: ReasonCode,
     /// For a person: what is wrong and what to do.
     pub message: String,
@@ -107,9 +104,7 @@ pub struct ConnectionDetail {
 pub struct ProgressView {
     pub projects_total: usize,
     pub projects_done: i64,
-    /// Records stored per type: `commits`, `merge_requests`, `issues`, `pipelines`.
-    #[schema(value_type = Object, example = json!({"commits": 1200, "merge_requests": 80}))]
-    pub records: std::collections::BTreeMap<String, i64>,
+    pub records: RecordCounts,
     /// Streams (one resource of one project) finished, of all there are.
     pub streams_done: i64,
     pub streams_total: usize,
@@ -117,17 +112,33 @@ pub struct ProgressView {
     pub estimated_seconds_left: Option<i64>,
 }
 
+/// Records stored so far, per collection the backfill reads page by page.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct RecordCounts {
+    #[schema(example = 1200)]
+    pub commits: i64,
+    #[schema(example = 80)]
+    pub merge_requests: i64,
+    pub issues: i64,
+    pub pipelines: i64,
+}
+
+impl From<&[(String, i64)]> for RecordCounts {
+    fn from(per_resource: &[(String, i64)]) -> Self {
+        let count = |name: &str| per_resource.iter().filter(|(resource, _)| resource == name).map(|(_, n)| n).sum();
+        Self { commits: count("commits"), merge_requests: count("merge_requests"), issues: count("issues"), pipelines: count("pipelines") }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HookView {
     /// Our endpoint id for the hook (in the URL GitLab calls).
     pub id: Uuid,
-    /// `group` or `project`.
-    pub scope: String,
+    pub scope: HookScope,
     /// The GitLab group or project id.
     pub target_id: i64,
     pub gitlab_hook_id: Option<i64>,
-    /// `pending`, `active`, `failing`, `disabled` or `missing`.
-    pub status: String,
+    pub status: HookStatus,
     pub status_message: Option<String>,
     pub signed: bool,
     pub last_delivery_at: Option<DateTime<Utc>>,
@@ -211,6 +222,12 @@ pub struct ListParams {
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
 
+/// Connect a GitLab.
+///
+/// Stores the connection as `pending` (the token sealed, never shown again) and starts its
+/// validation, hook installation and backfill in the background; `GET /v1/connections/{id}` shows
+/// how far it got. Send an `Idempotency-Key`, so that a double click or a retry creates one
+/// connection.
 #[utoipa::path(
     post, path = "/v1/connections", tag = "connections", operation_id = "create_connection",
     request_body = input::CreateConnectionRequest,
@@ -287,6 +304,9 @@ async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab_url: &str)
     Ok(())
 }
 
+/// The tenant's connections.
+///
+/// Every connection of the tenant, oldest first, with its status and health; page with `cursor`.
 #[utoipa::path(
     get, path = "/v1/connections", tag = "connections", operation_id = "list_connections",
     params(ListParams),
@@ -327,6 +347,11 @@ pub async fn list(
     Ok(Json(ConnectionList { items, next_cursor }))
 }
 
+/// One connection with its sync progress.
+///
+/// The connection, its status and health, the progress of its backfill (records per collection,
+/// streams done, an estimate of the time left), its webhooks as last seen in GitLab, what is
+/// deliberately skipped and which jobs failed for good.
 #[utoipa::path(
     get, path = "/v1/connections/{id}", tag = "connections", operation_id = "get_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
@@ -360,7 +385,7 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
         progress: ProgressView {
             projects_total,
             projects_done: progress.projects_done,
-            records: progress.records.into_iter().collect(),
+            records: RecordCounts::from(&progress.records[..]),
             streams_done: progress.streams_done,
             streams_total,
             estimated_seconds_left,
@@ -389,6 +414,11 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
     }))
 }
 
+/// Change a connection.
+///
+/// Replaces any of `access_token`, `groups_list`, `projects_list` and `start_date`; the connection
+/// goes back to `pending` and is validated again, keeping what is already stored. `gitlab_url`
+/// cannot change.
 #[utoipa::path(
     patch, path = "/v1/connections/{id}", tag = "connections", operation_id = "update_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
@@ -414,7 +444,7 @@ pub async fn update(
     let changes = input::parse_update(&body, Utc::now()).map_err(ApiError::invalid)?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     if connections::get(&mut tx, id).await?.status == Status::Deleting {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the connection is being deleted"));
+        return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
     let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
@@ -424,6 +454,11 @@ pub async fn update(
     Ok(Json(shown))
 }
 
+/// Disconnect a GitLab.
+///
+/// Marks the connection `deleting`; the worker removes our webhooks from GitLab, then the
+/// connection and everything synced through it. It disappears once done (`GET` answers 404),
+/// leaving one `connection` `delete` change in the feed.
 #[utoipa::path(
     delete, path = "/v1/connections/{id}", tag = "connections", operation_id = "delete_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
@@ -446,6 +481,11 @@ pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     Ok((StatusCode::ACCEPTED, Json(shown)))
 }
 
+/// Validate and sync a connection again.
+///
+/// Sends the connection back to `pending`: validation runs again, then the hooks are checked and
+/// the sync goes on from where it stood. What a `failed` connection's message asks for once its
+/// cause is fixed.
 #[utoipa::path(
     post, path = "/v1/connections/{id}/resync", tag = "connections", operation_id = "resync_connection",
     params(("id" = Uuid, Path, description = "The connection id"), IdempotencyKey),
@@ -467,7 +507,7 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
         return Ok(replay);
     }
     if connections::get(&mut tx, id).await?.status == Status::Deleting {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the connection is being deleted"));
+        return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
     connections::set_status(&mut tx, id, Status::Pending, None).await?;
     dead_letters::settle(&mut tx, id).await?;

@@ -287,13 +287,13 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
         gitlab_user_id: 7,
         gitlab_username: "bot".into(),
         token_expires_at: Some(expires),
-        hook_mode: "group".into(),
-        hook_targets: vec![HookTarget { scope: "group".into(), id: 123 }],
+        hook_mode: connector_store::connections::HookMode::Group,
+        hook_targets: vec![HookTarget { scope: connector_store::hooks::HookScope::Group, id: 123 }],
         resolved_project_ids: vec![1],
         notice: None,
     };
     connections::record_validation(&mut tx, id, &validated).await.unwrap();
-    let (hook, _) = hooks::ensure(&mut tx, app.store.keys(), id, "group", 123).await.unwrap();
+    let (hook, _) = hooks::ensure(&mut tx, app.store.keys(), id, connector_store::hooks::HookScope::Group, 123).await.unwrap();
     hooks::set_installed(&mut tx, hook.id, 900, true).await.unwrap();
     connections::mark_live(&mut tx, id, chrono::Duration::minutes(15)).await.unwrap();
     tx.commit().await.unwrap();
@@ -304,7 +304,7 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
     assert!(live["health"]["reasons"][0]["message"].as_str().unwrap().contains(&expires.to_string()));
 
     let mut tx = app.store.tenant_tx(&TenantId::parse("acme").unwrap()).await.unwrap();
-    hooks::set_status(&mut tx, hook.id, "disabled", Some("GitLab disabled this hook")).await.unwrap();
+    hooks::set_status(&mut tx, hook.id, connector_store::hooks::HookStatus::Disabled, Some("GitLab disabled this hook")).await.unwrap();
     connections::record_sync_failure(&mut tx, id, "GitLab answered 503").await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new("acme".into(), Job::CatchUp { connection: id }), "GitLab answered 503").await.unwrap();
     tx.commit().await.unwrap();
@@ -336,7 +336,7 @@ async fn health_shows_why_a_live_connection_is_not_keeping_up_and_resync_starts_
     let disabled_since: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT status_since FROM webhook_hooks WHERE id = $1").bind(hook.id).fetch_one(&app.owner).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    hooks::set_status(&mut tx, hook.id, "disabled", Some("GitLab disabled this hook")).await.unwrap();
+    hooks::set_status(&mut tx, hook.id, connector_store::hooks::HookStatus::Disabled, Some("GitLab disabled this hook")).await.unwrap();
     tx.commit().await.unwrap();
 
     let (_, behind) = app.call(Method::GET, &path, Some("acme"), None).await;

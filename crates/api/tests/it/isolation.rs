@@ -375,9 +375,9 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     .unwrap();
     sync::upsert_pipelines(&mut tx, c, p2, &json!([pipeline(100_301, "running", "2024-04-01T00:00:00Z")])).await.unwrap();
 
-    let (group_hook, _) = hooks::ensure(&mut tx, app.store.keys(), c, "group", 100_005).await.unwrap();
+    let (group_hook, _) = hooks::ensure(&mut tx, app.store.keys(), c, connector_store::hooks::HookScope::Group, 100_005).await.unwrap();
     hooks::set_installed(&mut tx, group_hook.id, 100_777, true).await.unwrap();
-    let (project_hook, _) = hooks::ensure(&mut tx, app.store.keys(), c, "project", p2).await.unwrap();
+    let (project_hook, _) = hooks::ensure(&mut tx, app.store.keys(), c, connector_store::hooks::HookScope::Project, p2).await.unwrap();
     connections::record_validation(
         &mut tx,
         c,
@@ -385,8 +385,11 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
             gitlab_user_id: 100_900,
             gitlab_username: format!("{A}-bot"),
             token_expires_at: None,
-            hook_mode: "mixed".into(),
-            hook_targets: vec![HookTarget { scope: "group".into(), id: 100_005 }, HookTarget { scope: "project".into(), id: p2 }],
+            hook_mode: connector_store::connections::HookMode::Mixed,
+            hook_targets: vec![
+                HookTarget { scope: connector_store::hooks::HookScope::Group, id: 100_005 },
+                HookTarget { scope: connector_store::hooks::HookScope::Project, id: p2 },
+            ],
             resolved_project_ids: A_PROJECTS.to_vec(),
             notice: None,
         },

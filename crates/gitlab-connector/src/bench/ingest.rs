@@ -268,7 +268,8 @@ async fn create_endpoints(store: &Store, tenants: usize, hooks_per_tenant: usize
         .await?;
         connections::add_projects(&mut tx, connection.id, &projects, &projects).await?;
         for (i, &project) in projects.iter().enumerate() {
-            let (record, secrets) = hooks::ensure(&mut tx, store.keys(), connection.id, "project", project).await?;
+            let (record, secrets) =
+                hooks::ensure(&mut tx, store.keys(), connection.id, connector_store::hooks::HookScope::Project, project).await?;
             hooks::set_installed(&mut tx, record.id, i as i64 + 1, true).await?;
             endpoints.push(Arc::new(Endpoint { tenant: tenant.clone(), hook: record.id, project, secrets }));
         }

@@ -253,14 +253,14 @@ async fn seed_tenant(store: &Store, i: usize) -> Result<Seeded> {
             gitlab_user_id: 10_000 + i as i64,
             gitlab_username: tenant.clone(),
             token_expires_at: None,
-            hook_mode: "group".into(),
-            hook_targets: vec![HookTarget { scope: "group".into(), id: group }],
+            hook_mode: connector_store::connections::HookMode::Group,
+            hook_targets: vec![HookTarget { scope: connector_store::hooks::HookScope::Group, id: group }],
             resolved_project_ids: projects.clone(),
             notice: None,
         },
     )
     .await?;
-    let (hook, _) = hooks::ensure(&mut tx, store.keys(), id, "group", group).await?;
+    let (hook, _) = hooks::ensure(&mut tx, store.keys(), id, connector_store::hooks::HookScope::Group, group).await?;
     hooks::set_installed(&mut tx, hook.id, group, true).await?;
     let project_json: Vec<Value> = projects.iter().map(|&p| project(group, p, &tenant)).collect();
     sync::upsert_projects(&mut tx, id, &Value::Array(project_json)).await?;

@@ -6,7 +6,8 @@
 //! repair or re-create our hooks; follow projects into and out of the groups.
 
 use chrono::{DateTime, Utc};
-use connector_store::connections::{self, Connection, Status};
+use connector_store::connections::{self, Connection, HookMode, Status};
+use connector_store::hooks::HookStatus;
 use connector_store::jobs::Job;
 use connector_store::{TenantId, hooks, sync};
 use gitlab_client::api::projects::Project;
@@ -141,21 +142,23 @@ impl GitLabJobs {
                 continue;
             };
             let state = match client.hook(&owner_of(&record), gitlab_id as u64).await {
-                Ok(hook) => hook.alert_status.unwrap_or_else(|| "executable".into()),
+                Ok(hook) => Some(hook.alert_status.unwrap_or_else(|| "executable".into())),
                 Err(GitLab::NotFound { .. }) => {
                     tracing::warn!(connection = %connection.id, hook = %record.id, "our hook is gone from GitLab; re-creating");
                     reinstall = true;
-                    "missing".into()
+                    None
                 }
                 Err(e) => return Err(e),
             };
-            let (status, message) = match state.as_str() {
-                "executable" => ("active", None),
-                "missing" => ("missing", Some("deleted on the GitLab side; being re-created")),
-                "temporarily_disabled" => ("failing", Some("GitLab paused this hook after failed deliveries")),
-                _ => ("disabled", Some("GitLab disabled this hook after repeated failed deliveries")),
+            // GitLab's alert_status: executable, temporarily_disabled or permanently_disabled
+            // (an unknown newer value is taken as the worst).
+            let (status, message) = match state.as_deref() {
+                Some("executable") => (HookStatus::Active, None),
+                None => (HookStatus::Missing, Some("deleted on the GitLab side; being re-created")),
+                Some("temporarily_disabled") => (HookStatus::Failing, Some("GitLab paused this hook after failed deliveries")),
+                Some(_) => (HookStatus::Disabled, Some("GitLab disabled this hook after repeated failed deliveries")),
             };
-            if status != "active" {
+            if status != HookStatus::Active {
                 reinstall = true;
             }
             let saved = async {
@@ -216,7 +219,7 @@ impl GitLabJobs {
         let ids: Vec<i64> = all.iter().map(|p| p.id as i64).collect();
         tracing::info!(connection = %connection.id, new = new.len(), "new projects in the groups join the sync");
         let raw = Value::Array(new.iter().map(|p| serde_json::to_value(p).expect("a project serializes")).collect());
-        let project_hooks = connection.hook_mode.as_deref() != Some("group");
+        let project_hooks = connection.hook_mode != Some(HookMode::Group);
         let saved = async {
             let mut tx = self.store.tenant_tx(tenant).await?;
             sync::upsert_projects(&mut tx, connection.id, &raw).await?;

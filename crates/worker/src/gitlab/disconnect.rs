@@ -1,7 +1,7 @@
 //! Disconnect: remove our hooks from GitLab, then delete the connection with its sealed token
 //! and everything synced through it.
 
-use connector_store::hooks::{self, HookRecord};
+use connector_store::hooks::{self, HookRecord, HookScope};
 use connector_store::{TenantId, connections};
 use gitlab_client::api::ResourceId;
 use gitlab_client::api::hooks::HookOwner;
@@ -72,5 +72,8 @@ impl GitLabJobs {
 
 pub(super) fn owner_of(hook: &HookRecord) -> HookOwner {
     let id = ResourceId::Id(hook.gitlab_target_id as u64);
-    if hook.scope == "group" { HookOwner::Group(id) } else { HookOwner::Project(id) }
+    match hook.scope {
+        HookScope::Group => HookOwner::Group(id),
+        HookScope::Project => HookOwner::Project(id),
+    }
 }

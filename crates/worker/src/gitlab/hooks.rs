@@ -2,6 +2,7 @@
 //! Idempotent: a hook already pointing at our endpoint is updated, never duplicated.
 
 use connector_store::connections::{self, Connection, HookTarget, Status};
+use connector_store::hooks::HookScope;
 use connector_store::jobs::{self, Job};
 use connector_store::{TenantId, hooks};
 use gitlab_client::api::hooks::{Hook, HookOwner, HookSpec};
@@ -66,7 +67,7 @@ impl GitLabJobs {
         let id = connection.id;
         let (record, secrets) = {
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-            let ensured = hooks::ensure(&mut tx, self.store.keys(), id, &target.scope, target.id).await.map_err(retry)?;
+            let ensured = hooks::ensure(&mut tx, self.store.keys(), id, target.scope, target.id).await.map_err(retry)?;
             tx.commit().await.map_err(retry)?;
             ensured
         };
@@ -78,7 +79,7 @@ impl GitLabJobs {
             // Validation chose a group hook only for a group the user owned: a refusal is most
             // likely the instance's (no license for group webhooks); project hooks work on every
             // tier, and one refused in turn says which role is missing.
-            Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) if target.scope == "group" => {
+            Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) if target.scope == HookScope::Group => {
                 return self.fall_back_to_project_hooks(tenant, connection, client, record.id, target.id).await;
             }
             Err(GitLab::Forbidden { .. }) | Err(GitLab::NotFound { .. }) => {

@@ -4,6 +4,7 @@
 
 use chrono::{NaiveDate, Utc};
 use connector_store::connections::{self, Connection, HookTarget, Status, Validated};
+use connector_store::hooks::HookScope;
 use connector_store::jobs::{self, Job};
 use connector_store::{TenantId, sync};
 use gitlab_client::api::ResourceId;
@@ -75,7 +76,7 @@ impl GitLabJobs {
                 connections::record_validation(&mut tx, id, &validated).await.map_err(retry)?;
                 jobs::enqueue(&mut tx, Job::InstallHooks { connection: id }, std::time::Duration::ZERO).await.map_err(retry)?;
                 tx.commit().await.map_err(retry)?;
-                tracing::info!(connection = %id, mode = %validated.hook_mode, projects = validated.resolved_project_ids.len(), "validated");
+                tracing::info!(connection = %id, mode = ?validated.hook_mode, projects = validated.resolved_project_ids.len(), "validated");
                 Ok(())
             }
             Err(Stop::User(status, message)) => self.user_problem(tenant, id, status, &message).await,
@@ -158,7 +159,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
                     role_name(access)
                 )));
             }
-            targets.push(HookTarget { scope: "group".into(), id: group_id });
+            targets.push(HookTarget { scope: HookScope::Group, id: group_id });
         }
         // Why this group's projects get project hooks, for the message if even that fails.
         let fallback = match plan.as_deref() {
@@ -185,7 +186,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
                 role_name(level)
             )));
         }
-        targets.push(HookTarget { scope: "project".into(), id: project.id as i64 });
+        targets.push(HookTarget { scope: HookScope::Project, id: project.id as i64 });
     }
     let hook_mode = connections::hook_mode(&targets);
     let raw = projects.iter().map(|(p, _)| serde_json::to_value(p).expect("a project serializes")).collect();
@@ -194,7 +195,7 @@ async fn check(client: &GitLabClient, connection: &Connection) -> Result<(Valida
             gitlab_user_id: user.id as i64,
             gitlab_username: user.username,
             token_expires_at: token.expires_at,
-            hook_mode: hook_mode.into(),
+            hook_mode,
             hook_targets: targets,
             resolved_project_ids: projects.iter().map(|(p, _)| p.id as i64).collect(),
             notice,
