@@ -44,6 +44,8 @@ pub enum ErrorCode {
     Conflict,
     /// A per-tenant limit is reached.
     LimitReached,
+    /// `If-Match` names an older version than the current one.
+    PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
     UriTooLong,

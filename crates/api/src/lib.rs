@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connections;
 pub mod data;
 pub mod error;
+mod etag;
 mod extract;
 mod health;
 mod idempotency;

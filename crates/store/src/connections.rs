@@ -107,12 +107,14 @@ pub struct Connection {
     /// Since when the backfill's or catch-up's attempts have failed, and the last reason.
     pub sync_failing_since: Option<DateTime<Utc>>,
     pub sync_failure: Option<String>,
+    /// Raised by each change of what the user set (see the connection_revision migration).
+    pub revision: i64,
 }
 
 const COLUMNS: &str = "id, gitlab_url, groups_list, projects_list, start_date, token_hint, status, \
                        status_message, created_at, updated_at, gitlab_username, gitlab_user_id, token_expires_at, \
                        hook_mode, resolved_project_ids, last_synced_at, next_catch_up_at, \
-                       sync_failing_since, sync_failure";
+                       sync_failing_since, sync_failure, revision";
 
 #[derive(Debug)]
 pub struct NewConnection {
@@ -212,6 +214,20 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Connection> {
     row.ok_or(Error::NotFound)
 }
 
+/// The connection, its row locked until the transaction ends: for checking a precondition
+/// (its revision, its status) that the change made next in the transaction relies on.
+pub async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Connection> {
+    let (tenant, conn) = tx.parts();
+    let row: Option<Connection> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM gitlab_connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    )))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.ok_or(Error::NotFound)
+}
+
 /// One page in creation order (ids are UUIDv7, so id order is creation order), after `after`.
 pub async fn list(tx: &mut TenantTx, after: Option<Uuid>, limit: i64) -> Result<Vec<Connection>> {
     let (tenant, conn) = tx.parts();
@@ -264,6 +280,7 @@ pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: 
              token_hint = COALESCE($7, token_hint),
              status = 'pending',
              status_message = NULL,
+             revision = revision + 1,
              updated_at = now()
          WHERE tenant_id = $1 AND id = $2
          RETURNING {COLUMNS}"

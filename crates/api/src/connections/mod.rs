@@ -4,7 +4,7 @@ pub mod input;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
+use crate::etag::{IfMatch, etag};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 
@@ -236,6 +237,7 @@ const MAX_LIMIT: i64 = 100;
         (status = 201, body = ConnectionView, description = "Created; validation and sync start in the background. A request repeated with its `Idempotency-Key` gets this same answer again, with `Idempotent-Replayed: true`, and creates nothing",
             headers(
                 ("Location" = String, description = "The connection's URL, `/v1/connections/{id}`"),
+                ("ETag" = String, description = "The connection's revision, for `If-Match` (absent on a replayed answer)"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"),
             )),
         (status = 400, body = ErrorBody, description = "The body is not JSON, or the `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
@@ -267,10 +269,11 @@ pub async fn create(
     connections::ensure_room(&mut tx, state.limits.max_connections_per_tenant).await?;
     let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
-    let id = connection.id;
+    let (id, revision) = (connection.id, connection.revision);
     let shown = view(&mut tx, connection).await?;
-    let response = request.answer(&mut tx, id, StatusCode::CREATED, &shown, Some(format!("/v1/connections/{id}"))).await?;
+    let mut response = request.answer(&mut tx, id, StatusCode::CREATED, &shown, Some(format!("/v1/connections/{id}"))).await?;
     tx.commit().await?;
+    response.headers_mut().insert(header::ETAG, etag(revision));
     tracing::info!(tenant = %tenant, connection = %id, "connection created");
     Ok(response)
 }
@@ -356,15 +359,17 @@ pub async fn list(
     get, path = "/v1/connections/{id}", tag = "connections", operation_id = "get_connection",
     params(("id" = Uuid, Path, description = "The connection id")),
     responses(
-        (status = 200, body = ConnectionDetail, description = "The connection, its progress, hooks, skipped resources and failed jobs"),
+        (status = 200, body = ConnectionDetail, description = "The connection, its progress, hooks, skipped resources and failed jobs",
+            headers(("ETag" = String, description = "The revision of what the user set on the connection: send it as `If-Match` with a PATCH or DELETE"))),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
     ),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<Json<ConnectionDetail>> {
+pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let connection = connections::get(&mut tx, id).await?;
+    let tag = etag(connection.revision);
     let progress = sync::progress(&mut tx, id, RESOURCES_PER_PROJECT).await?;
     let hooks = hooks::for_connection(&mut tx, id).await?;
     let skipped = sync::skipped(&mut tx, id).await?;
@@ -380,38 +385,41 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
             let left = streams_total as i64 - progress.streams_done;
             elapsed * left.max(0) / progress.streams_done
         });
-    Ok(Json(ConnectionDetail {
-        connection,
-        progress: ProgressView {
-            projects_total,
-            projects_done: progress.projects_done,
-            records: RecordCounts::from(&progress.records[..]),
-            streams_done: progress.streams_done,
-            streams_total,
-            estimated_seconds_left,
-        },
-        hooks: hooks
-            .into_iter()
-            .map(|h| HookView {
-                id: h.id,
-                scope: h.scope,
-                target_id: h.gitlab_target_id,
-                gitlab_hook_id: h.gitlab_hook_id,
-                status: h.status,
-                status_message: h.status_message,
-                signed: h.signing_enabled,
-                last_delivery_at: h.last_delivery_at,
-            })
-            .collect(),
-        skipped: skipped
-            .into_iter()
-            .map(|s| SkippedView { project_id: s.project_id, resource: s.resource, reason: s.reason, recorded_at: s.recorded_at })
-            .collect(),
-        failed_jobs: failed
-            .into_iter()
-            .map(|f| FailedJobView { job: f.job_kind, attempts: f.attempts, reason: f.reason, failed_at: f.created_at })
-            .collect(),
-    }))
+    Ok((
+        [(header::ETAG, tag)],
+        Json(ConnectionDetail {
+            connection,
+            progress: ProgressView {
+                projects_total,
+                projects_done: progress.projects_done,
+                records: RecordCounts::from(&progress.records[..]),
+                streams_done: progress.streams_done,
+                streams_total,
+                estimated_seconds_left,
+            },
+            hooks: hooks
+                .into_iter()
+                .map(|h| HookView {
+                    id: h.id,
+                    scope: h.scope,
+                    target_id: h.gitlab_target_id,
+                    gitlab_hook_id: h.gitlab_hook_id,
+                    status: h.status,
+                    status_message: h.status_message,
+                    signed: h.signing_enabled,
+                    last_delivery_at: h.last_delivery_at,
+                })
+                .collect(),
+            skipped: skipped
+                .into_iter()
+                .map(|s| SkippedView { project_id: s.project_id, resource: s.resource, reason: s.reason, recorded_at: s.recorded_at })
+                .collect(),
+            failed_jobs: failed
+                .into_iter()
+                .map(|f| FailedJobView { job: f.job_kind, attempts: f.attempts, reason: f.reason, failed_at: f.created_at })
+                .collect(),
+        }),
+    ))
 }
 
 /// Change a connection.
@@ -421,14 +429,16 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
 /// cannot change.
 #[utoipa::path(
     patch, path = "/v1/connections/{id}", tag = "connections", operation_id = "update_connection",
-    params(("id" = Uuid, Path, description = "The connection id")),
+    params(("id" = Uuid, Path, description = "The connection id"), IfMatch),
     request_body = input::UpdateConnectionRequest,
     responses(
-        (status = 200, body = ConnectionView, description = "The updated connection, back to `pending`"),
+        (status = 200, body = ConnectionView, description = "The updated connection, back to `pending`",
+            headers(("ETag" = String, description = "The connection's new revision"))),
         (status = 400, body = ErrorBody, description = "The body is not JSON"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted"),
+        (status = 412, body = ErrorBody, description = "`precondition_failed`: `If-Match` names an older revision; nothing was changed"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is wrong, or nothing to change; `details` names each"),
@@ -439,19 +449,23 @@ pub async fn update(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     IdPath(id): IdPath,
+    if_match: IfMatch,
     ApiJson(body): ApiJson<input::UpdateConnectionRequest>,
-) -> ApiResult<Json<ConnectionView>> {
+) -> ApiResult<impl IntoResponse> {
     let changes = input::parse_update(&body, Utc::now()).map_err(ApiError::invalid)?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
-    if connections::get(&mut tx, id).await?.status == Status::Deleting {
+    let current = connections::lock(&mut tx, id).await?;
+    if_match.check(current.revision)?;
+    if current.status == Status::Deleting {
         return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
     let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
     jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+    let tag = etag(connection.revision);
     let shown = view(&mut tx, connection).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection updated");
-    Ok(Json(shown))
+    Ok(([(header::ETAG, tag)], Json(shown)))
 }
 
 /// Disconnect a GitLab.
@@ -461,17 +475,23 @@ pub async fn update(
 /// leaving one `connection` `delete` change in the feed.
 #[utoipa::path(
     delete, path = "/v1/connections/{id}", tag = "connections", operation_id = "delete_connection",
-    params(("id" = Uuid, Path, description = "The connection id")),
+    params(("id" = Uuid, Path, description = "The connection id"), IfMatch),
     responses(
         (status = 202, body = ConnectionView, description = "Disconnecting: our hooks are being removed from GitLab; then the connection, its stored credentials and its synced data are deleted and it answers 404"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 412, body = ErrorBody, description = "`precondition_failed`: `If-Match` names an older revision; nothing was changed"),
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    if_match: IfMatch,
+) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
+    if_match.check(connections::lock(&mut tx, id).await?.revision)?;
     connections::set_status(&mut tx, id, Status::Deleting, None).await?;
     jobs::enqueue(&mut tx, Job::Disconnect { connection: id }, Duration::ZERO).await?;
     let connection = connections::get(&mut tx, id).await?;

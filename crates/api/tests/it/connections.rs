@@ -478,3 +478,60 @@ async fn unknown_or_repeated_query_parameters_are_refused_by_name(owner: PgPool)
     assert_eq!((status, body["status"].as_str()), (200, Some("pending")), "{body}");
     assert_eq!(queued_jobs(&app, "disconnect").await, 0);
 }
+
+/// Two admins editing one connection do not overwrite each other: reads carry an `ETag` of what
+/// the user set, a PATCH or DELETE with `If-Match` of an older one is a 412 that changes nothing,
+/// and the worker moving the connection along does not change the tag.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn if_match_refuses_a_stale_edit(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (_, created, headers) = app.call_with(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection()), &[]).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/connections/{id}");
+    let etag = |h: &reqwest::header::HeaderMap| h.get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let created_tag = etag(&headers).expect("201 carries an ETag");
+    let (status, _, headers) = app.call_with(Method::GET, &path, Some("acme"), None, &[]).await;
+    assert_eq!(status, 200);
+    let first = etag(&headers).expect("GET carries an ETag");
+    assert_eq!(first, created_tag);
+
+    // The worker changes the status; the user's edit it saw is still current.
+    let mut tx = app.store.tenant_tx(&connector_store::TenantId::parse("acme").unwrap()).await.unwrap();
+    connector_store::connections::set_status(&mut tx, id.parse().unwrap(), connector_store::connections::Status::Validating, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (_, _, headers) = app.call_with(Method::GET, &path, Some("acme"), None, &[]).await;
+    assert_eq!(etag(&headers).as_deref(), Some(first.as_str()));
+
+    // Admin one saves with the tag it read.
+    let (status, body, headers) =
+        app.call_with(Method::PATCH, &path, Some("acme"), Some(json!({"groups_list": "7"})), &[("if-match", &first)]).await;
+    assert_eq!(status, 200, "{body}");
+    let second = etag(&headers).expect("PATCH answers the new ETag");
+    assert_ne!(second, first);
+
+    // Admin two, still holding the first tag, is refused and changes nothing.
+    let (status, body, _) =
+        app.call_with(Method::PATCH, &path, Some("acme"), Some(json!({"groups_list": "9"})), &[("if-match", &first)]).await;
+    assert_eq!(status, 412, "{body}");
+    assert_error(&body, "precondition_failed");
+    let (status, body, _) = app.call_with(Method::DELETE, &path, Some("acme"), None, &[("if-match", &first)]).await;
+    assert_eq!(status, 412, "{body}");
+    // A weak tag never matches (If-Match compares strongly), a list may hold the current one.
+    let weak = format!("W/{second}");
+    let (status, _, _) = app.call_with(Method::PATCH, &path, Some("acme"), Some(json!({"groups_list": "9"})), &[("if-match", &weak)]).await;
+    assert_eq!(status, 412);
+    let (_, now, _) = app.call_with(Method::GET, &path, Some("acme"), None, &[]).await;
+    assert_eq!(now["groups_list"], json!([7]), "a refused edit changed the connection");
+    assert_eq!(queued_jobs(&app, "disconnect").await, 0);
+
+    let list = format!("\"r0\", {second}");
+    let (status, body, _) = app.call_with(Method::DELETE, &path, Some("acme"), None, &[("if-match", &list)]).await;
+    assert_eq!(status, 202, "{body}");
+    // `*` matches any current connection; none at all answers 404 as before.
+    let (status, _, _) = app
+        .call_with(Method::DELETE, "/v1/connections/01a2507f-b7a7-75f1-853b-fd362fd3836a", Some("acme"), None, &[("if-match", "*")])
+        .await;
+    assert_eq!(status, 404);
+}

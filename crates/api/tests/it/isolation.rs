@@ -101,6 +101,8 @@ const PARAMETERS: &[(&str, Param)] = &[
     ("state", Param::NotAnId),
     ("noteable_type", Param::NotAnId),
     ("Idempotency-Key", Param::IdempotencyKey),
+    // A revision number: B's tag for A's connection gets the missing-id 404 before it is compared.
+    ("If-Match", Param::NotAnId),
 ];
 
 struct Operation {
@@ -168,7 +170,7 @@ fn classify(spec: &Value) -> Result<Vec<Operation>, Vec<String>> {
                 if !PARAMETERS.iter().any(|(n, _)| *n == name) {
                     problems.push(format!("parameter {name} of {id} is not classified"));
                 }
-                let probed_header = location == "header" && param(name) == Param::IdempotencyKey;
+                let probed_header = location == "header" && matches!(param(name), Param::IdempotencyKey | Param::NotAnId);
                 if !["path", "query"].contains(&location) && !probed_header {
                     problems.push(format!("{id}: parameter {name} in {location} is not probed"));
                 }

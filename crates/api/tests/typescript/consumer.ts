@@ -173,6 +173,8 @@ export function errorText(body: Schemas["ErrorBody"]): string {
     case "not_found":
     case "method_not_allowed":
       return "Not found";
+    case "precondition_failed":
+      return "Someone else changed this connection; reload it";
     case "conflict":
     case "limit_reached":
       return e.message;
