@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use connector_store::TenantId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -23,6 +25,7 @@ use tokio::sync::RwLock;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::rate_limit::Standing;
 
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -295,22 +298,50 @@ fn usable_keys(set: &JwkSet) -> impl Iterator<Item = (String, (Algorithm, Decodi
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
 
-impl FromRequestParts<AppState> for Tenant {
+/// The tenant [`authenticate`] established for this request.
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let tenant = state.auth.verify(token).await?;
-        tracing::Span::current().record("tenant", tracing::field::display(&tenant));
-        Ok(Tenant(tenant))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Every route with a Tenant is behind `authenticate`; one that is not is a wiring bug.
+        parts.extensions.get::<Tenant>().cloned().ok_or_else(ApiError::internal)
     }
+}
+
+/// Verifies the bearer JWT and spends one request of its tenant's budget before the handler
+/// runs (a 401 or a 429 otherwise), and tells the caller where its budget stands.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let tenant = match bearer(request.headers()) {
+        Ok(token) => state.auth.verify(token).await,
+        Err(refusal) => Err(refusal),
+    };
+    let tenant = match tenant {
+        Ok(tenant) => tenant,
+        Err(refusal) => return refusal.into_response(),
+    };
+    tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+    let (remaining, full_in) = match state.budgets.take(&tenant) {
+        Standing::Allowed { remaining, full_in } => (remaining, full_in),
+        Standing::Limited { retry_after } => {
+            tracing::info!(%tenant, retry_after_ms = retry_after.as_millis() as u64, "tenant over its request budget");
+            return state.budgets.refuse(retry_after);
+        }
+    };
+    request.extensions_mut().insert(Tenant(tenant));
+    let mut response = next.run(request).await;
+    state.budgets.describe(response.headers_mut(), remaining, full_in);
+    response
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
 }
 
 pub type SharedAuthenticator = Arc<Authenticator>;

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     Conflict,
     /// A per-tenant limit is reached.
     LimitReached,
+    /// The tenant made more requests than its budget allows; `Retry-After` says when to retry.
+    RateLimited,
     /// `If-Match` names an older version than the current one.
     PreconditionFailed,
     PayloadTooLarge,

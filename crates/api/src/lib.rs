@@ -11,6 +11,7 @@ mod health;
 mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 mod strict_query;
 
 use std::any::Any;
@@ -41,11 +42,21 @@ pub struct ApiLimits {
     /// Connections one tenant may have; a company connects a few GitLab accounts, and each
     /// connection costs a worker's time and GitLab requests.
     pub max_connections_per_tenant: usize,
+    /// Requests per second one tenant may make to this process, sustained...
+    pub requests_per_second: u32,
+    /// ...and at once after a pause.
+    pub request_burst: u32,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { body_limit_bytes: 64 * 1024, request_timeout: Duration::from_secs(30), max_connections_per_tenant: 50 }
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_connections_per_tenant: 50,
+            requests_per_second: 20,
+            request_burst: 100,
+        }
     }
 }
 
@@ -54,6 +65,8 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub limits: ApiLimits,
+    /// Each tenant's request budget in this process (`limits.requests_per_second`, `request_burst`).
+    pub budgets: Arc<rate_limit::Budgets>,
     /// Which `gitlab_url`s a tenant may name (`GITLAB_URL_ALLOWLIST`): the one the worker's
     /// GitLab client connects under, so the API refuses up front what the client would refuse.
     pub gitlab_urls: gitlab_client::UrlPolicy,
@@ -74,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/notes", get(data::notes))
         .route("/connections/{id}/pipelines", get(data::pipelines))
         .route("/changes", get(data::changes))
+        // Authenticated and within its tenant's budget before anything else of the request is read.
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(middleware::from_fn(strict_query::strict_query))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
     Router::new()

@@ -4,8 +4,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::strict_query::Documented as StrictQuery;
 use crate::{connections, data, error, health, metrics};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,7 +40,7 @@ use crate::{connections, data, error, health, metrics};
         metrics::scrape,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
-    modifiers(&BearerAuth, &StrictQuery),
+    modifiers(&BearerAuth, &V1Refusals),
     tags(
         (name = "connections", description = "A tenant's GitLab connections"),
         (name = "data", description = "The synced GitLab data, and the feed of its changes"),
@@ -67,6 +68,35 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// What every `/v1` operation may answer besides its own: the strict query check's 400 and the
+/// tenant's request budget's 429, documented once here for all of them.
+struct V1Refusals;
+
+impl Modify for V1Refusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (_, item) in openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                add_response(operation, "400", crate::strict_query::REFUSAL);
+                add_response(operation, "429", crate::rate_limit::REFUSAL);
+            }
+        }
+    }
+}
+
+/// Documents `description` under `status`, after what the operation already says there.
+fn add_response(operation: &mut Operation, status: &str, description: &str) {
+    match operation.responses.responses.get_mut(status) {
+        Some(RefOr::T(response)) => response.description = format!("{}; or {description}", response.description),
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            let response = ResponseBuilder::new().description(description).content("application/json", body).build();
+            operation.responses.responses.insert(status.to_owned(), RefOr::T(response));
+        }
     }
 }
 

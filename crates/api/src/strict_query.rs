@@ -11,8 +11,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -59,30 +57,5 @@ pub async fn strict_query(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Documents the refusal as a 400 of every `/v1` operation.
-pub struct Documented;
-
-const REFUSAL: &str = "`unknown_parameter`: a query parameter this operation does not take, or one given twice (`field` names it)";
-
-impl utoipa::Modify for Documented {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (_, item) in openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-            for operation in operations.into_iter().flatten() {
-                document(operation);
-            }
-        }
-    }
-}
-
-fn document(operation: &mut Operation) {
-    match operation.responses.responses.get_mut("400") {
-        Some(RefOr::T(response)) => response.description = format!("{}; or {REFUSAL}", response.description),
-        Some(RefOr::Ref(_)) => {}
-        None => {
-            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-            let response = ResponseBuilder::new().description(REFUSAL).content("application/json", body).build();
-            operation.responses.responses.insert("400".to_owned(), RefOr::T(response));
-        }
-    }
-}
+/// How the refusal is documented on every `/v1` operation's 400.
+pub const REFUSAL: &str = "`unknown_parameter`: a query parameter this operation does not take, or one given twice (`field` names it)";

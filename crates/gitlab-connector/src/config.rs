@@ -270,6 +270,8 @@ impl Config {
                 body_limit_bytes: parse_var("BODY_LIMIT_BYTES", ApiLimits::default().body_limit_bytes)?,
                 request_timeout: parse_duration("REQUEST_TIMEOUT", ApiLimits::default().request_timeout)?,
                 max_connections_per_tenant: parse_var("TENANT_MAX_CONNECTIONS", ApiLimits::default().max_connections_per_tenant)?,
+                requests_per_second: parse_var("API_RATE_LIMIT", ApiLimits::default().requests_per_second)?,
+                request_burst: parse_var("API_RATE_BURST", ApiLimits::default().request_burst)?,
             },
             server: crate::http::ServerLimits {
                 max_connections: parse_var("MAX_CONNECTIONS", DEFAULT_SERVER_LIMITS.max_connections)?,

@@ -301,7 +301,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         let auth = Arc::new(Authenticator::new(config.auth.clone()).await?);
         auth.spawn_refresh();
         let gitlab_urls = config.gitlab_url_policy()?;
-        let state = AppState { store: store.clone(), auth, limits: config.limits, gitlab_urls };
+        let budgets = Arc::new(connector_api::rate_limit::Budgets::new(&config.limits));
+        let state = AppState { store: store.clone(), auth, limits: config.limits, budgets, gitlab_urls };
         http = Some(connector_api::router(state));
     }
     if roles.contains(&Role::Ingest) {

@@ -535,3 +535,34 @@ async fn if_match_refuses_a_stale_edit(owner: PgPool) {
         .await;
     assert_eq!(status, 404);
 }
+
+/// Each tenant has its own request budget: every answer says what is left (`RateLimit-*`), past
+/// it a 429 `rate_limited` says when to come back (`Retry-After`), and another tenant is not
+/// affected.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn each_tenant_has_its_own_request_budget(owner: PgPool) {
+    let limits = connector_api::ApiLimits { requests_per_second: 1, request_burst: 3, ..Default::default() };
+    let app = TestApp::spawn_with(owner, limits).await;
+    let header = |h: &reqwest::header::HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let (status, body, headers) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(header(&headers, "ratelimit-limit").as_deref(), Some("3"));
+        remaining.push(header(&headers, "ratelimit-remaining").unwrap_or_default());
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let (status, body, headers) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[]).await;
+    let retry_after: u64 = header(&headers, "retry-after").and_then(|v| v.parse().ok()).expect("a 429 says when to retry");
+    println!("rate limit: 3 requests answered, the 4th {status} with Retry-After {retry_after}s: {body}");
+    assert_eq!(status, 429, "{body}");
+    assert_error(&body, "rate_limited");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Another tenant's budget is its own.
+    let (status, _, _) = app.call_with(Method::GET, "/v1/connections", Some("globex"), None, &[]).await;
+    assert_eq!(status, 200);
+    // Waiting as told is enough.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    let (status, body, _) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+}

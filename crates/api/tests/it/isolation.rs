@@ -245,7 +245,8 @@ async fn send(
     let headers = resp
         .headers()
         .iter()
-        .filter(|(name, _)| !["date", "x-request-id"].contains(&name.as_str()))
+        // The caller's own request budget is not about the object asked for.
+        .filter(|(name, _)| !["date", "x-request-id", "ratelimit-remaining", "ratelimit-reset"].contains(&name.as_str()))
         .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("<binary>").to_owned()))
         .collect();
     let body = resp.text().await.unwrap();

@@ -183,6 +183,7 @@ export function errorText(body: Schemas["ErrorBody"]): string {
     case "uri_too_long":
     case "headers_too_large":
       return "The request was not accepted";
+    case "rate_limited":
     case "timeout":
     case "not_ready":
     case "internal":
