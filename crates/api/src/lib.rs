@@ -87,9 +87,10 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/notes", get(data::notes))
         .route("/connections/{id}/pipelines", get(data::pipelines))
         .route("/changes", get(data::changes))
-        // Authenticated and within its tenant's budget before anything else of the request is read.
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(middleware::from_fn(strict_query::strict_query))
+        // Outermost: authenticated and within its tenant's budget before anything else of the
+        // request is judged, so an anonymous caller learns nothing but 401.
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -470,6 +470,9 @@ async fn unknown_or_repeated_query_parameters_are_refused_by_name(owner: PgPool)
         assert_eq!(status, 400, "{method} {path}: {body}");
         assert_eq!(body["error"]["field"], parameter, "{method} {path}: {body}");
     }
+    // Without a valid token the answer is 401 whatever the query holds: nothing is judged first.
+    let (status, body) = app.call(Method::GET, &format!("/v1/connections/{id}/merge_requests?iid=3"), None, None).await;
+    assert_eq!(status, 401, "{body}");
     // Documented ones still work, and nothing was deleted or resynced above.
     let (status, body) =
         app.call(Method::GET, &format!("/v1/connections/{id}/merge_requests?limit=5&state=opened"), Some("acme"), None).await;
