@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use connector_store::Store;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// Each tenant's request budget in this process (`limits.requests_per_second`, `request_burst`).
     pub budgets: Arc<rate_limit::Budgets>,
+    /// The browser origins that may call the API (`CORS_ALLOWED_ORIGINS`); none when empty.
+    pub cors_origins: Vec<HeaderValue>,
     /// Which `gitlab_url`s a tenant may name (`GITLAB_URL_ALLOWLIST`): the one the worker's
     /// GitLab client connects under, so the API refuses up front what the client would refuse.
     pub gitlab_urls: gitlab_client::UrlPolicy,
@@ -76,6 +79,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
+    let cors = cors(&state.cors_origins);
     let v1 = Router::new()
         .route("/connections", get(connections::list).post(connections::create))
         .route("/connections/{id}", get(connections::get).patch(connections::update).delete(connections::delete))
@@ -129,6 +133,36 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn(connector_telemetry::http::track))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
+        // Outermost: a browser's preflight is answered before anything else looks at it.
+        .layer(cors)
+}
+
+/// Cross-origin calls from a browser: only from `origins`, with the headers the frontend sends
+/// and reads.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    let name = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            name("idempotency-key"),
+            name("traceparent"),
+            name("tracestate"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            name("ratelimit-limit"),
+            name("ratelimit-remaining"),
+            name("ratelimit-reset"),
+            name("idempotent-replayed"),
+            REQUEST_ID.clone(),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Liveness alone, for a process that serves neither the API nor webhooks (a worker), so that it

@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// `GITLAB_URL_PUBLIC_PORTS`: the ports a public GitLab URL may name.
     pub gitlab_url_public_ports: Vec<u16>,
+    /// `CORS_ALLOWED_ORIGINS`: the browser origins that may call the API.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     pub worker: WorkerSettings,
 }
 
@@ -147,6 +149,21 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 pub fn owner_database() -> Result<PgConnectOptions> {
     let url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
     PgConnectOptions::from_str(&url).context("DATABASE_URL is not a PostgreSQL URL")
+}
+
+/// Comma-separated origins, each exactly `scheme://host[:port]` as a browser sends it.
+fn cors_origins(list: &str) -> Result<Vec<axum::http::HeaderValue>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let parsed = url::Url::parse(origin).ok().map(|u| u.origin().ascii_serialization());
+            if parsed.as_deref() != Some(origin) {
+                bail!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://app.example.com (no path, no trailing slash)");
+            }
+            Ok(axum::http::HeaderValue::from_str(origin)?)
+        })
+        .collect()
 }
 
 impl Config {
@@ -254,6 +271,7 @@ impl Config {
                     .collect::<Option<Vec<u16>>>()
                     .context("GITLAB_URL_PUBLIC_PORTS must be a comma-separated list of ports")?,
             },
+            cors_origins: cors_origins(var("CORS_ALLOWED_ORIGINS").as_deref().unwrap_or_default())?,
             worker: WorkerSettings {
                 concurrency: parse_var("WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY)?,
                 grace: parse_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
@@ -278,5 +296,21 @@ impl Config {
                 header_read_timeout: parse_duration("HEADER_READ_TIMEOUT", DEFAULT_SERVER_LIMITS.header_read_timeout)?,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cors_origins;
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let parsed = cors_origins(" https://app.coworker.example, http://localhost:3000 ,").unwrap();
+        assert_eq!(parsed, ["https://app.coworker.example", "http://localhost:3000"]);
+        assert!(cors_origins("").unwrap().is_empty());
+        for bad in ["https://app.example.com/", "https://app.example.com/page", "app.example.com", "*"] {
+            let error = cors_origins(bad).unwrap_err().to_string();
+            assert!(error.contains("CORS_ALLOWED_ORIGINS"), "{bad}: {error}");
+        }
     }
 }

@@ -105,6 +105,7 @@ impl Connector {
             metrics_token: None,
             gitlab_url_allowlist: "127.0.0.1/32:*".into(),
             gitlab_url_public_ports: gitlab_client::DEFAULT_PUBLIC_PORTS.to_vec(),
+            cors_origins: Vec::new(),
             worker: WorkerSettings {
                 concurrency: 4,
                 grace: Duration::from_secs(10),

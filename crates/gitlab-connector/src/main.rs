@@ -302,7 +302,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         auth.spawn_refresh();
         let gitlab_urls = config.gitlab_url_policy()?;
         let budgets = Arc::new(connector_api::rate_limit::Budgets::new(&config.limits));
-        let state = AppState { store: store.clone(), auth, limits: config.limits, budgets, gitlab_urls };
+        let state =
+            AppState { store: store.clone(), auth, limits: config.limits, budgets, cors_origins: config.cors_origins.clone(), gitlab_urls };
         http = Some(connector_api::router(state));
     }
     if roles.contains(&Role::Ingest) {

@@ -92,19 +92,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with(owner: PgPool, limits: ApiLimits) -> Self {
-        Self::start(owner, limits, auth_config(), UrlPolicy::default()).await
+        Self::start(owner, limits, auth_config(), UrlPolicy::default(), Vec::new()).await
     }
 
     pub async fn spawn_with_auth(owner: PgPool, auth: AuthConfig) -> Self {
-        Self::start(owner, ApiLimits::default(), auth, UrlPolicy::default()).await
+        Self::start(owner, ApiLimits::default(), auth, UrlPolicy::default(), Vec::new()).await
     }
 
     /// With the `gitlab_url` policy of `GITLAB_URL_ALLOWLIST`, its DNS scripted or real.
     pub async fn spawn_with_gitlab_urls(owner: PgPool, gitlab_urls: UrlPolicy) -> Self {
-        Self::start(owner, ApiLimits::default(), auth_config(), gitlab_urls).await
+        Self::start(owner, ApiLimits::default(), auth_config(), gitlab_urls, Vec::new()).await
     }
 
-    async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig, gitlab_urls: UrlPolicy) -> Self {
+    /// With `CORS_ALLOWED_ORIGINS`.
+    pub async fn spawn_with_cors(owner: PgPool, origins: Vec<String>) -> Self {
+        Self::start(owner, unlimited_requests(ApiLimits::default()), auth_config(), UrlPolicy::default(), origins).await
+    }
+
+    async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig, gitlab_urls: UrlPolicy, cors: Vec<String>) -> Self {
         logs();
         let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
         // As the API pods log in, so a privilege the API lacks fails here.
@@ -112,7 +117,8 @@ impl TestApp {
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());
         auth.spawn_refresh();
         let budgets = Arc::new(connector_api::rate_limit::Budgets::new(&limits));
-        let state = AppState { store: store.clone(), auth, limits, budgets, gitlab_urls };
+        let cors_origins = cors.iter().map(|o| o.parse().unwrap()).collect();
+        let state = AppState { store: store.clone(), auth, limits, budgets, cors_origins, gitlab_urls };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, connector_api::router(state)).await });

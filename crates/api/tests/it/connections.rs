@@ -569,3 +569,41 @@ async fn each_tenant_has_its_own_request_budget(owner: PgPool) {
     let (status, body, _) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[]).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The browser may call the API only from the origins the operator lists: their preflight is
+/// answered with the headers the frontend sends (`Idempotency-Key`, `If-Match`), their answers
+/// expose the headers it reads (`ETag`, `Location`, the budget's), and another origin gets no
+/// CORS header at all.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn cross_origin_calls_only_from_the_listed_origins(owner: PgPool) {
+    const FRONTEND: &str = "https://app.coworker.example";
+    let app = TestApp::spawn_with_cors(owner, vec![FRONTEND.to_owned()]).await;
+    let header = |h: &reqwest::header::HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, app.url("/v1/connections"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type, idempotency-key")
+            .send()
+    };
+    let allowed = preflight(FRONTEND).await.unwrap();
+    println!("cors: preflight from the frontend {} {:?}", allowed.status(), allowed.headers());
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(header(allowed.headers(), "access-control-allow-origin"), FRONTEND);
+    assert!(header(allowed.headers(), "access-control-allow-methods").contains("post"));
+    assert!(header(allowed.headers(), "access-control-allow-headers").contains("idempotency-key"));
+    assert!(header(allowed.headers(), "access-control-allow-headers").contains("if-match"));
+
+    let (status, _, headers) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[("origin", FRONTEND)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "access-control-allow-origin"), FRONTEND);
+    for exposed in ["etag", "location", "ratelimit-remaining", "retry-after"] {
+        assert!(header(&headers, "access-control-expose-headers").contains(exposed), "{exposed}: {headers:?}");
+    }
+
+    let other = preflight("https://evil.example").await.unwrap();
+    assert_eq!(header(other.headers(), "access-control-allow-origin"), "", "{:?}", other.headers());
+    let (_, _, headers) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[("origin", "https://evil.example")]).await;
+    assert_eq!(header(&headers, "access-control-allow-origin"), "");
+}
