@@ -306,7 +306,7 @@ macro_rules! page_type {
         #[derive(Debug, Serialize, Deserialize, ToSchema)]
         pub struct $name {
             pub items: Vec<$item>,
-            /// Pass as `cursor` for the next page; absent on the last page.
+            /// Pass as `cursor` for the next page; `null` on the last page.
             pub next_cursor: Option<String>,
         }
     };

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::{connections, data, error, health, metrics};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,7 +40,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         metrics::scrape,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
-    modifiers(&BearerAuth, &V1Refusals),
+    modifiers(&BearerAuth, &V1Refusals, &EveryFieldSent),
     tags(
         (name = "connections", description = "A tenant's GitLab connections"),
         (name = "data", description = "The synced GitLab data, and the feed of its changes"),
@@ -97,6 +97,31 @@ fn add_response(operation: &mut Operation, status: &str, description: &str) {
             let response = ResponseBuilder::new().description(description).content("application/json", body).build();
             operation.responses.responses.insert(status.to_owned(), RefOr::T(response));
         }
+    }
+}
+
+/// The answers' objects (the `*View`, `*List`, `*Detail` and `*Counts` schemas) always carry
+/// every field, an unknown value as `null`: each property is required, nullable where it may be
+/// `null`, so a client's type says "`string | null`", not "maybe missing". (utoipa makes an
+/// `Option` field optional, right for request bodies, not for what these serialize.)
+struct EveryFieldSent;
+
+impl Modify for EveryFieldSent {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else { return };
+        let answers =
+            components.schemas.iter_mut().filter(|(name, _)| ["View", "List", "Detail", "Counts"].iter().any(|s| name.ends_with(s)));
+        for (_, schema) in answers {
+            require_all(schema);
+        }
+    }
+}
+
+fn require_all(schema: &mut RefOr<Schema>) {
+    match schema {
+        RefOr::T(Schema::Object(object)) => object.required = object.properties.keys().cloned().collect(),
+        RefOr::T(Schema::AllOf(all)) => all.items.iter_mut().for_each(require_all),
+        _ => {}
     }
 }
 

@@ -206,7 +206,7 @@ async fn view(tx: &mut TenantTx, connection: Connection) -> connector_store::Res
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionList {
     pub items: Vec<ConnectionView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -101,12 +101,15 @@ function hookMode(mode: Schemas["HookMode"] | null | undefined): string {
 }
 
 export function detailPage(detail: Schemas["ConnectionDetail"]): string[] {
+  // Every field of an answer is sent, an unknown one as null: never undefined.
+  const username: string | null = detail.gitlab_username;
+  const expires: string | null = detail.token_expires_at;
   const p: Schemas["ProgressView"] = detail.progress;
   const r: Schemas["RecordCounts"] = p.records;
   const total: number = r.commits + r.merge_requests + r.issues + r.pipelines;
   const left: number | null | undefined = p.estimated_seconds_left;
   return [
-    `${detail.gitlab_url} (${detail.token_hint}): ${statusLabel(detail.status)} ${detail.status_message ?? ""}`,
+    `${detail.gitlab_url} (${detail.token_hint}, ${username ?? "unvalidated"}, expiry ${expires ?? "none known"}): ${statusLabel(detail.status)} ${detail.status_message ?? ""}`,
     healthBadge(detail.health),
     `hooks: ${hookMode(detail.hook_mode)}`,
     `${p.projects_done}/${p.projects_total} projects, ${p.streams_done}/${p.streams_total} streams, ${total} records, ${left ?? "?"} s left`,
@@ -117,7 +120,7 @@ export function detailPage(detail: Schemas["ConnectionDetail"]): string[] {
 }
 
 export function listPage(list: Schemas["ConnectionList"]): string[] {
-  const more: string | null | undefined = list.next_cursor;
+  const more: string | null = list.next_cursor;
   return list.items.map((c: Schemas["ConnectionView"]) => `${c.id} ${statusLabel(c.status)} ${c.groups_list.join(",")}`).concat(more ? ["more"] : []);
 }
 
