@@ -79,7 +79,9 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    let cors = cors(&state.cors_origins);
+    // No listed origin, no CORS layer: an OPTIONS request is then a 405 like any other method a
+    // route does not have, rather than a preflight answer for no one.
+    let cors = (!state.cors_origins.is_empty()).then(|| cors(&state.cors_origins));
     let v1 = Router::new()
         .route("/connections", get(connections::list).post(connections::create))
         .route("/connections/{id}", get(connections::get).patch(connections::update).delete(connections::delete))
@@ -96,7 +98,7 @@ pub fn router(state: AppState) -> Router {
         // request is judged, so an anonymous caller learns nothing but 401.
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)
@@ -132,9 +134,12 @@ pub fn router(state: AppState) -> Router {
                 // Inside the trace span, outside the panic catcher: a panic counts as its 500.
                 .layer(middleware::from_fn(connector_telemetry::http::track))
                 .layer(CatchPanicLayer::custom(panic_response)),
-        )
-        // Outermost: a browser's preflight is answered before anything else looks at it.
-        .layer(cors)
+        );
+    // Outermost: a browser's preflight is answered before anything else looks at it.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Cross-origin calls from a browser: only from `origins`, with the headers the frontend sends

@@ -100,17 +100,21 @@ fn add_response(operation: &mut Operation, status: &str, description: &str) {
     }
 }
 
-/// The answers' objects (the `*View`, `*List`, `*Detail` and `*Counts` schemas) always carry
-/// every field, an unknown value as `null`: each property is required, nullable where it may be
-/// `null`, so a client's type says "`string | null`", not "maybe missing". (utoipa makes an
-/// `Option` field optional, right for request bodies, not for what these serialize.)
+/// The answers' objects (the `*View`, `*List` and `*Counts` schemas and `ConnectionDetail`)
+/// always carry every field, an unknown value as `null`: each property is required, nullable
+/// where it may be `null`, so a client's type says "`string | null`", not "maybe missing".
+/// (utoipa makes an `Option` field optional, right for request bodies, not for what these
+/// serialize.) The error body is not one of them: it leaves out `field` and `details` when
+/// there are none.
 struct EveryFieldSent;
 
 impl Modify for EveryFieldSent {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let Some(components) = openapi.components.as_mut() else { return };
-        let answers =
-            components.schemas.iter_mut().filter(|(name, _)| ["View", "List", "Detail", "Counts"].iter().any(|s| name.ends_with(s)));
+        let answers = components
+            .schemas
+            .iter_mut()
+            .filter(|(name, _)| *name == "ConnectionDetail" || ["View", "List", "Counts"].iter().any(|s| name.ends_with(s)));
         for (_, schema) in answers {
             require_all(schema);
         }

@@ -606,4 +606,10 @@ async fn cross_origin_calls_only_from_the_listed_origins(owner: PgPool) {
     assert_eq!(header(other.headers(), "access-control-allow-origin"), "", "{:?}", other.headers());
     let (_, _, headers) = app.call_with(Method::GET, "/v1/connections", Some("acme"), None, &[("origin", "https://evil.example")]).await;
     assert_eq!(header(&headers, "access-control-allow-origin"), "");
+
+    // With no origin listed there is no CORS at all: OPTIONS is a method no route has.
+    let closed = TestApp::spawn(app.owner.clone()).await;
+    let (status, body, headers) = closed.call_with(Method::OPTIONS, "/v1/connections", None, None, &[("origin", FRONTEND)]).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), "");
 }
