@@ -1,6 +1,7 @@
 //! Install our webhooks: a group hook where the plan allows it, else a project hook per project.
 //! Idempotent: a hook already pointing at our endpoint is updated, never duplicated.
 
+use connector_check::token_problem;
 use connector_store::connections::{self, Connection, HookTarget, Status};
 use connector_store::hooks::HookScope;
 use connector_store::jobs::{self, Job};
@@ -12,7 +13,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::disconnect::owner_of;
-use super::{GitLabJobs, gitlab_retry, retry, token_problem};
+use super::{GitLabJobs, gitlab_retry, retry};
 use crate::runner::JobError;
 
 impl GitLabJobs {

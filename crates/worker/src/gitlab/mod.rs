@@ -206,20 +206,3 @@ fn gitlab_retry(error: gitlab_client::Error) -> JobError {
         other => JobError::Retry { reason: other.to_string(), after: None },
     }
 }
-
-/// The message a token failure shows the user, if it is one.
-fn token_problem(error: &gitlab_client::Error) -> Option<(Status, String)> {
-    use gitlab_client::Error as E;
-    Some(match error {
-        E::TokenInvalid => {
-            (Status::NeedsReauth, "GitLab does not accept this access token: check that it was copied whole, or create a new one".into())
-        }
-        E::TokenExpired => (Status::NeedsReauth, connections::expired_advice(None)),
-        E::TokenRevoked => (Status::NeedsReauth, "the access token was revoked: create a new one".into()),
-        E::InsufficientScope { .. } => {
-            (Status::Invalid, "the access token lacks scope api: create a token with scope api (read_api cannot install webhooks)".into())
-        }
-        E::Blocked { reason } => (Status::Invalid, format!("the GitLab URL is not allowed: {reason}")),
-        _ => return None,
-    })
-}
