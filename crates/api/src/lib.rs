@@ -2,6 +2,7 @@
 //! validate input with plain functions, and call the store inside a tenant transaction.
 
 pub mod auth;
+pub mod checks;
 pub mod connections;
 pub mod data;
 pub mod error;
@@ -73,6 +74,8 @@ pub struct AppState {
     /// Which `gitlab_url`s a tenant may name (`GITLAB_URL_ALLOWLIST`): the one the worker's
     /// GitLab client connects under, so the API refuses up front what the client would refuse.
     pub gitlab_urls: gitlab_client::UrlPolicy,
+    /// The preflight checks' GitLab client options and each tenant's running checks.
+    pub checks: Arc<checks::Checks>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connections", get(connections::list).post(connections::create))
         .route("/connections/{id}", get(connections::get).patch(connections::update).delete(connections::delete))
         .route("/connections/{id}/resync", post(connections::resync))
+        .route("/connection-checks", post(checks::check))
         .route("/connections/{id}/projects", get(data::projects))
         .route("/connections/{id}/commits", get(data::commits))
         .route("/connections/{id}/merge_requests", get(data::merge_requests))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{connections, data, error, health, metrics};
+use crate::{checks, connections, data, error, health, metrics};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 
@@ -30,6 +30,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
         connections::update,
         connections::delete,
         connections::resync,
+        checks::check,
         data::projects,
         data::commits,
         data::merge_requests,
@@ -100,7 +101,7 @@ fn add_response(operation: &mut Operation, status: &str, description: &str) {
     }
 }
 
-/// The answers' objects (the `*View`, `*List` and `*Counts` schemas and `ConnectionDetail`)
+/// The answers' objects (the `*View`, `*List` and `*Counts` schemas and those of [`WHOLE`])
 /// always carry every field, an unknown value as `null`: each property is required, nullable
 /// where it may be `null`, so a client's type says "`string | null`", not "maybe missing".
 /// (utoipa makes an `Option` field optional, right for request bodies, not for what these
@@ -108,13 +109,16 @@ fn add_response(operation: &mut Operation, status: &str, description: &str) {
 /// there are none.
 struct EveryFieldSent;
 
+/// The answers' objects not named `*View`, `*List` or `*Counts`.
+const WHOLE: &[&str] = &["ConnectionDetail", "ConnectionCheck", "ProjectRef"];
+
 impl Modify for EveryFieldSent {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let Some(components) = openapi.components.as_mut() else { return };
         let answers = components
             .schemas
             .iter_mut()
-            .filter(|(name, _)| *name == "ConnectionDetail" || ["View", "List", "Counts"].iter().any(|s| name.ends_with(s)));
+            .filter(|(name, _)| WHOLE.contains(&name.as_str()) || ["View", "List", "Counts"].iter().any(|s| name.ends_with(s)));
         for (_, schema) in answers {
             require_all(schema);
         }

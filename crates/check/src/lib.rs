@@ -55,17 +55,36 @@ impl Field {
     }
 }
 
-/// Something only the user can fix, and the status it leaves a connection in.
+/// What a problem leaves a connection needing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Settings to change (`invalid`).
+    Invalid,
+    /// A new token (`needs_reauth`).
+    NeedsReauth,
+}
+
+impl Verdict {
+    /// The status a connection with the problem is left in.
+    pub fn status(self) -> Status {
+        match self {
+            Verdict::Invalid => Status::Invalid,
+            Verdict::NeedsReauth => Status::NeedsReauth,
+        }
+    }
+}
+
+/// Something only the user can fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub field: Field,
-    pub status: Status,
+    pub verdict: Verdict,
     pub message: String,
 }
 
 impl Problem {
     fn invalid(field: Field, message: String) -> Self {
-        Problem { field, status: Status::Invalid, message }
+        Problem { field, verdict: Verdict::Invalid, message }
     }
 }
 
@@ -171,9 +190,9 @@ impl From<GitLab> for Stop {
             return Stop::Unavailable(Unavailable::NoGitLab);
         }
         match token_problem(&error) {
-            Some((status, message)) => {
+            Some((verdict, message)) => {
                 let field = if matches!(error, GitLab::Blocked { .. }) { Field::GitlabUrl } else { Field::AccessToken };
-                Stop::User(Problem { field, status, message })
+                Stop::User(Problem { field, verdict, message })
             }
             None => Stop::Unavailable(Unavailable::GitLab(error)),
         }
@@ -181,18 +200,18 @@ impl From<GitLab> for Stop {
 }
 
 /// The message a token failure shows the user, if it is one.
-pub fn token_problem(error: &GitLab) -> Option<(Status, String)> {
+pub fn token_problem(error: &GitLab) -> Option<(Verdict, String)> {
     use gitlab_client::Error as E;
     Some(match error {
         E::TokenInvalid => {
-            (Status::NeedsReauth, "GitLab does not accept this access token: check that it was copied whole, or create a new one".into())
+            (Verdict::NeedsReauth, "GitLab does not accept this access token: check that it was copied whole, or create a new one".into())
         }
-        E::TokenExpired => (Status::NeedsReauth, connections::expired_advice(None)),
-        E::TokenRevoked => (Status::NeedsReauth, "the access token was revoked: create a new one".into()),
+        E::TokenExpired => (Verdict::NeedsReauth, connections::expired_advice(None)),
+        E::TokenRevoked => (Verdict::NeedsReauth, "the access token was revoked: create a new one".into()),
         E::InsufficientScope { .. } => {
-            (Status::Invalid, "the access token lacks scope api: create a token with scope api (read_api cannot install webhooks)".into())
+            (Verdict::Invalid, "the access token lacks scope api: create a token with scope api (read_api cannot install webhooks)".into())
         }
-        E::Blocked { reason } => (Status::Invalid, format!("the GitLab URL is not allowed: {reason}")),
+        E::Blocked { reason } => (Verdict::Invalid, format!("the GitLab URL is not allowed: {reason}")),
         _ => return None,
     })
 }
@@ -227,7 +246,7 @@ async fn inspect(client: &GitLabClient, settings: Settings<'_>, report: &mut Rep
     let token = client.personal_access_token_self().await?;
     report.token = Some(TokenFacts { scopes: token.scopes.clone(), expires_at: token.expires_at });
     let today = Utc::now().date_naive();
-    let needs_reauth = |message| Stop::User(Problem { field: Field::AccessToken, status: Status::NeedsReauth, message });
+    let needs_reauth = |message| Stop::User(Problem { field: Field::AccessToken, verdict: Verdict::NeedsReauth, message });
     if token.revoked || !token.active {
         return Err(match token.expires_at {
             Some(date) if date < today => needs_reauth(connections::expired_advice(Some(date))),

@@ -174,6 +174,11 @@ impl Config {
             .with_public_ports(&self.gitlab_url_public_ports))
     }
 
+    /// How every GitLab client of this process (the worker's jobs, the API's checks) starts.
+    pub fn gitlab_client_options(&self) -> gitlab_client::ClientOptions {
+        gitlab_client::ClientOptions { max_response_bytes: self.worker.gitlab_max_response_bytes, ..Default::default() }
+    }
+
     /// How this process connects as `role`: `DATABASE_APP_URL` when given (production gives each
     /// deployment its own), else that role next to the owner without a password.
     pub fn service_database(&self, role: connector_store::ServiceRole) -> PgConnectOptions {

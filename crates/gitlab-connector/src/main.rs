@@ -246,8 +246,7 @@ fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLa
         tenant_concurrency: config.worker.tenant_concurrency,
         outage_patience: config.worker.outage_patience,
     };
-    let client = gitlab_client::ClientOptions { max_response_bytes: config.worker.gitlab_max_response_bytes, ..Default::default() };
-    Ok(connector_worker::GitLabJobs::new(store.clone(), policy, client, settings))
+    Ok(connector_worker::GitLabJobs::new(store.clone(), policy, config.gitlab_client_options(), settings))
 }
 
 /// Connects as the operator commands' and the worker's role.
@@ -302,8 +301,16 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         auth.spawn_refresh();
         let gitlab_urls = config.gitlab_url_policy()?;
         let budgets = Arc::new(connector_api::rate_limit::Budgets::new(&config.limits));
-        let state =
-            AppState { store: store.clone(), auth, limits: config.limits, budgets, cors_origins: config.cors_origins.clone(), gitlab_urls };
+        let checks = Arc::new(connector_api::checks::Checks::new(config.gitlab_client_options()));
+        let state = AppState {
+            store: store.clone(),
+            auth,
+            limits: config.limits,
+            budgets,
+            cors_origins: config.cors_origins.clone(),
+            gitlab_urls,
+            checks,
+        };
         http = Some(connector_api::router(state));
     }
     if roles.contains(&Role::Ingest) {

@@ -121,6 +121,15 @@ impl Dataset {
         out
     }
 
+    /// Every project of the group and its subgroups, in id order: what GitLab lists for
+    /// `GET /groups/:id/projects?include_subgroups=true`.
+    pub fn projects_under(&self, group_id: u64) -> Vec<u64> {
+        let groups = self.descendants(group_id);
+        let mut ids: Vec<u64> = self.projects.iter().filter(|p| groups.contains(&p.namespace_id)).map(|p| p.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The effective access level: the highest of direct and inherited memberships.
     pub fn group_access(&self, user_id: u64, group_id: u64) -> Option<u8> {
         let chain: Vec<u64> = self.ancestry(group_id).iter().map(|g| g.id).collect();

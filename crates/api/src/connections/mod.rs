@@ -286,7 +286,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// answer holds no permitted address. This is the early, readable refusal only: DNS may answer
 /// differently later (rebinding), so the client vets the address of every connection it opens,
 /// and a lookup that fails or stalls here is left to it.
-async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab_url: &str) -> Result<(), FieldError> {
+pub(crate) async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab_url: &str) -> Result<(), FieldError> {
     let refuse = |e: gitlab_client::Error| match e {
         gitlab_client::Error::Blocked { reason } => FieldError::new(
             "gitlab_url",

@@ -118,7 +118,8 @@ impl TestApp {
         auth.spawn_refresh();
         let budgets = Arc::new(connector_api::rate_limit::Budgets::new(&limits));
         let cors_origins = cors.iter().map(|o| o.parse().unwrap()).collect();
-        let state = AppState { store: store.clone(), auth, limits, budgets, cors_origins, gitlab_urls };
+        let checks = Arc::new(connector_api::checks::Checks::new(gitlab_client::ClientOptions::default()));
+        let state = AppState { store: store.clone(), auth, limits, budgets, cors_origins, gitlab_urls, checks };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, connector_api::router(state)).await });

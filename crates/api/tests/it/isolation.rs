@@ -47,6 +47,8 @@ enum Call {
     List,
     /// Creates an object of the calling tenant.
     Create,
+    /// Asks GitLab about the settings in its body; reads and writes no stored object.
+    Probe,
 }
 
 const OPERATIONS: &[(&str, &str, &str, Call)] = &[
@@ -59,6 +61,7 @@ const OPERATIONS: &[(&str, &str, &str, Call)] = &[
     ("update_connection", "patch", "/v1/connections/{id}", Call::ById { body: Some(patch_body), mutates: true }),
     ("delete_connection", "delete", "/v1/connections/{id}", Call::ById { body: None, mutates: true }),
     ("resync_connection", "post", "/v1/connections/{id}/resync", Call::ById { body: None, mutates: true }),
+    ("check_connection", "post", "/v1/connection-checks", Call::Probe),
     ("list_projects", "get", "/v1/connections/{id}/projects", Call::ById { body: None, mutates: false }),
     ("list_commits", "get", "/v1/connections/{id}/commits", Call::ById { body: None, mutates: false }),
     ("list_merge_requests", "get", "/v1/connections/{id}/merge_requests", Call::ById { body: None, mutates: false }),
@@ -179,7 +182,7 @@ fn classify(spec: &Value) -> Result<Vec<Operation>, Vec<String>> {
             let scheme = |name: &str| op.get("security").and_then(Value::as_array).is_some_and(|a| a.iter().any(|s| s.get(name).is_some()));
             let secured = scheme("bearer");
             // A tenant endpoint filed as public would skip every check of the walk.
-            let tenant_facing = matches!(call, Call::ById { .. } | Call::List | Call::Create);
+            let tenant_facing = matches!(call, Call::ById { .. } | Call::List | Call::Create | Call::Probe);
             if secured != tenant_facing {
                 problems.push(format!("{id}: bearer security {secured} in the spec, but classified {call:?}"));
             }
@@ -251,6 +254,21 @@ async fn send(
         .collect();
     let body = resp.text().await.unwrap();
     (Answer { status, headers, body }, started.elapsed())
+}
+
+/// B names A's connection or tenant in a body (mass assignment): each is refused 422 naming the
+/// field. Returns how many of the four were.
+async fn refuse_smuggled(app: &TestApp, op: &Operation, a: &TenantA) -> usize {
+    let mut refused = 0;
+    for (field, value) in [("id", json!(a.main)), ("tenant_id", json!(A)), ("tenant", json!(A)), ("connection_id", json!(a.main))] {
+        let mut body = valid_connection();
+        body[field] = value;
+        let (answer, _) = send(app, &op.method, &op.path, &[], Some(B), Some(body)).await;
+        assert_eq!(answer.status, 422, "{} with {field}: {}", op.id, answer.body);
+        assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
+        refused += 1;
+    }
+    refused
 }
 
 /// Everything of A's: what B must never see.
@@ -611,19 +629,18 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
                 assert!(!a.found_in(&own, false).is_empty(), "{}: A's own list shows nothing the detector knows", op.id);
                 a_flagged += 1;
             }
+            Call::Probe => {
+                (smuggled, refused) = (smuggled + 4, refused + refuse_smuggled(&app, op, &a).await);
+                // The settings are B's own: at worst a refusal of their GitLab URL, nothing of A's.
+                let mut body = valid_connection();
+                body["gitlab_url"] = json!("http://127.0.0.1:9");
+                let (answer, _) = send(&app, &op.method, &op.path, &[], Some(B), Some(body)).await;
+                assert_eq!(answer.status, 422, "{}: {}", op.id, answer.body);
+                leaks.extend(a.found_in(&answer, false).into_iter().map(|f| format!("{}: {f}", op.id)));
+            }
             Call::Create => {
                 // Naming A's object or tenant in the body (mass assignment) is refused...
-                for (field, value) in
-                    [("id", json!(a.main)), ("tenant_id", json!(A)), ("tenant", json!(A)), ("connection_id", json!(a.main))]
-                {
-                    let mut body = valid_connection();
-                    body[field] = value;
-                    let (answer, _) = send(&app, &op.method, &op.path, &[], Some(B), Some(body)).await;
-                    smuggled += 1;
-                    assert_eq!(answer.status, 422, "{} with {field}: {}", op.id, answer.body);
-                    assert_eq!(answer.json()["error"]["field"], field, "{}", answer.body);
-                    refused += 1;
-                }
+                (smuggled, refused) = (smuggled + 4, refused + refuse_smuggled(&app, op, &a).await);
                 // ...and a plain create makes B's own object, which shows nothing of A's, also
                 // when it carries the idempotency key A created with (and A's very request).
                 let (answer, _) = send(&app, &op.method, &op.path, &[], Some(B), Some(valid_connection())).await;
@@ -690,7 +707,9 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
         "isolation: {mutating} mutating calls of B on A's ids (PATCH, DELETE) and {timed_mutations} more while timing: A's rows in {} tables and its queued jobs unchanged",
         before.len()
     );
-    println!("isolation: create with A's id or tenant in the body: {refused}/{smuggled} refused 422; B's own create holds nothing of A's");
+    println!(
+        "isolation: create and check with A's id or tenant in the body: {refused}/{smuggled} refused 422; B's own create and check hold nothing of A's"
+    );
     println!(
         "isolation: /metrics (to the operator's token only, not routed by the Ingress) names {metrics_names} of A's ids and nothing else of A's"
     );

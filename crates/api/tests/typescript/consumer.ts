@@ -228,3 +228,36 @@ export function createRequest(token: string, groups: string): Schemas["CreateCon
 
 export type Created = paths["/v1/connections"]["post"]["responses"][201]["content"]["application/json"];
 export type Idempotency = NonNullable<paths["/v1/connections"]["post"]["parameters"]["header"]>["Idempotency-Key"];
+
+/** The form's check before saving: each problem shown under its field, with what to do. */
+export function checkPanel(check: Json<"/v1/connection-checks", "post">): Map<string, string[]> {
+  const byField = new Map<string, string[]>();
+  for (const p of check.problems as Schemas["ProblemView"][]) {
+    const field: Schemas["ProblemField"] = p.field;
+    const label = (() => {
+      switch (p.kind) {
+        case "invalid":
+          return "Fix";
+        case "needs_reauth":
+          return "New token needed";
+        case "unavailable":
+          return "Check again";
+        default:
+          return never(p.kind);
+      }
+    })();
+    byField.set(field, [...(byField.get(field) ?? []), `${label}: ${p.message}`]);
+  }
+  const t: Schemas["TokenView"] | null = check.token;
+  const u: Schemas["UserView"] | null = check.user;
+  const summary = [
+    check.ok ? `Ready: ${hookMode(check.hook_mode)}` : "Not ready",
+    t ? `token ${t.scopes.join(",")} expires ${t.expires_at ?? "never"}${t.expires_soon ? " (soon)" : ""}` : "token not accepted",
+    u ? `as ${u.username} (${u.id})` : "",
+    ...check.groups.map((g: Schemas["GroupView"]) => `${g.full_path} ${g.plan ?? "plan unknown"} ${g.role}: ${g.hooks} hooks, ${g.why}`),
+    `${check.projects.count}${check.projects.complete ? "" : "+"} projects: ${check.projects.first.map((p: Schemas["ProjectRef"]) => p.path_with_namespace).join(", ")}`,
+    check.notice ?? "",
+  ];
+  byField.set("summary", summary);
+  return byField;
+}

@@ -138,7 +138,7 @@ impl GitLabJobs {
     /// A token problem becomes the connection's status; anything else is retried.
     pub(super) async fn gitlab_failure(&self, tenant: &TenantId, id: Uuid, error: GitLab) -> Result<(), JobError> {
         match token_problem(&error) {
-            Some((status, message)) => self.user_problem(tenant, id, status, &message).await,
+            Some((verdict, message)) => self.user_problem(tenant, id, verdict.status(), &message).await,
             None => Err(gitlab_retry(error)),
         }
     }

@@ -35,7 +35,7 @@ impl GitLabJobs {
                 tracing::info!(connection = %id, mode = ?validated.hook_mode, projects = validated.resolved_project_ids.len(), "validated");
                 return Ok(());
             }
-            Ok(Err(problem)) => return self.user_problem(tenant, id, problem.status, &problem.message).await,
+            Ok(Err(problem)) => return self.user_problem(tenant, id, problem.verdict.status(), &problem.message).await,
             // Worth the job's retries (GitLab may be restarting, a proxy in front of it starting),
             // all under the one message, which the connection shows meanwhile.
             Err(Unavailable::NoGitLab) => JobError::Retry { reason: NO_GITLAB.to_owned(), after: None },

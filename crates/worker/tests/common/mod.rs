@@ -248,6 +248,5 @@ pub fn assert_same(got: &Records, want: &Records, who: &str) {
 
 /// Every project of a group and its subgroups, per the ground truth.
 pub fn group_projects(dataset: &Dataset, group: i64) -> Vec<u64> {
-    let groups: BTreeSet<u64> = std::iter::once(group as u64).chain(dataset.descendants(group as u64)).collect();
-    dataset.projects.iter().filter(|p| groups.contains(&p.namespace_id)).map(|p| p.id).collect()
+    dataset.projects_under(group as u64)
 }
