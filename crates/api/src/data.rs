@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use connector_store::connections;
-use connector_store::read::{self, ChangeEntity, ChangeKey, ChangeOp, FeedPosition, Filter, NoteParentFilter};
+use connector_store::read::{self, ChangeEntity, ChangeKey, ChangeOp, FeedPosition, Filter, NoteParentFilter, Rows};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::extract::{ApiQuery, IdPath};
+use crate::objects::{self, ObjectView};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
@@ -153,6 +154,17 @@ pub struct ChangesParams {
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `object`: each change carries the current state of the object it names, as its own read
+    /// answers it, so there is nothing to re-read.
+    #[param(value_type = Option<Include>)]
+    include: Option<String>,
+}
+
+/// What the change feed can embed.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Include {
+    Object,
 }
 
 /// A GitLab project synced through the connection.
@@ -299,6 +311,10 @@ pub struct ChangeView {
     pub op: ChangeOp,
     pub key: ChangeKey,
     pub changed_at: DateTime<Utc>,
+    /// With `include=object`, the object's state now (it may have changed again since, which a
+    /// later change tells): `null` once it is deleted, and for `event` and `connection` changes.
+    /// `null` without `include=object`.
+    pub object: Option<ObjectView>,
 }
 
 macro_rules! page_type {
@@ -566,7 +582,7 @@ pub async fn projects(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::projects(&mut tx, id, &filter, after, limit + 1).await?;
+    let rows = read::projects(&mut tx, id, &filter, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| r.gitlab_id.into());
     Ok(Json(ProjectList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -602,7 +618,7 @@ pub async fn commits(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::commits(&mut tx, id, &filter, after, limit + 1).await?;
+    let rows = read::commits(&mut tx, id, &filter, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.sha]));
     Ok(Json(CommitList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -638,7 +654,7 @@ pub async fn merge_requests(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::merge_requests(&mut tx, id, &filter, state_filter, after, limit + 1).await?;
+    let rows = read::merge_requests(&mut tx, id, &filter, state_filter, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
     Ok(Json(MergeRequestList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -674,7 +690,7 @@ pub async fn issues(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::issues(&mut tx, id, &filter, state_filter, after, limit + 1).await?;
+    let rows = read::issues(&mut tx, id, &filter, state_filter, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
     Ok(Json(IssueList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -712,7 +728,7 @@ pub async fn notes(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::notes(&mut tx, id, &filter, parent.as_ref(), after, limit + 1).await?;
+    let rows = read::notes(&mut tx, id, &filter, parent.as_ref(), Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
     Ok(Json(NoteList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -766,7 +782,7 @@ pub async fn pipelines(
     checks.finish()?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     connections::get(&mut tx, id).await?;
-    let rows = read::pipelines(&mut tx, id, &filter, status, after, limit + 1).await?;
+    let rows = read::pipelines(&mut tx, id, &filter, status, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
     let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
     Ok(Json(PipelineList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -802,22 +818,30 @@ pub async fn changes(
     let mut checks = Checks::default();
     let after: Option<(u64, i64)> = checks.take(decode_cursor("after", FEED, p.after.as_deref()));
     let limit = checks.take(parse_limit(p.limit.as_deref()));
+    let include_object = checks.take(parse_choice("include", p.include.as_deref(), &["object"])).is_some();
     checks.finish()?;
     let after = after.map(|(xid, seq)| FeedPosition { xid, seq }).unwrap_or_default();
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let rows = read::changes(&mut tx, after, limit).await?;
-    tx.commit().await?;
     let next_cursor = feed_cursor(rows.last().map_or(after, |c| c.position));
-    let items = rows
-        .into_iter()
-        .map(|c| ChangeView {
+    let mut items = Vec::with_capacity(rows.len());
+    for c in rows {
+        // In the feed's own transaction: an object deleted by a change already in the feed
+        // reads as gone, never as a state older than the feed shows.
+        let object = match (include_object, c.op) {
+            (true, ChangeOp::Insert | ChangeOp::Update) => objects::current(&mut tx, c.connection_id, c.entity, &c.key).await?,
+            (true, ChangeOp::Delete) | (false, _) => None,
+        };
+        items.push(ChangeView {
             cursor: feed_cursor(c.position),
             connection_id: c.connection_id,
             entity: c.entity,
             op: c.op,
             key: c.key,
             changed_at: c.changed_at,
-        })
-        .collect();
+            object,
+        });
+    }
+    tx.commit().await?;
     Ok(Json(ChangeList { items, next_cursor }))
 }

@@ -43,15 +43,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An object id from the path. One that is not even a UUID is answered exactly like one that
-/// does not exist (or belongs to another tenant): 404.
+/// Path parameters. A value that does not parse (a connection id that is not even a UUID, an
+/// iid that is not a number) is answered exactly like one that does not exist (or belongs to
+/// another tenant): 404.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| Self(value)).map_err(|_| ApiError::not_found())
+    }
+}
+
+/// The object id of a route with no other path parameter.
 pub struct IdPath(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::<Uuid>::from_request_parts(parts, state).await.map(|Path(id)| Self(id)).map_err(|_| ApiError::not_found())
+        ApiPath::<Uuid>::from_request_parts(parts, state).await.map(|ApiPath(id)| Self(id))
     }
 }
 

@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod idempotency;
 pub mod metrics;
+pub mod objects;
 pub mod openapi;
 pub mod rate_limit;
 mod strict_query;
@@ -96,6 +97,12 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/issues", get(data::issues))
         .route("/connections/{id}/notes", get(data::notes))
         .route("/connections/{id}/pipelines", get(data::pipelines))
+        .route("/connections/{id}/projects/{project_id}", get(objects::project))
+        .route("/connections/{id}/projects/{project_id}/commits/{sha}", get(objects::commit))
+        .route("/connections/{id}/projects/{project_id}/merge_requests/{iid}", get(objects::merge_request))
+        .route("/connections/{id}/projects/{project_id}/issues/{iid}", get(objects::issue))
+        .route("/connections/{id}/projects/{project_id}/notes/{note_id}", get(objects::note))
+        .route("/connections/{id}/projects/{project_id}/pipelines/{pipeline_id}", get(objects::pipeline))
         .route("/changes", get(data::changes))
         .route_layer(middleware::from_fn(strict_query::strict_query))
         // Outermost: authenticated and within its tenant's budget before anything else of the

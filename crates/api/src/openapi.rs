@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{checks, connections, data, error, health, metrics};
+use crate::{checks, connections, data, error, health, metrics, objects};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 
@@ -37,10 +37,16 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
         data::issues,
         data::notes,
         data::pipelines,
+        objects::project,
+        objects::commit,
+        objects::merge_request,
+        objects::issue,
+        objects::note,
+        objects::pipeline,
         data::changes,
         metrics::scrape,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError, data::Include)),
     modifiers(&BearerAuth, &V1Refusals, &EveryFieldSent),
     tags(
         (name = "connections", description = "A tenant's GitLab connections"),

@@ -169,19 +169,38 @@ fn select(
     q
 }
 
-/// ` AND (k1, k2) > (a, b) ORDER BY k1, k2 LIMIT n` for a two-column key.
-fn page_after<B>(q: &mut QueryBuilder<Postgres>, keys: (&str, &str), after: Option<(i64, B)>, limit: i64)
+/// Which rows of a list to read: a page in key order, or the one row with a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rows<K> {
+    /// Up to `limit` rows after `after` (from the start when none).
+    Page {
+        after: Option<K>,
+        limit: i64,
+    },
+    Only(K),
+}
+
+/// ` AND (k1, k2) > (a, b) ORDER BY k1, k2 LIMIT n` for a page of a two-column key, or
+/// ` AND (k1, k2) = (a, b)` for one row.
+fn select_rows<B>(q: &mut QueryBuilder<Postgres>, keys: (&str, &str), rows: Rows<(i64, B)>)
 where
     B: for<'t> sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
 {
     let (k1, k2) = keys;
-    if let Some((a, b)) = after {
-        q.push(format!(" AND (t.{k1}, t.{k2}) > (")).push_bind(a).push(", ").push_bind(b).push(")");
+    match rows {
+        Rows::Page { after, limit } => {
+            if let Some((a, b)) = after {
+                q.push(format!(" AND (t.{k1}, t.{k2}) > (")).push_bind(a).push(", ").push_bind(b).push(")");
+            }
+            q.push(format!(" ORDER BY t.{k1}, t.{k2} LIMIT ")).push_bind(limit);
+        }
+        Rows::Only((a, b)) => {
+            q.push(format!(" AND (t.{k1}, t.{k2}) = (")).push_bind(a).push(", ").push_bind(b).push(")");
+        }
     }
-    q.push(format!(" ORDER BY t.{k1}, t.{k2} LIMIT ")).push_bind(limit);
 }
 
-pub async fn projects(tx: &mut TenantTx, connection: Uuid, filter: &Filter, after: Option<i64>, limit: i64) -> Result<Vec<Project>> {
+pub async fn projects(tx: &mut TenantTx, connection: Uuid, filter: &Filter, rows: Rows<i64>) -> Result<Vec<Project>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
         tenant.as_str(),
@@ -193,20 +212,21 @@ pub async fn projects(tx: &mut TenantTx, connection: Uuid, filter: &Filter, afte
         "gitlab_id",
         "last_activity_at",
     );
-    if let Some(after) = after {
-        q.push(" AND t.gitlab_id > ").push_bind(after);
+    match rows {
+        Rows::Page { after, limit } => {
+            if let Some(after) = after {
+                q.push(" AND t.gitlab_id > ").push_bind(after);
+            }
+            q.push(" ORDER BY t.gitlab_id LIMIT ").push_bind(limit);
+        }
+        Rows::Only(id) => {
+            q.push(" AND t.gitlab_id = ").push_bind(id);
+        }
     }
-    q.push(" ORDER BY t.gitlab_id LIMIT ").push_bind(limit);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
-pub async fn commits(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    filter: &Filter,
-    after: Option<(i64, String)>,
-    limit: i64,
-) -> Result<Vec<Commit>> {
+pub async fn commits(tx: &mut TenantTx, connection: Uuid, filter: &Filter, rows: Rows<(i64, String)>) -> Result<Vec<Commit>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
         tenant.as_str(),
@@ -218,7 +238,7 @@ pub async fn commits(
         "project_id",
         "committed_at",
     );
-    page_after(&mut q, ("project_id", "sha"), after, limit);
+    select_rows(&mut q, ("project_id", "sha"), rows);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
@@ -228,8 +248,7 @@ pub async fn merge_requests(
     connection: Uuid,
     filter: &Filter,
     state: Option<&str>,
-    after: Option<(i64, i64)>,
-    limit: i64,
+    rows: Rows<(i64, i64)>,
 ) -> Result<Vec<MergeRequest>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
@@ -248,7 +267,7 @@ pub async fn merge_requests(
     if let Some(state) = state {
         q.push(" AND t.state = ").push_bind(state.to_owned());
     }
-    page_after(&mut q, ("project_id", "iid"), after, limit);
+    select_rows(&mut q, ("project_id", "iid"), rows);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
@@ -258,8 +277,7 @@ pub async fn issues(
     connection: Uuid,
     filter: &Filter,
     state: Option<&str>,
-    after: Option<(i64, i64)>,
-    limit: i64,
+    rows: Rows<(i64, i64)>,
 ) -> Result<Vec<Issue>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
@@ -275,7 +293,7 @@ pub async fn issues(
     if let Some(state) = state {
         q.push(" AND t.state = ").push_bind(state.to_owned());
     }
-    page_after(&mut q, ("project_id", "iid"), after, limit);
+    select_rows(&mut q, ("project_id", "iid"), rows);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
@@ -284,8 +302,7 @@ pub async fn notes(
     connection: Uuid,
     filter: &Filter,
     parent: Option<&NoteParentFilter>,
-    after: Option<(i64, i64)>,
-    limit: i64,
+    rows: Rows<(i64, i64)>,
 ) -> Result<Vec<Note>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
@@ -304,7 +321,7 @@ pub async fn notes(
             q.push(" AND t.noteable_iid = ").push_bind(iid);
         }
     }
-    page_after(&mut q, ("project_id", "gitlab_id"), after, limit);
+    select_rows(&mut q, ("project_id", "gitlab_id"), rows);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
@@ -314,8 +331,7 @@ pub async fn pipelines(
     connection: Uuid,
     filter: &Filter,
     status: Option<&str>,
-    after: Option<(i64, i64)>,
-    limit: i64,
+    rows: Rows<(i64, i64)>,
 ) -> Result<Vec<Pipeline>> {
     let (tenant, conn) = tx.parts();
     let mut q = select(
@@ -331,7 +347,7 @@ pub async fn pipelines(
     if let Some(status) = status {
         q.push(" AND t.status = ").push_bind(status.to_owned());
     }
-    page_after(&mut q, ("project_id", "gitlab_id"), after, limit);
+    select_rows(&mut q, ("project_id", "gitlab_id"), rows);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 

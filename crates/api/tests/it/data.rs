@@ -675,3 +675,115 @@ async fn a_change_committed_later_with_a_lower_seq_is_not_skipped(owner: PgPool)
         sqlx::query_as("SELECT seq, (key->>'iid')::bigint FROM changes ORDER BY seq").fetch_all(&app.owner).await.unwrap();
     assert_eq!(stored.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2], "iid 1 has the lower seq");
 }
+
+/// The single-object path of what `key` names (a change's key, or a list item's key fields).
+fn object_path(connection: Uuid, entity: &str, key: &Value) -> String {
+    let base = format!("/v1/connections/{connection}/projects");
+    let project = &key["project_id"];
+    match entity {
+        "project" => format!("{base}/{}", key["gitlab_id"]),
+        "commit" => format!("{base}/{project}/commits/{}", key["sha"].as_str().unwrap()),
+        "merge_request" => format!("{base}/{project}/merge_requests/{}", key["iid"]),
+        "issue" => format!("{base}/{project}/issues/{}", key["iid"]),
+        "note" => format!("{base}/{project}/notes/{}", key["gitlab_id"]),
+        "pipeline" => format!("{base}/{project}/pipelines/{}", key["gitlab_id"]),
+        other => panic!("{other} is no stored object"),
+    }
+}
+
+/// Every object of every list reads back alone by its key, exactly as the list shows it; a key
+/// that names nothing (or is not even a number) is the missing-id 404.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn every_object_reads_alone_by_its_key(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let a = connect(&app, "acme").await;
+    seed(&app, "acme", a).await;
+    let entities = ["project", "commit", "merge_request", "issue", "note", "pipeline"];
+    let mut read = 0;
+    for (list, entity) in LISTS.iter().zip(entities) {
+        let page = get(&app, "acme", &format!("/v1/connections/{a}/{list}?limit=100")).await;
+        assert!(!items(&page).is_empty(), "{list}");
+        for item in items(&page) {
+            let key = match entity {
+                "project" => json!({"gitlab_id": item["id"]}),
+                "note" | "pipeline" => json!({"project_id": item["project_id"], "gitlab_id": item["id"]}),
+                _ => item.clone(),
+            };
+            assert_eq!(&get(&app, "acme", &object_path(a, entity, &key)).await, item, "{entity} {key}");
+            read += 1;
+        }
+    }
+    assert!(read >= 12, "{read}");
+
+    let (_, missing) = app.call(Method::GET, &format!("/v1/connections/{}/projects/11", Uuid::new_v4()), Some("acme"), None).await;
+    for path in [
+        format!("/v1/connections/{a}/projects/999"),
+        format!("/v1/connections/{a}/projects/11/merge_requests/999"),
+        format!("/v1/connections/{a}/projects/999/merge_requests/1"),
+        format!("/v1/connections/{a}/projects/11/merge_requests/abc"),
+        format!("/v1/connections/{a}/projects/11/commits/0000000"),
+        format!("/v1/connections/{a}/projects/11/issues/-1"),
+        format!("/v1/connections/{a}/projects/11/notes/999999"),
+        format!("/v1/connections/{a}/projects/11/pipelines/999999"),
+        "/v1/connections/not-a-uuid/projects/11".to_owned(),
+    ] {
+        let (status, body) = app.call(Method::GET, &path, Some("acme"), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body, missing, "{path}");
+        assert_error(&body, "not_found");
+    }
+}
+
+/// With `include=object`, each insert and update in the feed carries its object as its own read
+/// answers it now, `null` once deleted; without it, and on deletes, `object` is `null`.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn the_feed_embeds_the_current_object_when_asked(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let a = connect(&app, "acme").await;
+    seed(&app, "acme", a).await;
+    sqlx::query("DELETE FROM merge_requests WHERE connection_id = $1 AND project_id = 11 AND iid = 2")
+        .bind(a)
+        .execute(&app.owner)
+        .await
+        .unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM changes WHERE tenant_id = 'acme'").fetch_one(&app.owner).await.unwrap();
+    let plain = feed_until(&app, "acme", None, |c| c.len() as i64 >= total).await;
+    assert!(plain.iter().all(|c| c["object"].is_null()), "no object unless asked");
+
+    let mut embedded = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(cursor) => format!("/v1/changes?include=object&limit=9&after={cursor}"),
+            None => "/v1/changes?include=object&limit=9".to_owned(),
+        };
+        let page = get(&app, "acme", &path).await;
+        if items(&page).is_empty() {
+            break;
+        }
+        embedded.extend(items(&page).clone());
+        after = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(summary(&embedded), summary(&plain), "the same changes");
+    let (mut shown, mut gone) = (0, 0);
+    for change in &embedded {
+        let (entity, op) = (change["entity"].as_str().unwrap(), change["op"].as_str().unwrap());
+        if op == "delete" {
+            assert!(change["object"].is_null(), "{change}");
+            continue;
+        }
+        let (status, now) = app.call(Method::GET, &object_path(a, entity, &change["key"]), Some("acme"), None).await;
+        if status == 404 {
+            assert!(change["object"].is_null(), "a deleted object embeds as null: {change}");
+            gone += 1;
+        } else {
+            assert_eq!(change["object"], now, "{change}");
+            shown += 1;
+        }
+    }
+    assert!(shown >= 12 && gone >= 1, "{shown} shown, {gone} gone");
+
+    let (status, body) = app.call(Method::GET, "/v1/changes?include=everything", Some("acme"), None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "include", "{body}");
+}

@@ -68,6 +68,22 @@ const OPERATIONS: &[(&str, &str, &str, Call)] = &[
     ("list_issues", "get", "/v1/connections/{id}/issues", Call::ById { body: None, mutates: false }),
     ("list_notes", "get", "/v1/connections/{id}/notes", Call::ById { body: None, mutates: false }),
     ("list_pipelines", "get", "/v1/connections/{id}/pipelines", Call::ById { body: None, mutates: false }),
+    ("get_project", "get", "/v1/connections/{id}/projects/{project_id}", Call::ById { body: None, mutates: false }),
+    ("get_commit", "get", "/v1/connections/{id}/projects/{project_id}/commits/{sha}", Call::ById { body: None, mutates: false }),
+    (
+        "get_merge_request",
+        "get",
+        "/v1/connections/{id}/projects/{project_id}/merge_requests/{iid}",
+        Call::ById { body: None, mutates: false },
+    ),
+    ("get_issue", "get", "/v1/connections/{id}/projects/{project_id}/issues/{iid}", Call::ById { body: None, mutates: false }),
+    ("get_note", "get", "/v1/connections/{id}/projects/{project_id}/notes/{note_id}", Call::ById { body: None, mutates: false }),
+    (
+        "get_pipeline",
+        "get",
+        "/v1/connections/{id}/projects/{project_id}/pipelines/{pipeline_id}",
+        Call::ById { body: None, mutates: false },
+    ),
     ("list_changes", "get", "/v1/changes", Call::List),
 ];
 
@@ -88,7 +104,15 @@ enum Param {
     NotAnId,
     /// A header naming a kept answer: A's key, which B sends with A's very request.
     IdempotencyKey,
+    /// One of A's objects by its GitLab key, below a connection in the path (see [`A_OBJECT`]).
+    ObjectKey,
+    /// `include=object`: the feed embeds each change's object.
+    Include,
 }
+
+/// The GitLab key each object path parameter is filled with: objects of A's first project.
+const A_OBJECT: &[(&str, &str)] =
+    &[("project_id", "100011"), ("sha", A_SHAS[0]), ("iid", "100001"), ("note_id", "100501"), ("pipeline_id", "100201")];
 
 /// The `Idempotency-Key` A created its second connection with.
 const A_KEY: &str = "tenant-a-create-form-1";
@@ -104,6 +128,12 @@ const PARAMETERS: &[(&str, Param)] = &[
     ("state", Param::NotAnId),
     ("noteable_type", Param::NotAnId),
     ("Idempotency-Key", Param::IdempotencyKey),
+    ("project_id", Param::ObjectKey),
+    ("sha", Param::ObjectKey),
+    ("iid", Param::ObjectKey),
+    ("note_id", Param::ObjectKey),
+    ("pipeline_id", Param::ObjectKey),
+    ("include", Param::Include),
     // A revision number: B's tag for A's connection gets the missing-id 404 before it is compared.
     ("If-Match", Param::NotAnId),
 ];
@@ -118,8 +148,14 @@ struct Operation {
 }
 
 impl Operation {
+    /// The path with `id` as the connection and A's object keys for the rest.
     fn path_with(&self, id: impl std::fmt::Display) -> String {
-        self.path.replace("{id}", &id.to_string())
+        A_OBJECT.iter().fold(self.path.replace("{id}", &id.to_string()), |path, (name, value)| path.replace(&format!("{{{name}}}"), value))
+    }
+
+    /// Whether the path names one object below the connection.
+    fn names_an_object(&self) -> bool {
+        self.params.iter().any(|(name, location)| location == "path" && param(name) == Param::ObjectKey)
     }
 
     fn query_params(&self) -> impl Iterator<Item = (&str, Param)> {
@@ -329,7 +365,8 @@ impl TenantA {
                 assert!(!cursors.is_empty(), "{}: A's data spans a single page; no cursor to try", op.id);
                 cursors.iter().map(|c| vec![pair(name, c.clone())]).collect()
             }
-            Param::ObjectId | Param::NotAnId | Param::IdempotencyKey => Vec::new(),
+            Param::Include => vec![vec![pair(name, "object".into())]],
+            Param::ObjectId | Param::NotAnId | Param::IdempotencyKey | Param::ObjectKey => Vec::new(),
         }
     }
 }
@@ -598,6 +635,18 @@ async fn tenant_b_learns_nothing_of_tenant_a_through_any_operation(owner: PgPool
                         assert!(!a.found_in(&own, false).is_empty(), "{}: the leak detector misses A's own data", op.id);
                         a_flagged += 1;
                     }
+                }
+                if op.names_an_object() {
+                    // A's object keys on B's own connection: the missing-id 404; A reads the object.
+                    let (own, _) = send(&app, &op.method, &op.path_with(b), &[], Some(B), None).await;
+                    let (missing, _) = send(&app, &op.method, &op.path_with(Uuid::new_v4()), &[], Some(B), None).await;
+                    tried += 1;
+                    assert_eq!(own, missing, "{} on B's connection with A's keys", op.id);
+                    held += 1;
+                    let (theirs, _) = send(&app, &op.method, &op.path_with(a.main), &[], Some(A), None).await;
+                    assert_eq!(theirs.status, 200, "{} as A: {}", op.id, theirs.body);
+                    assert!(!a.found_in(&theirs, false).is_empty(), "{}: the leak detector misses A's own object", op.id);
+                    a_flagged += 1;
                 }
                 if !mutates {
                     // A's ids as filters and cursors on B's own connection: B's data or nothing.

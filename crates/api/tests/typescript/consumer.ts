@@ -261,3 +261,31 @@ export function checkPanel(check: Json<"/v1/connection-checks", "post">): Map<st
   byField.set("summary", summary);
   return byField;
 }
+
+/** A change read with `include=object`: its object's state now, or gone. */
+export function embedded(change: Schemas["ChangeView"]): string {
+  const o: Schemas["ObjectView"] | null = change.object;
+  if (o === null) {
+    return `${changeTarget(change)}: nothing to show`;
+  }
+  return `${changeTarget(change)}: ${JSON.stringify(o)}`;
+}
+
+/** One object read by the key a change names, each through its operation's own type. */
+export function objectViews(
+  project: Json<"/v1/connections/{id}/projects/{project_id}", "get">,
+  commit: Json<"/v1/connections/{id}/projects/{project_id}/commits/{sha}", "get">,
+  mr: Json<"/v1/connections/{id}/projects/{project_id}/merge_requests/{iid}", "get">,
+  issue: Json<"/v1/connections/{id}/projects/{project_id}/issues/{iid}", "get">,
+  note: Json<"/v1/connections/{id}/projects/{project_id}/notes/{note_id}", "get">,
+  pipeline: Json<"/v1/connections/{id}/projects/{project_id}/pipelines/{pipeline_id}", "get">,
+): string[] {
+  return [
+    project.path_with_namespace,
+    `${commit.sha} ${commit.authored_at ?? ""}`,
+    `!${mr.iid} ${mr.commit_shas.length} commits, merged ${mr.merged_at ?? "no"}`,
+    `#${issue.iid} ${issue.labels.join(",")}`,
+    `${note.id} on ${note.noteable_type} ${note.noteable_iid ?? note.commit_sha ?? ""}`,
+    `${pipeline.id} ${pipeline.duration_seconds ?? 0}s`,
+  ];
+}
