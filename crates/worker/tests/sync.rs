@@ -531,3 +531,76 @@ async fn refused_group_hooks_on_self_managed_fall_back_to_project_hooks(owner: P
     drop(tx);
     assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &projects, env.start), "self-managed");
 }
+
+/// The user replaces an expiring token (PATCH `access_token`, as the API does it) and then revokes
+/// the old one: the connection validates again with the new token and is live again with the
+/// same hooks in GitLab (none added, none removed) and the same data, nothing fetched twice.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn replacing_the_token_keeps_the_hooks_and_the_data(owner: PgPool) {
+    const NEW_TOKEN: &str = "glpat-sim-owner-renewed-07";
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP, FREE_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    let sim_hooks = || {
+        let mut hooks: Vec<(u64, String)> = env.sim.sim.with_dataset(|d| d.hooks.iter().map(|h| (h.id, h.url.clone())).collect());
+        hooks.sort();
+        hooks
+    };
+    let tenant = TenantId::parse("acme").unwrap();
+    let our_hooks = async || {
+        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+        let mut hooks: Vec<_> =
+            connector_store::hooks::for_connection(&mut tx, id).await.unwrap().into_iter().map(|h| (h.id, h.gitlab_hook_id)).collect();
+        hooks.sort();
+        hooks
+    };
+    let (hooks_before, ours_before) = (sim_hooks(), our_hooks().await);
+    assert!(hooks_before.len() > 1, "a group hook and project hooks: {hooks_before:?}");
+    let dataset = env.sim.sim.dataset();
+    let mut projects = group_projects(&dataset, PREMIUM_GROUP);
+    projects.extend(group_projects(&dataset, FREE_GROUP));
+    let want = expected(&dataset, &projects, env.start);
+    assert_same(&stored(&env.store, "acme", id).await, &want, "before");
+
+    // The old token expires in a week; the user makes a new one for the same account.
+    env.sim.sim.with_dataset_mut(|d| {
+        let old = d.tokens.iter_mut().find(|t| t.value == OWNER_TOKEN).unwrap();
+        old.expires_at = Some(Utc::now().date_naive() + chrono::Duration::days(7));
+        let mut renewed = old.clone();
+        renewed.id = d.tokens.iter().map(|t| t.id).max().unwrap() + 1;
+        renewed.value = NEW_TOKEN.into();
+        renewed.expires_at = Some(Utc::now().date_naive() + chrono::Duration::days(365));
+        d.tokens.push(renewed);
+    });
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    let changes = connections::ConnectionChanges { access_token: Some(NEW_TOKEN.into()), ..Default::default() };
+    connections::update(&mut tx, env.store.keys(), id, changes).await.unwrap();
+    jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await.unwrap();
+    tx.commit().await.unwrap();
+    revoke(&env.sim, OWNER_TOKEN);
+    let routes_before = env.sim.sim.stats().requests;
+
+    let live = env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(live.token_expires_at, Some(Utc::now().date_naive() + chrono::Duration::days(365)), "the new token's expiry");
+    assert_eq!(sim_hooks(), hooks_before, "the same hooks in GitLab");
+    assert_eq!(our_hooks().await, ours_before, "the same hooks on our side");
+    assert_same(&stored(&env.store, "acme", id).await, &want, "after");
+    // Validation, the hook check and a catch-up; no stream is backfilled again.
+    let after = env.sim.sim.stats();
+    for route in [
+        "/api/v4/projects/{id}/repository/commits",
+        "/api/v4/projects/{id}/merge_requests/{iid}/commits",
+        "/api/v4/projects/{id}/merge_requests/{iid}/notes",
+        "/api/v4/projects/{id}/issues/{iid}/notes",
+        "/api/v4/projects/{id}/pipelines/{pipeline_id}",
+    ] {
+        let count = |stats: &std::collections::BTreeMap<String, std::collections::BTreeMap<u16, u64>>| {
+            stats.get(route).map_or(0, |codes| codes.values().sum::<u64>())
+        };
+        assert!(count(&routes_before) > 0, "{route} is not what the backfill asks: {:?}", routes_before.keys());
+        assert_eq!(count(&after.requests), count(&routes_before), "{route} asked again after the token was replaced");
+    }
+}
