@@ -90,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/connections", get(connections::list).post(connections::create))
         .route("/connections/{id}", get(connections::get).patch(connections::update).delete(connections::delete))
         .route("/connections/{id}/resync", post(connections::resync))
+        .route("/connections/{id}/pause", post(connections::pause))
+        .route("/connections/{id}/resume", post(connections::resume))
         .route("/connection-checks", post(checks::check))
         .route("/connections/{id}/projects", get(data::projects))
         .route("/connections/{id}/commits", get(data::commits))

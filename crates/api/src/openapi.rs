@@ -30,6 +30,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
         connections::update,
         connections::delete,
         connections::resync,
+        connections::pause,
+        connections::resume,
         checks::check,
         data::projects,
         data::commits,

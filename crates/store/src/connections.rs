@@ -24,6 +24,8 @@ pub enum Status {
     Invalid,
     Failed,
     Deleting,
+    /// The user paused it: no job reads GitLab for it until it is resumed.
+    Paused,
 }
 
 impl Status {
@@ -38,6 +40,7 @@ impl Status {
             Status::Invalid => "invalid",
             Status::Failed => "failed",
             Status::Deleting => "deleting",
+            Status::Paused => "paused",
         }
     }
 
@@ -53,7 +56,7 @@ impl Status {
             Status::InstallingHooks => Some(Job::InstallHooks { connection }),
             Status::Backfilling => Some(Job::Backfill { connection }),
             Status::Deleting => Some(Job::Disconnect { connection }),
-            Status::Live | Status::NeedsReauth | Status::Invalid | Status::Failed => None,
+            Status::Live | Status::NeedsReauth | Status::Invalid | Status::Failed | Status::Paused => None,
         }
     }
 }
@@ -278,8 +281,9 @@ pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: 
              start_date = COALESCE($5, start_date),
              token_ciphertext = COALESCE($6, token_ciphertext),
              token_hint = COALESCE($7, token_hint),
-             status = 'pending',
-             status_message = NULL,
+             -- A paused connection stays paused: resuming validates what was changed.
+             status = CASE status WHEN 'paused' THEN 'paused' ELSE 'pending' END,
+             status_message = CASE status WHEN 'paused' THEN status_message END,
              revision = revision + 1,
              updated_at = now()
          WHERE tenant_id = $1 AND id = $2
@@ -354,11 +358,14 @@ pub async fn access_token(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid) -> 
 }
 
 /// Moves the connection to `status`, with a message for the user (or none).
+/// Moves the connection to `status`. A paused one moves only to `deleting` (and by [`resume`]):
+/// a job that was running when it was paused cannot undo the pause; for it, the connection is
+/// not there ([`Error::NotFound`]).
 pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: Status, message: Option<&str>) -> Result<()> {
     let (tenant, conn) = tx.parts();
     let updated = sqlx::query(
         "UPDATE gitlab_connections SET status = $3, status_message = $4, updated_at = now()
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND (status <> 'paused' OR $3 = 'deleting')",
     )
     .bind(tenant.as_str())
     .bind(id)
@@ -368,6 +375,42 @@ pub async fn set_status(tx: &mut TenantTx, id: Uuid, status: Status, message: Op
     .await?
     .rows_affected();
     if updated == 0 { Err(Error::NotFound) } else { Ok(()) }
+}
+
+/// Pauses the connection (not one being deleted): from now on its jobs read nothing from GitLab
+/// and end; one running finishes its slice. Pausing a paused one changes nothing. Returns
+/// whether it is paused.
+pub async fn pause(tx: &mut TenantTx, id: Uuid) -> Result<bool> {
+    let (tenant, conn) = tx.parts();
+    let paused = sqlx::query(
+        "UPDATE gitlab_connections SET status = 'paused',
+                status_message = CASE status WHEN 'paused' THEN status_message
+                    ELSE 'paused since ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ': resume it to sync again' END,
+                updated_at = CASE status WHEN 'paused' THEN updated_at ELSE now() END
+         WHERE tenant_id = $1 AND id = $2 AND status <> 'deleting'",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(paused == 1)
+}
+
+/// Sends a paused connection back to `pending`, to be validated again and go on from where it
+/// stood. Returns whether it was paused.
+pub async fn resume(tx: &mut TenantTx, id: Uuid) -> Result<bool> {
+    let (tenant, conn) = tx.parts();
+    let resumed = sqlx::query(
+        "UPDATE gitlab_connections SET status = 'pending', status_message = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND status = 'paused'",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(resumed == 1)
 }
 
 /// A group or project that gets one of our hooks.
@@ -410,7 +453,7 @@ pub async fn record_validation(tx: &mut TenantTx, id: Uuid, v: &Validated) -> Re
                 hook_mode = $6, resolved_project_ids = $7, status = 'installing_hooks', status_message = $8,
                 hook_targets = $9,
                 updated_at = now()
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND status <> 'paused'",
     )
     .bind(tenant.as_str())
     .bind(id)
@@ -433,7 +476,7 @@ pub async fn mark_live(tx: &mut TenantTx, id: Uuid, catch_up_in: chrono::Duratio
     sqlx::query(
         "UPDATE gitlab_connections SET status = 'live', last_synced_at = now(), next_catch_up_at = now() + $3,
                 sync_failing_since = NULL, sync_failure = NULL, updated_at = now()
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND status <> 'paused'",
     )
     .bind(tenant.as_str())
     .bind(id)

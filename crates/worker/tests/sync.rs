@@ -604,3 +604,54 @@ async fn replacing_the_token_keeps_the_hooks_and_the_data(owner: PgPool) {
         assert_eq!(count(&after.requests), count(&routes_before), "{route} asked again after the token was replaced");
     }
 }
+
+/// Paused mid-backfill, a connection reads nothing more from GitLab once the running slice ends,
+/// and no job that ends later undoes the pause; resumed, it goes on to live with the ground truth.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_paused_connection_reads_nothing_from_gitlab_until_resumed(owner: PgPool) {
+    let mut spec = Size::Small.spec();
+    spec.commits_per_project = 600;
+    let env = env(&owner, Dataset::generate(2, Size::Custom(spec))).await;
+    let (stop, worker) = env.start_workers(Duration::from_millis(200), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Backfilling, Duration::from_secs(30)).await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    assert!(connections::pause(&mut tx, id).await.unwrap());
+    tx.commit().await.unwrap();
+
+    // The slice that was running ends within its 200 ms (plus a page); then nothing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let requests = env.sim.sim.stats().total_requests;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.sim.sim.stats().total_requests, requests, "GitLab was read while paused");
+    let paused = env.connection("acme", id).await;
+    assert_eq!(paused.status, Status::Paused, "{:?}", paused.status_message);
+    assert!(paused.status_message.unwrap().contains("resume it"));
+    // Every kind of job that reads GitLab, run for the paused connection (a webhook's read-back,
+    // the token check, a validation queued before the pause...), ends without a request.
+    let jobs = env.jobs(Duration::from_secs(2));
+    let project = group_projects(&env.sim.sim.dataset(), PREMIUM_GROUP)[0] as i64;
+    for job in [
+        Job::Validate { connection: id },
+        Job::InstallHooks { connection: id },
+        Job::Backfill { connection: id },
+        Job::CatchUp { connection: id },
+        Job::TokenHealth { connection: id },
+        Job::Refresh { connection: id, object: connector_store::jobs::ObjectRef::Issue { project, iid: 1 } },
+    ] {
+        jobs.run(&tenant, &job).await.unwrap();
+        assert_eq!(env.sim.sim.stats().total_requests, requests, "{job:?} read GitLab while paused");
+        assert_eq!(env.connection("acme", id).await.status, Status::Paused, "{job:?}");
+    }
+
+    let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+    assert!(connections::resume(&mut tx, id).await.unwrap());
+    jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await.unwrap();
+    tx.commit().await.unwrap();
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    let dataset = env.sim.sim.dataset();
+    assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &group_projects(&dataset, PREMIUM_GROUP), env.start), "resumed");
+}

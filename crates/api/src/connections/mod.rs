@@ -425,8 +425,9 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
 /// Change a connection.
 ///
 /// Replaces any of `access_token`, `groups_list`, `projects_list` and `start_date`; the connection
-/// goes back to `pending` and is validated again, keeping what is already stored. `gitlab_url`
-/// cannot change.
+/// goes back to `pending` and is validated again, keeping what is already stored and its hooks
+/// (a new token for the same GitLab account replaces an expiring one without losing anything).
+/// A paused connection stays paused until resumed. `gitlab_url` cannot change.
 #[utoipa::path(
     patch, path = "/v1/connections/{id}", tag = "connections", operation_id = "update_connection",
     params(("id" = Uuid, Path, description = "The connection id"), IfMatch),
@@ -460,7 +461,10 @@ pub async fn update(
         return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
     let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
-    jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+    // A paused connection stays paused; resuming validates what changed.
+    if connection.status != Status::Paused {
+        jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+    }
     let tag = etag(connection.revision);
     let shown = view(&mut tx, connection).await?;
     tx.commit().await?;
@@ -515,7 +519,7 @@ pub async fn delete(
         (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 409, body = ErrorBody, description = "The connection is being deleted"),
+        (status = 409, body = ErrorBody, description = "The connection is being deleted, or paused (resume it instead)"),
         (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
     ),
     security(("bearer" = []))
@@ -526,8 +530,19 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     if let Some(replay) = request.claim(&mut tx).await? {
         return Ok(replay);
     }
-    if connections::get(&mut tx, id).await?.status == Status::Deleting {
-        return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
+    match connections::lock(&mut tx, id).await?.status {
+        Status::Deleting => return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted")),
+        Status::Paused => {
+            return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is paused: resume it to sync again"));
+        }
+        Status::Pending
+        | Status::Validating
+        | Status::InstallingHooks
+        | Status::Backfilling
+        | Status::Live
+        | Status::NeedsReauth
+        | Status::Invalid
+        | Status::Failed => {}
     }
     connections::set_status(&mut tx, id, Status::Pending, None).await?;
     dead_letters::settle(&mut tx, id).await?;
@@ -537,5 +552,82 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection resync asked for");
+    Ok(response)
+}
+
+/// Pause a connection.
+///
+/// Stops reading GitLab for the connection: its backfill and catch-ups end (one running finishes
+/// its slice, seconds) and nothing is scheduled for it; webhooks are still received and applied,
+/// and what is stored stays readable. The status is `paused` until `resume`. Pausing a paused
+/// connection changes nothing.
+#[utoipa::path(
+    post, path = "/v1/connections/{id}/pause", tag = "connections", operation_id = "pause_connection",
+    params(("id" = Uuid, Path, description = "The connection id"), IdempotencyKey),
+    responses(
+        (status = 200, body = ConnectionView, description = "The connection, `paused`. Repeated with its `Idempotency-Key`, this same answer again with `Idempotent-Replayed: true`",
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
+        (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 409, body = ErrorBody, description = "The connection is being deleted"),
+        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pause(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
+    let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/pause"), &());
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    if let Some(replay) = request.claim(&mut tx).await? {
+        return Ok(replay);
+    }
+    connections::lock(&mut tx, id).await?;
+    if !connections::pause(&mut tx, id).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
+    }
+    let connection = connections::get(&mut tx, id).await?;
+    let shown = view(&mut tx, connection).await?;
+    let response = request.answer(&mut tx, id, StatusCode::OK, &shown, None).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, connection = %id, "connection paused");
+    Ok(response)
+}
+
+/// Resume a paused connection.
+///
+/// Sends it back to `pending`: validation runs again (with whatever was changed while it was
+/// paused), the hooks are checked, the sync goes on from where it stood, and the first catch-up
+/// brings in what changed meanwhile.
+#[utoipa::path(
+    post, path = "/v1/connections/{id}/resume", tag = "connections", operation_id = "resume_connection",
+    params(("id" = Uuid, Path, description = "The connection id"), IdempotencyKey),
+    responses(
+        (status = 202, body = ConnectionView, description = "The connection, `pending` again. Repeated with its `Idempotency-Key`, this same answer again with `Idempotent-Replayed: true`",
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
+        (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
+        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
+        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+        (status = 409, body = ErrorBody, description = "The connection is not paused; nothing was changed"),
+        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
+    let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/resume"), &());
+    let mut tx = state.store.tenant_tx(&tenant).await?;
+    if let Some(replay) = request.claim(&mut tx).await? {
+        return Ok(replay);
+    }
+    connections::lock(&mut tx, id).await?;
+    if !connections::resume(&mut tx, id).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is not paused"));
+    }
+    dead_letters::settle(&mut tx, id).await?;
+    jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
+    let connection = connections::get(&mut tx, id).await?;
+    let shown = view(&mut tx, connection).await?;
+    let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, connection = %id, "connection resumed");
     Ok(response)
 }

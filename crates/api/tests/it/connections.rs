@@ -613,3 +613,49 @@ async fn cross_origin_calls_only_from_the_listed_origins(owner: PgPool) {
     assert_eq!(status, 405, "{body}");
     assert_eq!(header(&headers, "access-control-allow-origin"), "");
 }
+
+/// Pause and resume over HTTP: a paused connection refuses a resync, keeps being paused through
+/// a PATCH (which queues no validation) and a second pause; resuming queues one validation and
+/// answers `pending`; resuming again is a 409 that changes nothing; a paused connection can be
+/// deleted.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn pause_and_resume(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let (status, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = |action: &str| format!("/v1/connections/{id}/{action}");
+    sqlx::query("DELETE FROM apalis.jobs").execute(&app.owner).await.unwrap();
+
+    let (status, paused) = app.call(Method::POST, &path("pause"), Some("acme"), None).await;
+    assert_eq!((status, paused["status"].as_str()), (200, Some("paused")), "{paused}");
+    assert!(paused["status_message"].as_str().unwrap().contains("resume it"), "{paused}");
+    let (status, again) = app.call(Method::POST, &path("pause"), Some("acme"), None).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, paused, "pausing a paused connection changes nothing");
+
+    let (status, refused) = app.call(Method::POST, &path("resync"), Some("acme"), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_error(&refused, "conflict");
+    let (status, edited) =
+        app.call(Method::PATCH, &format!("/v1/connections/{id}"), Some("acme"), Some(json!({"groups_list": "77"}))).await;
+    assert_eq!((status, edited["status"].as_str()), (200, Some("paused")), "{edited}");
+    assert_eq!(edited["groups_list"], json!([77]));
+    assert_eq!(queued_jobs(&app, "validate").await, 0, "a paused connection's edit queues nothing");
+
+    let (status, resumed) = app.call(Method::POST, &path("resume"), Some("acme"), None).await;
+    assert_eq!((status, resumed["status"].as_str()), (202, Some("pending")), "{resumed}");
+    assert_eq!(queued_jobs(&app, "validate").await, 1);
+    let (status, refused) = app.call(Method::POST, &path("resume"), Some("acme"), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(queued_jobs(&app, "validate").await, 1, "a second resume queues nothing");
+    let (_, now) = app.call(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!(now["status"], "pending");
+
+    // Paused, then deleted.
+    assert_eq!(app.call(Method::POST, &path("pause"), Some("acme"), None).await.0, 200);
+    let (status, deleting) = app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+    assert_eq!((status, deleting["status"].as_str()), (202, Some("deleting")), "{deleting}");
+    let (status, refused) = app.call(Method::POST, &path("pause"), Some("acme"), None).await;
+    assert_eq!(status, 409, "a connection being deleted is not paused: {refused}");
+}

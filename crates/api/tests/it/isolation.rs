@@ -62,6 +62,8 @@ const OPERATIONS: &[(&str, &str, &str, Call)] = &[
     ("delete_connection", "delete", "/v1/connections/{id}", Call::ById { body: None, mutates: true }),
     ("resync_connection", "post", "/v1/connections/{id}/resync", Call::ById { body: None, mutates: true }),
     ("check_connection", "post", "/v1/connection-checks", Call::Probe),
+    ("pause_connection", "post", "/v1/connections/{id}/pause", Call::ById { body: None, mutates: true }),
+    ("resume_connection", "post", "/v1/connections/{id}/resume", Call::ById { body: None, mutates: true }),
     ("list_projects", "get", "/v1/connections/{id}/projects", Call::ById { body: None, mutates: false }),
     ("list_commits", "get", "/v1/connections/{id}/commits", Call::ById { body: None, mutates: false }),
     ("list_merge_requests", "get", "/v1/connections/{id}/merge_requests", Call::ById { body: None, mutates: false }),

@@ -30,6 +30,8 @@ export function statusLabel(status: Status): string {
       return "Failed";
     case "deleting":
       return "Disconnecting";
+    case "paused":
+      return "Paused";
     default:
       return never(status);
   }

@@ -30,7 +30,7 @@ impl GitLabJobs {
     /// ([`connections::delete`]). A connection already gone is `Ok` with nothing done. The
     /// operator's tenant deletion calls this directly, to report what it did.
     pub async fn disconnect_now(&self, tenant: &TenantId, id: Uuid) -> Result<Disconnected, JobError> {
-        let Some((connection, token)) = self.load(tenant, id).await? else { return Ok(Disconnected::default()) };
+        let Some((connection, token)) = self.load_any(tenant, id).await? else { return Ok(Disconnected::default()) };
         let installed: Vec<HookRecord> = {
             let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
             hooks::for_connection(&mut tx, id).await.map_err(retry)?

@@ -65,8 +65,21 @@ impl GitLabJobs {
         Self { store, policy, client_options, settings }
     }
 
-    /// The connection and its decrypted token.
+    /// The connection and its decrypted token; none when it is gone or paused (a paused
+    /// connection's jobs end without reading GitLab: resuming it starts them again).
     async fn load(&self, tenant: &TenantId, id: Uuid) -> Result<Option<(Connection, SecretString)>, JobError> {
+        let loaded = self.load_any(tenant, id).await?;
+        if let Some((connection, _)) = &loaded
+            && connection.status == Status::Paused
+        {
+            tracing::info!(connection = %id, "paused: the job ends without reading GitLab");
+            return Ok(None);
+        }
+        Ok(loaded)
+    }
+
+    /// The connection and its decrypted token, paused or not; none when it is gone.
+    async fn load_any(&self, tenant: &TenantId, id: Uuid) -> Result<Option<(Connection, SecretString)>, JobError> {
         let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
         let connection = match connections::get(&mut tx, id).await {
             Ok(c) => c,
