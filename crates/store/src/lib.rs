@@ -89,5 +89,6 @@ mod names_tests {
         check(HookScope::ALL);
         check(HookStatus::ALL);
         check(HookMode::ALL);
+        check(crate::sync::Resource::ALL);
     }
 }

@@ -261,7 +261,13 @@ pub async fn delete_notes(tx: &mut TenantTx, connection: Uuid, project_id: i64, 
 
 /// Whether a stream's ids are due for comparison with GitLab's: never compared, or longer ago
 /// than `every`.
-pub async fn reconcile_due(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str, every: chrono::Duration) -> Result<bool> {
+pub async fn reconcile_due(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    resource: crate::sync::Resource,
+    every: chrono::Duration,
+) -> Result<bool> {
     let (tenant, conn) = tx.parts();
     let last: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
         "SELECT reconciled_at FROM sync_checkpoints
@@ -280,7 +286,13 @@ pub async fn reconcile_due(tx: &mut TenantTx, connection: Uuid, project_id: i64,
 }
 
 /// Records that a stream's ids were compared with GitLab's at `at`.
-pub async fn mark_reconciled(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str, at: DateTime<Utc>) -> Result<()> {
+pub async fn mark_reconciled(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    project_id: i64,
+    resource: crate::sync::Resource,
+    at: DateTime<Utc>,
+) -> Result<()> {
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "UPDATE sync_checkpoints SET reconciled_at = $5

@@ -9,6 +9,24 @@ use uuid::Uuid;
 
 use crate::{Result, TenantTx};
 
+/// A per-project stream the backfill pages through and the catch-up keeps current, in the
+/// order the backfill takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Resource {
+    /// Every branch's commits (merge requests' commits come with the merge requests).
+    Commits,
+    /// With their notes and commits.
+    MergeRequests,
+    /// With their notes.
+    Issues,
+    /// Each with its own record, which alone has the timings.
+    Pipelines,
+}
+
+crate::names!(Resource { Commits => "commits", MergeRequests => "merge_requests", Issues => "issues", Pipelines => "pipelines" });
+
 /// Runs one upsert statement whose `$1..$4` are tenant, connection, project and the JSON array.
 async fn upsert(tx: &mut TenantTx, sql: &'static str, connection: Uuid, project_id: i64, items: &Value) -> Result<u64> {
     let (tenant, conn) = tx.parts();
@@ -300,7 +318,7 @@ pub struct Checkpoint {
     pub done: bool,
 }
 
-pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str) -> Result<Option<Checkpoint>> {
+pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: Resource) -> Result<Option<Checkpoint>> {
     let (tenant, conn) = tx.parts();
     type Row = (Option<Value>, Option<DateTime<Utc>>, i64, bool);
     let row: Option<Row> = sqlx::query_as(
@@ -320,7 +338,7 @@ pub async fn checkpoint(tx: &mut TenantTx, connection: Uuid, project_id: i64, re
 #[derive(Debug, Clone, Copy)]
 pub struct PageProgress<'a> {
     pub project_id: i64,
-    pub resource: &'a str,
+    pub resource: Resource,
     /// Where to resume; `None` once the stream is done.
     pub cursor: Option<&'a Value>,
     /// The newest `updated_at` the page held.
@@ -426,7 +444,7 @@ pub async fn delete_project(tx: &mut TenantTx, connection: Uuid, project_id: i64
 }
 
 /// Records that a resource is deliberately not synced for a project, e.g. issues switched off.
-pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: &str, reason: &str) -> Result<()> {
+pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64, resource: Resource, reason: &str) -> Result<()> {
     let (tenant, conn) = tx.parts();
     sqlx::query(
         "INSERT INTO sync_ledger (tenant_id, connection_id, project_id, resource, reason) VALUES ($1, $2, $3, $4, $5)
@@ -445,8 +463,8 @@ pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64
 /// How far a connection's sync has come.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
-    /// Records stored per resource (`commits`, `merge_requests`, `issues`, `pipelines`).
-    pub records: Vec<(String, i64)>,
+    /// Records stored per resource.
+    pub records: Vec<(Resource, i64)>,
     /// Streams (a project's resource) finished, and in all.
     pub streams_done: i64,
     pub streams_started: i64,
@@ -458,7 +476,7 @@ pub struct Progress {
 
 pub async fn progress(tx: &mut TenantTx, connection: Uuid, resources_per_project: i64) -> Result<Progress> {
     let (tenant, conn) = tx.parts();
-    let records: Vec<(String, i64)> = sqlx::query_as(
+    let records: Vec<(Resource, i64)> = sqlx::query_as(
         "SELECT resource, sum(records)::bigint FROM sync_checkpoints
          WHERE tenant_id = $1 AND connection_id = $2 GROUP BY resource ORDER BY resource",
     )
@@ -485,7 +503,7 @@ pub async fn progress(tx: &mut TenantTx, connection: Uuid, resources_per_project
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub project_id: i64,
-    pub resource: String,
+    pub resource: Resource,
     pub reason: String,
     pub recorded_at: DateTime<Utc>,
 }
@@ -493,7 +511,7 @@ pub struct Skipped {
 /// The connection's ledger of resources deliberately not synced.
 pub async fn skipped(tx: &mut TenantTx, connection: Uuid) -> Result<Vec<Skipped>> {
     let (tenant, conn) = tx.parts();
-    let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<(i64, Resource, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT project_id, resource, reason, recorded_at FROM sync_ledger
          WHERE tenant_id = $1 AND connection_id = $2 ORDER BY project_id, resource",
     )

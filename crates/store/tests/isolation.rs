@@ -125,9 +125,10 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
         traceparent: None,
     };
     assert!(deliveries::insert(&mut tx, &delivery).await.unwrap());
-    let step = sync::PageProgress { project_id: 11, resource: "commits", cursor: None, seen_up_to: None, records: 1, done: false };
+    let step =
+        sync::PageProgress { project_id: 11, resource: sync::Resource::Commits, cursor: None, seen_up_to: None, records: 1, done: false };
     sync::advance(&mut tx, c, step).await.unwrap();
-    sync::record_skipped(&mut tx, c, 11, "issues", "switched off").await.unwrap();
+    sync::record_skipped(&mut tx, c, 11, sync::Resource::Issues, "switched off").await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new(t.to_string(), Job::Backfill { connection: c }), "gave up").await.unwrap();
     sync::upsert_event(&mut tx, c, "tag_push", "11/v1", Some(11), Some("create"), &json!({})).await.unwrap();
     let heads = std::collections::BTreeMap::from([("main".to_owned(), "a1".to_owned())]);

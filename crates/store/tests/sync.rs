@@ -80,15 +80,21 @@ async fn a_webhook_commit_is_completed_by_the_api_copy(owner: PgPool) {
 async fn checkpoints_accumulate_and_resume(owner: PgPool) {
     let (store, tenant, conn) = setup(&owner).await;
     let mut tx = store.tenant_tx(&tenant).await.unwrap();
-    assert_eq!(sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap(), None);
+    assert_eq!(sync::checkpoint(&mut tx, conn, 5, sync::Resource::Issues).await.unwrap(), None);
     let t1 = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap();
     let t0 = Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap();
     let cursor = json!({"path": "/api/v4/projects/5/issues?cursor=abc"});
-    let page =
-        |cursor, seen_up_to, records, done| sync::PageProgress { project_id: 5, resource: "issues", cursor, seen_up_to, records, done };
+    let page = |cursor, seen_up_to, records, done| sync::PageProgress {
+        project_id: 5,
+        resource: sync::Resource::Issues,
+        cursor,
+        seen_up_to,
+        records,
+        done,
+    };
     sync::advance(&mut tx, conn, page(Some(&cursor), Some(t1), 100, false)).await.unwrap();
     sync::advance(&mut tx, conn, page(None, Some(t0), 40, true)).await.unwrap();
-    let cp = sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().unwrap();
+    let cp = sync::checkpoint(&mut tx, conn, 5, sync::Resource::Issues).await.unwrap().unwrap();
     assert_eq!(cp, sync::Checkpoint { cursor: None, high_water_mark: Some(t1), records: 140, done: true });
 }
 
@@ -96,7 +102,8 @@ async fn checkpoints_accumulate_and_resume(owner: PgPool) {
 async fn a_new_start_date_restarts_the_backfill(owner: PgPool) {
     let (store, tenant, conn) = setup(&owner).await;
     let mut tx = store.tenant_tx(&tenant).await.unwrap();
-    let page = sync::PageProgress { project_id: 5, resource: "issues", cursor: None, seen_up_to: None, records: 10, done: true };
+    let page =
+        sync::PageProgress { project_id: 5, resource: sync::Resource::Issues, cursor: None, seen_up_to: None, records: 10, done: true };
     sync::advance(&mut tx, conn, page).await.unwrap();
     // The same date again changes nothing...
     let same = connector_store::connections::ConnectionChanges {
@@ -104,12 +111,12 @@ async fn a_new_start_date_restarts_the_backfill(owner: PgPool) {
         ..Default::default()
     };
     connections::update(&mut tx, store.keys(), conn, same).await.unwrap();
-    assert!(sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().is_some());
+    assert!(sync::checkpoint(&mut tx, conn, 5, sync::Resource::Issues).await.unwrap().is_some());
     // ...an earlier one sends every stream back to the start.
     let earlier = connector_store::connections::ConnectionChanges {
         start_date: Some(Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap()),
         ..Default::default()
     };
     connections::update(&mut tx, store.keys(), conn, earlier).await.unwrap();
-    assert!(sync::checkpoint(&mut tx, conn, 5, "issues").await.unwrap().is_none());
+    assert!(sync::checkpoint(&mut tx, conn, 5, sync::Resource::Issues).await.unwrap().is_none());
 }

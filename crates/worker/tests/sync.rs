@@ -59,7 +59,7 @@ async fn premium_and_free_tenants_reach_live_with_the_ground_truth(owner: PgPool
         .await
         .unwrap()
         .into_iter()
-        .filter(|s| s.resource == "pipelines")
+        .filter(|s| s.resource == connector_store::sync::Resource::Pipelines)
         .map(|s| s.project_id)
         .collect();
     assert_eq!(skipped, ci_off);

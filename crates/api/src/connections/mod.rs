@@ -13,6 +13,7 @@ use connector_store::connections::{self, Connection, HookMode, Status};
 use connector_store::health::{self, Health, HealthState, ReasonCode};
 use connector_store::hooks::{HookScope, HookStatus};
 use connector_store::jobs::{self, Job};
+use connector_store::sync::Resource;
 use connector_store::{TenantTx, dead_letters, hooks, sync};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -124,10 +125,15 @@ pub struct RecordCounts {
     pub pipelines: i64,
 }
 
-impl From<&[(String, i64)]> for RecordCounts {
-    fn from(per_resource: &[(String, i64)]) -> Self {
-        let count = |name: &str| per_resource.iter().filter(|(resource, _)| resource == name).map(|(_, n)| n).sum();
-        Self { commits: count("commits"), merge_requests: count("merge_requests"), issues: count("issues"), pipelines: count("pipelines") }
+impl From<&[(Resource, i64)]> for RecordCounts {
+    fn from(per_resource: &[(Resource, i64)]) -> Self {
+        let count = |wanted: Resource| per_resource.iter().filter(|(resource, _)| *resource == wanted).map(|(_, n)| n).sum();
+        Self {
+            commits: count(Resource::Commits),
+            merge_requests: count(Resource::MergeRequests),
+            issues: count(Resource::Issues),
+            pipelines: count(Resource::Pipelines),
+        }
     }
 }
 
@@ -148,7 +154,7 @@ pub struct HookView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SkippedView {
     pub project_id: i64,
-    pub resource: String,
+    pub resource: Resource,
     pub reason: String,
     pub recorded_at: DateTime<Utc>,
 }
@@ -162,7 +168,7 @@ pub struct FailedJobView {
 }
 
 /// Streams per project: commits, merge requests, issues, pipelines.
-const RESOURCES_PER_PROJECT: i64 = 4;
+const RESOURCES_PER_PROJECT: i64 = Resource::ALL.len() as i64;
 
 impl ConnectionView {
     fn new(c: Connection, health: Health) -> Self {

@@ -457,12 +457,12 @@ async fn seed_a(app: &TestApp, c: Uuid) -> Vec<Uuid> {
     .await
     .unwrap();
     connections::mark_live(&mut tx, c, chrono::Duration::minutes(15)).await.unwrap();
-    sync::record_skipped(&mut tx, c, p2, "issues", &t("issues are switched off")).await.unwrap();
+    sync::record_skipped(&mut tx, c, p2, sync::Resource::Issues, &t("issues are switched off")).await.unwrap();
     let heads = std::collections::BTreeMap::from([("main".to_owned(), s2.to_owned())]);
     connector_store::reconcile::set_branch_heads(&mut tx, c, p1, &heads).await.unwrap();
     connector_store::reconcile::keep_aside(&mut tx, c, Some(p1), "commits", s1, &t("held U+0000"), b"{}").await.unwrap();
     let seen_up_to = Some(Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap());
-    let step = sync::PageProgress { project_id: p1, resource: "commits", cursor: None, seen_up_to, records: 2, done: true };
+    let step = sync::PageProgress { project_id: p1, resource: sync::Resource::Commits, cursor: None, seen_up_to, records: 2, done: true };
     sync::advance(&mut tx, c, step).await.unwrap();
     dead_letters::insert(&mut tx, &Envelope::new(A.into(), Job::CatchUp { connection: c }), &t("gave up")).await.unwrap();
     let delivery_body = format!(r#"{{"project_id":{p1},"ref":"{A}"}}"#);

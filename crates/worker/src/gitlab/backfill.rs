@@ -17,12 +17,13 @@ use std::time::Instant;
 use chrono::Utc;
 use connector_store::connections::{Connection, Status};
 use connector_store::jobs::{self, Job};
+use connector_store::sync::Resource;
 use connector_store::{TenantId, reconcile, sync};
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use uuid::Uuid;
 
 use super::history::branch_heads;
-use super::streams::{Advance, Fetched, RESOURCES, fetch_page, first_request, store_page};
+use super::streams::{Advance, Fetched, fetch_page, first_request, store_page};
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
 
@@ -80,7 +81,7 @@ impl GitLabJobs {
         let mut projects = connection.resolved_project_ids.clone().unwrap_or_default();
         projects.sort_unstable();
         for project in projects {
-            for resource in RESOURCES {
+            for &resource in Resource::ALL {
                 loop {
                     let checkpoint = {
                         let mut tx = match self.store.tenant_tx(tenant).await {
@@ -107,8 +108,8 @@ impl GitLabJobs {
                     // The heads are read before the commits they point at: whatever is pushed
                     // after this is found from them by the catch-up.
                     let heads = match (resource, started) {
-                        ("commits", Some(_)) => Some(branch_heads(client, project).await?),
-                        _ => None,
+                        (Resource::Commits, Some(_)) => Some(branch_heads(client, project).await?),
+                        (Resource::Commits, None) | (Resource::MergeRequests | Resource::Issues | Resource::Pipelines, _) => None,
                     };
                     let fetched = fetch_page(client, project, resource, &mut request, true).await?;
                     let next = match &fetched {
@@ -133,7 +134,7 @@ impl GitLabJobs {
                         // A whole listing is as good as a comparison of ids as of its start; the
                         // comments on commits, which only the comparison reads, are still due.
                         if next.is_none()
-                            && resource != "commits"
+                            && resource != Resource::Commits
                             && let Some(read_began) = started.or(mark)
                         {
                             reconcile::mark_reconciled(&mut tx, connection.id, project, resource, read_began).await?;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use connector_store::connections::{self, Connection, HookMode, Status};
 use connector_store::hooks::HookStatus;
 use connector_store::jobs::Job;
+use connector_store::sync::Resource;
 use connector_store::{TenantId, hooks, sync};
 use gitlab_client::api::projects::Project;
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 use super::backfill::Locked;
 use super::disconnect::owner_of;
-use super::streams::{Advance, Fetched, RESOURCES, StepError, fetch_page, first_request, store_page};
+use super::streams::{Advance, Fetched, StepError, fetch_page, first_request, store_page};
 use super::{GitLabJobs, retry};
 use crate::runner::JobError;
 
@@ -78,7 +79,8 @@ impl GitLabJobs {
     ) -> Result<(), StepError> {
         self.catch_up_commits(tenant, connection, client, project).await?;
         self.reconcile_commit_notes(tenant, connection, client, project).await?;
-        for resource in &RESOURCES[1..] {
+        // Commits are found from the branch heads, above.
+        for resource in [Resource::MergeRequests, Resource::Issues, Resource::Pipelines] {
             self.catch_up_stream(tenant, connection, client, project, resource).await?;
             self.reconcile_stream(tenant, connection, client, project, resource).await?;
         }
@@ -93,7 +95,7 @@ impl GitLabJobs {
         connection: &Connection,
         client: &GitLabClient,
         project: i64,
-        resource: &str,
+        resource: Resource,
     ) -> Result<(), StepError> {
         let mark = {
             let mut tx = self.store.tenant_tx(tenant).await?;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use connector_store::connections::Connection;
+use connector_store::sync::Resource;
 use connector_store::{TenantId, reconcile};
 use gitlab_client::api::projects::Branch;
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
@@ -126,7 +127,7 @@ impl GitLabJobs {
             let items: Vec<Value> =
                 page.items.into_iter().filter(|c| committed_at(c).is_some_and(|at| at >= connection.start_date)).collect();
             let mut tx = self.store.tenant_tx(tenant).await?;
-            store_items(&mut tx, connection.id, project, "commits", items).await?;
+            store_items(&mut tx, connection.id, project, Resource::Commits, items).await?;
             tx.commit().await?;
         }
         Ok(parents_old)
@@ -151,7 +152,7 @@ impl GitLabJobs {
             request = page.next;
             shas.extend(page.items.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned)));
             let mut tx = self.store.tenant_tx(tenant).await?;
-            store_items(&mut tx, connection.id, project, "commits", page.items).await?;
+            store_items(&mut tx, connection.id, project, Resource::Commits, page.items).await?;
             tx.commit().await?;
         }
         Ok(shas)

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use connector_store::connections::Connection;
-use connector_store::sync::{self, NoteParent};
+use connector_store::sync::{self, NoteParent, Resource};
 use connector_store::{TenantId, reconcile};
 use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
@@ -37,7 +37,7 @@ impl GitLabJobs {
         connection: &Connection,
         client: &GitLabClient,
         project: i64,
-        resource: &str,
+        resource: Resource,
     ) -> Result<(), StepError> {
         let started = Utc::now();
         let (stored_parents, stored_pipelines) = {
@@ -45,13 +45,13 @@ impl GitLabJobs {
             if !reconcile::reconcile_due(&mut tx, connection.id, project, resource, self.settings.reconcile_interval).await? {
                 return Ok(());
             }
-            if resource == "pipelines" {
+            if resource == Resource::Pipelines {
                 (Default::default(), reconcile::stored_pipelines(&mut tx, connection.id, project).await?.into_iter().collect())
             } else {
                 (reconcile::stored_parents(&mut tx, connection.id, project, noteable(resource)).await?, BTreeSet::new())
             }
         };
-        let key = if resource == "pipelines" { "id" } else { "iid" };
+        let key = if resource == Resource::Pipelines { "id" } else { "iid" };
         let mut seen = BTreeSet::new();
         let mut request = Some(first_request(project, resource, &connection.start_date));
         while let Some(mut current) = request {
@@ -65,7 +65,7 @@ impl GitLabJobs {
             for item in items {
                 let Some(id) = item.get(key).and_then(Value::as_i64) else { continue };
                 seen.insert(id);
-                if resource == "pipelines" {
+                if resource == Resource::Pipelines {
                     if !stored_pipelines.contains(&id) {
                         missing.push(item);
                     }
@@ -83,7 +83,7 @@ impl GitLabJobs {
             }
             self.store_missing(tenant, connection, client, project, resource, missing, renote).await?;
         }
-        let candidates: Vec<i64> = if resource == "pipelines" {
+        let candidates: Vec<i64> = if resource == Resource::Pipelines {
             stored_pipelines.iter().copied().filter(|id| !seen.contains(id)).collect()
         } else {
             stored_parents.keys().copied().filter(|id| !seen.contains(id)).collect()
@@ -91,9 +91,11 @@ impl GitLabJobs {
         let mut gone = Vec::new();
         for id in candidates {
             let found = match resource {
-                "merge_requests" => client.merge_request::<Value>(project as u64, id as u64).await,
-                "issues" => client.issue::<Value>(project as u64, id as u64).await,
-                _ => client.pipeline::<Value>(project as u64, id as u64).await,
+                Resource::MergeRequests => client.merge_request::<Value>(project as u64, id as u64).await,
+                Resource::Issues => client.issue::<Value>(project as u64, id as u64).await,
+                Resource::Pipelines => client.pipeline::<Value>(project as u64, id as u64).await,
+                // Commits are compared by reachability from the refs, not by id.
+                Resource::Commits => unreachable!("commits are not reconciled by id"),
             };
             match found {
                 Err(GitLab::NotFound { .. }) => gone.push(id),
@@ -101,20 +103,20 @@ impl GitLabJobs {
                 Err(e) => return Err(e.into()),
             }
         }
-        let unreachable = if resource == "merge_requests" {
+        let unreachable = if resource == Resource::MergeRequests {
             self.commits_leaving_with(tenant, connection, client, project, &gone).await?
         } else {
             Vec::new()
         };
         let mut tx = self.store.tenant_tx(tenant).await?;
-        let deleted = if resource == "pipelines" {
+        let deleted = if resource == Resource::Pipelines {
             reconcile::delete_pipelines(&mut tx, connection.id, project, &gone).await?
         } else {
             reconcile::delete_parents(&mut tx, connection.id, project, noteable(resource), &gone).await?
         };
         reconcile::delete_commits(&mut tx, connection.id, project, &unreachable).await?;
         if deleted > 0 {
-            tracing::info!(connection = %connection.id, project, resource, deleted, "deleted in GitLab: removed");
+            tracing::info!(connection = %connection.id, project, %resource, deleted, "deleted in GitLab: removed");
         }
         reconcile::mark_reconciled(&mut tx, connection.id, project, resource, started).await?;
         tx.commit().await?;
@@ -165,7 +167,7 @@ impl GitLabJobs {
         let started = Utc::now();
         let stored = {
             let mut tx = self.store.tenant_tx(tenant).await?;
-            if !reconcile::reconcile_due(&mut tx, connection.id, project, "commits", self.settings.reconcile_interval).await? {
+            if !reconcile::reconcile_due(&mut tx, connection.id, project, Resource::Commits, self.settings.reconcile_interval).await? {
                 return Ok(());
             }
             reconcile::stored_commit_notes(&mut tx, connection.id, project).await?
@@ -193,7 +195,7 @@ impl GitLabJobs {
         let notes = super::streams::clean(&mut tx, connection.id, project, "notes", new).await?;
         sync::upsert_notes(&mut tx, connection.id, project, "Commit", NoteParent::UnnamedCommit, &Value::Array(notes)).await?;
         reconcile::delete_notes(&mut tx, connection.id, project, &gone).await?;
-        reconcile::mark_reconciled(&mut tx, connection.id, project, "commits", started).await?;
+        reconcile::mark_reconciled(&mut tx, connection.id, project, Resource::Commits, started).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -207,14 +209,14 @@ impl GitLabJobs {
         connection: &Connection,
         client: &GitLabClient,
         project: i64,
-        resource: &str,
+        resource: Resource,
         missing: Vec<Value>,
         renote: Vec<u64>,
     ) -> Result<(), StepError> {
         if missing.is_empty() && renote.is_empty() {
             return Ok(());
         }
-        if resource == "pipelines" {
+        if resource == Resource::Pipelines {
             let mut detailed = Vec::new();
             for item in missing {
                 let Some(id) = item.get("id").and_then(Value::as_u64) else { continue };

@@ -7,6 +7,7 @@
 use connector_store::TenantId;
 use connector_store::connections::Status;
 use connector_store::jobs::ObjectRef;
+use connector_store::sync::Resource;
 use gitlab_client::Error as GitLab;
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,10 +30,12 @@ impl GitLabJobs {
         };
         let (project, resource, fetched) = match *object {
             ObjectRef::MergeRequest { project, iid } => {
-                (project, "merge_requests", client.merge_request::<Value>(project as u64, iid as u64).await)
+                (project, Resource::MergeRequests, client.merge_request::<Value>(project as u64, iid as u64).await)
             }
-            ObjectRef::Issue { project, iid } => (project, "issues", client.issue::<Value>(project as u64, iid as u64).await),
-            ObjectRef::Pipeline { project, id } => (project, "pipelines", client.pipeline::<Value>(project as u64, id as u64).await),
+            ObjectRef::Issue { project, iid } => (project, Resource::Issues, client.issue::<Value>(project as u64, iid as u64).await),
+            ObjectRef::Pipeline { project, id } => {
+                (project, Resource::Pipelines, client.pipeline::<Value>(project as u64, id as u64).await)
+            }
         };
         let item = match fetched {
             Ok(item) => item,

@@ -3,7 +3,7 @@
 //! here, so each stores a page the same way.
 
 use chrono::{DateTime, Utc};
-use connector_store::sync::{self, NoteParent};
+use connector_store::sync::{self, NoteParent, Resource};
 use connector_store::{TenantTx, reconcile};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use gitlab_client::api::issues::IssuePagination;
@@ -51,18 +51,15 @@ impl StepError {
     }
 }
 
-/// The resources synced per project, in this order.
-pub const RESOURCES: [&str; 4] = ["commits", "merge_requests", "issues", "pipelines"];
-
 /// The first page of a resource, changed since `since`, in an order that does not move while it
 /// is read (see the page requests' docs).
-pub(super) fn first_request(project: i64, resource: &str, since: &DateTime<Utc>) -> PageRequest {
+pub(super) fn first_request(project: i64, resource: Resource, since: &DateTime<Utc>) -> PageRequest {
     let project = project as u64;
     match resource {
-        "commits" => PageRequest::commits(project, Some(since)),
-        "merge_requests" => PageRequest::merge_requests(project, Some(since)),
-        "issues" => PageRequest::issues(project, Some(since), IssuePagination::Keyset),
-        _ => PageRequest::pipelines(project, Some(since)),
+        Resource::Commits => PageRequest::commits(project, Some(since)),
+        Resource::MergeRequests => PageRequest::merge_requests(project, Some(since)),
+        Resource::Issues => PageRequest::issues(project, Some(since), IssuePagination::Keyset),
+        Resource::Pipelines => PageRequest::pipelines(project, Some(since)),
     }
 }
 
@@ -88,12 +85,12 @@ pub(super) struct Children {
 pub(super) async fn fetch_page(
     client: &GitLabClient,
     project: i64,
-    resource: &str,
+    resource: Resource,
     request: &mut PageRequest,
     children: bool,
 ) -> Result<Fetched, GitLab> {
     let fetched = match fetch_items(client, project, resource, request, children).await {
-        Err(GitLab::Other { status: 405, .. }) if resource == "issues" && request.is_keyset() => {
+        Err(GitLab::Other { status: 405, .. }) if resource == Resource::Issues && request.is_keyset() => {
             tracing::info!(project, "GitLab has no keyset pagination for issues here; reading offset pages by creation");
             *request = offset_issues(request);
             fetch_items(client, project, resource, request, children).await
@@ -127,7 +124,7 @@ fn offset_issues(keyset: &PageRequest) -> PageRequest {
 async fn fetch_items(
     client: &GitLabClient,
     project: i64,
-    resource: &str,
+    resource: Resource,
     request: &PageRequest,
     children: bool,
 ) -> Result<Fetched, GitLab> {
@@ -135,7 +132,7 @@ async fn fetch_items(
     if !children {
         return Ok(Fetched::Page { items: page.items, children: Vec::new(), next: page.next });
     }
-    if resource == "pipelines" {
+    if resource == Resource::Pipelines {
         // The list has no `started_at`, `finished_at` or `duration` (GitLab's PipelineBasic
         // entity): one request per pipeline, at most CHILD_FETCHES at once.
         let ids: Vec<u64> = page.items.iter().filter_map(|item| item.get("id").and_then(Value::as_u64)).collect();
@@ -143,8 +140,10 @@ async fn fetch_items(
         return Ok(Fetched::Page { items: page.items, children: Vec::new(), next: page.next });
     }
     let iids: Vec<u64> = match resource {
-        "merge_requests" | "issues" => page.items.iter().filter_map(|item| item.get("iid").and_then(Value::as_u64)).collect(),
-        _ => Vec::new(),
+        Resource::MergeRequests | Resource::Issues => {
+            page.items.iter().filter_map(|item| item.get("iid").and_then(Value::as_u64)).collect()
+        }
+        Resource::Commits | Resource::Pipelines => Vec::new(),
     };
     let children = fetch_children_of(client, project, resource, iids).await?;
     Ok(Fetched::Page { items: page.items, children, next: page.next })
@@ -154,7 +153,7 @@ async fn fetch_items(
 pub(super) async fn fetch_children_of(
     client: &GitLabClient,
     project: i64,
-    resource: &str,
+    resource: Resource,
     iids: Vec<u64>,
 ) -> Result<Vec<Children>, GitLab> {
     // A page holds up to 100 merge requests or issues, each with lists of its own: fetched one
@@ -166,9 +165,9 @@ pub(super) async fn fetch_children_of(
 /// Merge requests or issues whose notes and commits are fetched at once.
 const CHILD_FETCHES: usize = 8;
 
-async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid: u64) -> Result<Children, GitLab> {
+async fn fetch_children(client: &GitLabClient, project: u64, resource: Resource, iid: u64) -> Result<Children, GitLab> {
     let read_at = Utc::now();
-    let (notes, commits) = if resource == "merge_requests" {
+    let (notes, commits) = if resource == Resource::MergeRequests {
         tokio::try_join!(
             client.collect_all(PageRequest::merge_request_notes(project, iid)),
             client.collect_all(PageRequest::merge_request_commits(project, iid)),
@@ -179,9 +178,14 @@ async fn fetch_children(client: &GitLabClient, project: u64, resource: &str, iid
     Ok(Children { iid: iid as i64, notes, commits, read_at })
 }
 
-/// The noteable type of a resource's notes.
-pub(super) fn noteable(resource: &str) -> &'static str {
-    if resource == "merge_requests" { "MergeRequest" } else { "Issue" }
+/// The noteable type of a resource's notes; only merge requests and issues have notes of their
+/// own, and only their streams ask.
+pub(super) fn noteable(resource: Resource) -> &'static str {
+    match resource {
+        Resource::MergeRequests => "MergeRequest",
+        Resource::Issues => "Issue",
+        Resource::Commits | Resource::Pipelines => unreachable!("{resource} have no notes of their own"),
+    }
 }
 
 /// Where a page moves its stream's checkpoint.
@@ -203,13 +207,13 @@ pub(super) async fn store_page(
     tx: &mut TenantTx,
     connection: Uuid,
     project: i64,
-    resource: &str,
+    resource: Resource,
     fetched: Fetched,
     advance: Option<Advance>,
 ) -> connector_store::Result<()> {
     let (items, children) = match fetched {
         Fetched::Skipped(reason) => {
-            tracing::info!(project, resource, %reason, "resource skipped");
+            tracing::info!(project, %resource, %reason, "resource skipped");
             sync::record_skipped(tx, connection, project, resource, &reason).await?;
             let mark = advance.and_then(|a| a.mark);
             sync::advance(
@@ -244,13 +248,13 @@ pub(super) async fn store_children(
     tx: &mut TenantTx,
     connection: Uuid,
     project: i64,
-    resource: &str,
+    resource: Resource,
     child: Children,
 ) -> connector_store::Result<()> {
     let noteable = noteable(resource);
     let notes = clean(tx, connection, project, "notes", child.notes).await?;
     sync::replace_notes(tx, connection, project, noteable, NoteParent::Iid(child.iid), &Value::Array(notes), child.read_at).await?;
-    if resource == "merge_requests" {
+    if resource == Resource::MergeRequests {
         let commits = clean(tx, connection, project, "commits", child.commits).await?;
         let shas: Vec<String> = commits.iter().filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
         sync::upsert_commits(tx, connection, project, &Value::Array(commits)).await?;
@@ -264,15 +268,15 @@ pub(super) async fn store_items(
     tx: &mut TenantTx,
     connection: Uuid,
     project: i64,
-    resource: &str,
+    resource: Resource,
     items: Vec<Value>,
 ) -> connector_store::Result<()> {
-    let items = Value::Array(clean(tx, connection, project, resource, items).await?);
+    let items = Value::Array(clean(tx, connection, project, resource.as_str(), items).await?);
     match resource {
-        "commits" => sync::upsert_commits(tx, connection, project, &items).await?,
-        "merge_requests" => sync::upsert_merge_requests(tx, connection, project, &items).await?,
-        "issues" => sync::upsert_issues(tx, connection, project, &items).await?,
-        _ => sync::upsert_pipelines(tx, connection, project, &items).await?,
+        Resource::Commits => sync::upsert_commits(tx, connection, project, &items).await?,
+        Resource::MergeRequests => sync::upsert_merge_requests(tx, connection, project, &items).await?,
+        Resource::Issues => sync::upsert_issues(tx, connection, project, &items).await?,
+        Resource::Pipelines => sync::upsert_pipelines(tx, connection, project, &items).await?,
     };
     Ok(())
 }
