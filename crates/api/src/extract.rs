@@ -4,7 +4,7 @@
 #![allow(clippy::disallowed_types)]
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -20,7 +20,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        match <axum::Json<T> as FromRequest<S>>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(JsonRejection::JsonDataError(e)) => {
                 Err(ApiError::invalid(vec![FieldError::new("body", format!("must be a JSON object: {}", e.body_text()))]))
@@ -40,6 +40,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             )),
             Err(other) => Err(ApiError::bad_request(format!("the body could not be read: {}", other.body_text()))),
         }
+    }
+}
+
+/// A JSON body a route may go without: none when the request has neither a `Content-Type`
+/// nor a body; a body sent without `Content-Type` is a 415, not ignored.
+impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = req.headers();
+        let sized = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+        if headers.contains_key(axum::http::header::CONTENT_TYPE) || chunked || sized.is_some_and(|n| n > 0) {
+            return <Self as FromRequest<S>>::from_request(req, state).await.map(Some);
+        }
+        Ok(None)
     }
 }
 

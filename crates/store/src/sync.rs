@@ -460,6 +460,24 @@ pub async fn record_skipped(tx: &mut TenantTx, connection: Uuid, project_id: i64
     Ok(())
 }
 
+/// Forgets where the streams in scope stood (one project's, one resource's of every project,
+/// or, with neither, all of them) and that any was skipped, so the next backfill reads them
+/// again from `start_date`. What is stored stays until the new reads overwrite it.
+pub async fn reset_streams(tx: &mut TenantTx, connection: Uuid, project_id: Option<i64>, resource: Option<Resource>) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    let scope = "tenant_id = $1 AND connection_id = $2 AND ($3::bigint IS NULL OR project_id = $3) AND ($4::text IS NULL OR resource = $4)";
+    for table in ["sync_checkpoints", "sync_ledger"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {scope}")))
+            .bind(tenant.as_str())
+            .bind(connection)
+            .bind(project_id)
+            .bind(resource)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// How far a connection's sync has come.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {

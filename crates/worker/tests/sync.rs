@@ -655,3 +655,47 @@ async fn a_paused_connection_reads_nothing_from_gitlab_until_resumed(owner: PgPo
     let dataset = env.sim.sim.dataset();
     assert_same(&stored(&env.store, "acme", id).await, &expected(&dataset, &group_projects(&dataset, PREMIUM_GROUP), env.start), "resumed");
 }
+
+/// A resync that names what to read again (as the API's `refetch` does it: the scope's streams
+/// reset, the connection back to `pending`) reads exactly that again: commits lost from two
+/// projects come back for the one named, then, asked for every project's commits, for both,
+/// and the connection ends live with the ground truth. (The catch-up never reads unchanged
+/// commits again, so only the refetch can bring these back.)
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_refetch_reads_again_what_it_names(owner: PgPool) {
+    let env = env(&owner, Dataset::generate(1, Size::Small)).await;
+    let (stop, worker) = env.start_workers(Duration::from_secs(2), "pod");
+    let id = env.connect("acme", vec![PREMIUM_GROUP], vec![]).await;
+    env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    let dataset = env.sim.sim.dataset();
+    let projects = group_projects(&dataset, PREMIUM_GROUP);
+    let want = expected(&dataset, &projects, env.start);
+    let with_commits: Vec<i64> = projects.iter().map(|&p| p as i64).filter(|p| want.commits.iter().any(|(q, _)| q == p)).collect();
+    let (p, q) = (with_commits[0], with_commits[1]);
+    let commits_of = |records: &Records, project: i64| records.commits.iter().filter(|(x, _)| *x == project).count();
+    sqlx::query("DELETE FROM commits WHERE connection_id = $1 AND project_id = ANY($2)")
+        .bind(id)
+        .bind(vec![p, q])
+        .execute(&owner)
+        .await
+        .unwrap();
+
+    let tenant = TenantId::parse("acme").unwrap();
+    let refetch = async |project: Option<i64>, resource: Option<connector_store::sync::Resource>| {
+        let mut tx = env.store.tenant_tx(&tenant).await.unwrap();
+        connector_store::sync::reset_streams(&mut tx, id, project, resource).await.unwrap();
+        connections::set_status(&mut tx, id, Status::Pending, None).await.unwrap();
+        jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await.unwrap();
+        tx.commit().await.unwrap();
+        env.wait_for("acme", id, Status::Live, Duration::from_secs(60)).await;
+    };
+    refetch(Some(p), Some(connector_store::sync::Resource::Commits)).await;
+    let got = stored(&env.store, "acme", id).await;
+    assert_eq!(commits_of(&got, p), commits_of(&want, p), "the named project's commits are back");
+    assert_eq!(commits_of(&got, q), 0, "the other project's are not read again");
+
+    refetch(None, Some(connector_store::sync::Resource::Commits)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_same(&stored(&env.store, "acme", id).await, &want, "after refetching every project's commits");
+}

@@ -187,7 +187,7 @@ pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result
     p.finish(Some(changes))
 }
 
-fn unknown_fields(unknown: &Map<String, Value>, expected: &str) -> Vec<FieldError> {
+pub(crate) fn unknown_fields(unknown: &Map<String, Value>, expected: &str) -> Vec<FieldError> {
     unknown.keys().map(|k| FieldError::new(k, format!("unknown field; expected one of {expected}"))).collect()
 }
 

@@ -511,32 +511,75 @@ pub async fn delete(
     Ok((StatusCode::ACCEPTED, Json(shown)))
 }
 
+/// What a resync reads again.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+pub struct ResyncRequest {
+    /// Read these streams again from GitLab, from `start_date`: one project's (`project_id`),
+    /// one resource of every project (`resource`), one resource of one project (both), or every
+    /// stream (neither). Without it, the sync goes on from where it stood.
+    pub refetch: Option<RefetchScope>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+pub struct RefetchScope {
+    /// A GitLab project id of the connection.
+    pub project_id: Option<i64>,
+    pub resource: Option<Resource>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Validate and sync a connection again.
 ///
 /// Sends the connection back to `pending`: validation runs again, then the hooks are checked and
-/// the sync goes on from where it stood. What a `failed` connection's message asks for once its
-/// cause is fixed.
+/// the sync goes on from where it stood, or, with `refetch`, reads the streams it names again
+/// from `start_date` (what is stored stays until they overwrite it). What a `failed`
+/// connection's message asks for once its cause is fixed; a `paused` one is resumed instead.
 #[utoipa::path(
     post, path = "/v1/connections/{id}/resync", tag = "connections", operation_id = "resync_connection",
     params(("id" = Uuid, Path, description = "The connection id"), IdempotencyKey),
+    request_body(content = Option<ResyncRequest>, description = "Optional: what to read again"),
     responses(
-        (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood; what is already stored is kept. What a `failed` connection's message asks for once its cause is fixed. Repeating it while validation waits to start changes nothing; repeated with its `Idempotency-Key`, it gets this same answer again with `Idempotent-Replayed: true`",
+        (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood (or reads again what `refetch` names); what is already stored is kept. Repeating it while validation waits to start changes nothing; repeated with its `Idempotency-Key`, it gets this same answer again with `Idempotent-Replayed: true`",
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
-        (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
+        (status = 400, body = ErrorBody, description = "The body is not JSON, or the `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
         (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted, or paused (resume it instead)"),
-        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
+        (status = 415, body = ErrorBody, description = "A body is sent, but not as application/json"),
+        (status = 422, body = ErrorBody, description = "`refetch` names a project the connection does not sync or an unknown field (`validation_failed`; `details` names each), or `idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
     ),
     security(("bearer" = []))
 )]
-pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
-    let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/resync"), &());
+pub async fn resync(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    IdPath(id): IdPath,
+    key: IdempotencyKey,
+    body: Option<ApiJson<ResyncRequest>>,
+) -> ApiResult<Response> {
+    let body = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let mut problems = input::unknown_fields(&body.unknown, "refetch");
+    if let Some(scope) = &body.refetch {
+        problems.extend(input::unknown_fields(&scope.unknown, "project_id, resource").into_iter().map(|mut e| {
+            e.field = format!("refetch.{}", e.field);
+            e
+        }));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/resync"), &body);
     let mut tx = state.store.tenant_tx(&tenant).await?;
     if let Some(replay) = request.claim(&mut tx).await? {
         return Ok(replay);
     }
-    match connections::lock(&mut tx, id).await?.status {
+    let current = connections::lock(&mut tx, id).await?;
+    match current.status {
         Status::Deleting => return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted")),
         Status::Paused => {
             return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is paused: resume it to sync again"));
@@ -550,6 +593,17 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
         | Status::Invalid
         | Status::Failed => {}
     }
+    if let Some(scope) = &body.refetch {
+        if let Some(project) = scope.project_id
+            && !current.resolved_project_ids.as_ref().is_some_and(|ids| ids.contains(&project))
+        {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "refetch.project_id",
+                format!("project {project} is not one this connection syncs"),
+            )]));
+        }
+        sync::reset_streams(&mut tx, id, scope.project_id, scope.resource).await?;
+    }
     connections::set_status(&mut tx, id, Status::Pending, None).await?;
     dead_letters::settle(&mut tx, id).await?;
     jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
@@ -557,7 +611,7 @@ pub async fn resync(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     let shown = view(&mut tx, connection).await?;
     let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
     tx.commit().await?;
-    tracing::info!(tenant = %tenant, connection = %id, "connection resync asked for");
+    tracing::info!(tenant = %tenant, connection = %id, refetch = body.refetch.is_some(), "connection resync asked for");
     Ok(response)
 }
 

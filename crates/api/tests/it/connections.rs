@@ -659,3 +659,71 @@ async fn pause_and_resume(owner: PgPool) {
     let (status, refused) = app.call(Method::POST, &path("pause"), Some("acme"), None).await;
     assert_eq!(status, 409, "a connection being deleted is not paused: {refused}");
 }
+
+/// A resync's `refetch` resets the streams it names and nothing else; a project the connection
+/// does not sync, an unknown field or resource, or a body that is not JSON is refused by name
+/// and resets nothing.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn a_resync_refetches_what_it_names(owner: PgPool) {
+    use connector_store::sync::{self, PageProgress, Resource};
+    let app = TestApp::spawn(owner).await;
+    let (_, created) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(valid_connection())).await;
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let tenant = connector_store::TenantId::parse("acme").unwrap();
+    let mut tx = app.store.tenant_tx(&tenant).await.unwrap();
+    let validated = connector_store::connections::Validated {
+        gitlab_user_id: 1,
+        gitlab_username: "ada".into(),
+        token_expires_at: None,
+        hook_mode: connector_store::connections::HookMode::Project,
+        hook_targets: Vec::new(),
+        resolved_project_ids: vec![11, 12],
+        notice: None,
+    };
+    connector_store::connections::record_validation(&mut tx, id, &validated).await.unwrap();
+    for project_id in [11, 12] {
+        for resource in [Resource::Commits, Resource::Issues] {
+            let step = PageProgress { project_id, resource, cursor: None, seen_up_to: None, records: 3, done: true };
+            sync::advance(&mut tx, id, step).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let streams = async || -> Vec<(i64, String)> {
+        sqlx::query_as("SELECT project_id, resource FROM sync_checkpoints WHERE connection_id = $1 ORDER BY 1, 2")
+            .bind(id)
+            .fetch_all(&app.owner)
+            .await
+            .unwrap()
+    };
+    let all = streams().await;
+    assert_eq!(all.len(), 4);
+    let path = format!("/v1/connections/{id}/resync");
+
+    for (body, field) in [
+        (json!({"refetch": {"project_id": 99}}), "refetch.project_id"),
+        (json!({"refetch": {"project": 11}}), "refetch.project"),
+        (json!({"refetch": {"resource": "wikis"}}), "body"),
+        (json!({"everything": true}), "everything"),
+    ] {
+        let (status, refused) = app.call(Method::POST, &path, Some("acme"), Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {refused}");
+        assert_eq!(refused["error"]["details"][0]["field"], field, "{body}: {refused}");
+        assert_eq!(streams().await, all, "{body} reset something");
+    }
+    let not_json = app.http.post(app.url(&path)).bearer_auth(app.token("acme")).header("content-type", "text/plain").body("all");
+    assert_eq!(not_json.send().await.unwrap().status(), 415);
+    let unlabelled = app.http.post(app.url(&path)).bearer_auth(app.token("acme")).body(r#"{"refetch": {}}"#);
+    assert_eq!(unlabelled.send().await.unwrap().status(), 415, "a body without its content type is refused, not ignored");
+    assert_eq!(streams().await, all);
+
+    let (status, body) =
+        app.call(Method::POST, &path, Some("acme"), Some(json!({"refetch": {"project_id": 11, "resource": "commits"}}))).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("pending")), "{body}");
+    assert_eq!(streams().await, [(11, "issues".to_owned()), (12, "commits".to_owned()), (12, "issues".to_owned())]);
+    let (status, _) = app.call(Method::POST, &path, Some("acme"), Some(json!({"refetch": {"resource": "issues"}}))).await;
+    assert_eq!(status, 202);
+    assert_eq!(streams().await, [(12, "commits".to_owned())]);
+    let (status, _) = app.call(Method::POST, &path, Some("acme"), Some(json!({"refetch": {}}))).await;
+    assert_eq!(status, 202);
+    assert!(streams().await.is_empty());
+}
