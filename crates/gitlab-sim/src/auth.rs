@@ -18,7 +18,7 @@ pub struct Caller {
 /// The token from the `PRIVATE-TOKEN` header, the `private_token` query parameter, or an
 /// `Authorization: Bearer` header: the three ways doc/api/rest/authentication.md gives for a
 /// personal access token.
-fn presented_token(req: &Request) -> Option<String> {
+pub(crate) fn presented_token(req: &Request) -> Option<String> {
     let headers = req.headers();
     if let Some(v) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());

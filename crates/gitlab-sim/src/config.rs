@@ -63,6 +63,9 @@ pub struct Faults {
     pub slow_ms: u64,
     pub drop_rate: f64,
     pub drop_every: Option<u64>,
+    /// How long a token rotation waits, once done, before it answers: a client that gives up
+    /// or dies meanwhile has lost the new token while GitLab has revoked the old one.
+    pub rotation_answer_delay_ms: u64,
 }
 
 impl Default for Faults {
@@ -76,6 +79,7 @@ impl Default for Faults {
             slow_ms: 5_000,
             drop_rate: 0.0,
             drop_every: None,
+            rotation_answer_delay_ms: 0,
         }
     }
 }

@@ -330,6 +330,7 @@ impl Generator {
                 expires_at,
                 revoked,
                 description: format!("Generated token {name}"),
+                rotated_from: None,
             });
         }
     }

@@ -159,6 +159,10 @@ pub struct Token {
     pub expires_at: Option<chrono::NaiveDate>,
     pub revoked: bool,
     pub description: String,
+    /// The token this one was rotated from: tokens linked so form one family, all of which
+    /// GitLab revokes when a revoked member is presented for rotation.
+    #[serde(default)]
+    pub rotated_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

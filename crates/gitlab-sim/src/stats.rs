@@ -20,6 +20,9 @@ pub struct Stats {
     /// Items edited by the churn setting while a client paged their list.
     #[serde(default)]
     pub churned: u64,
+    /// Tokens rotated (`POST /personal_access_tokens/self/rotate` answered 200).
+    #[serde(default)]
+    pub token_rotations: u64,
 }
 
 impl Stats {

@@ -6,13 +6,14 @@ mod hooks;
 mod meta;
 mod projects;
 mod records;
+mod tokens;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -73,7 +74,9 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
         .merge(hooks::project_routes())
         .route_layer(auth());
     let group_hooks = hooks::group_routes().route_layer(auth()).route_layer(axum::middleware::from_fn_with_state(sim.clone(), ee_only));
-    core.merge(group_hooks)
+    // Authenticates itself: a revoked token must reach it (see the module).
+    let rotation = Router::new().route("/api/v4/personal_access_tokens/self/rotate", post(tokens::rotate_self));
+    core.merge(group_hooks).merge(rotation)
 }
 
 async fn ee_only(

@@ -135,6 +135,7 @@ pub async fn create_token(State(sim): State<Simulator>, axum::Json(b): axum::Jso
         expires_at: b.expires_at,
         revoked: false,
         description: String::new(),
+        rotated_from: None,
     };
     let mut v = render::token(&token, true);
     v["token"] = token.value.clone().into();

@@ -93,3 +93,46 @@ async fn no_token_is_gitlabs_401_on_version_too() {
         assert_eq!(response.json::<serde_json::Value>().await.unwrap(), json!({"message": "401 Unauthorized"}), "{path}");
     }
 }
+
+/// `POST /personal_access_tokens/self/rotate` as doc/api/personal_access_tokens.md has it: the
+/// old token revoked, a new one returned once (a week by default, or `expires_at`), refusals
+/// that rotate nothing, and a rotated token presented again revoking its whole family.
+#[tokio::test]
+async fn a_token_rotates_itself_and_reuse_revokes_its_family() {
+    let sim = start(SimConfig::default()).await;
+    let rotate = "/api/v4/personal_access_tokens/self/rotate";
+    let today = chrono::Utc::now().date_naive();
+
+    let r = sim.send(reqwest::Method::POST, TOKEN_OWNER_READ, rotate, json!({})).await;
+    assert_eq!(r.status, 403, "read_api may not rotate itself: {:?}", r.body);
+    for bad in ["tomorrow", "2000-01-01", &(today + chrono::Duration::days(400)).to_string()] {
+        let r = sim.send(reqwest::Method::POST, TOKEN_OWNER, rotate, json!({"expires_at": bad})).await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    assert_eq!(sim.get(TOKEN_OWNER, "/api/v4/user").await.status, 200, "refusals rotate nothing");
+
+    let wanted = today + chrono::Duration::days(90);
+    let r = sim.send(reqwest::Method::POST, TOKEN_OWNER, rotate, json!({"expires_at": wanted.to_string()})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["expires_at"], wanted.to_string());
+    assert_eq!((r.body["scopes"].clone(), r.body["user_id"].clone()), (json!(["api"]), json!(OWNER_USER)));
+    let first = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(sim.get(TOKEN_OWNER, "/api/v4/user").await.status, 401, "the old token is revoked");
+    assert_eq!(sim.get(&first, "/api/v4/user").await.status, 200);
+
+    // Without a date: one week.
+    let r = sim.send(reqwest::Method::POST, &first, rotate, json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["expires_at"], (today + chrono::Duration::days(7)).to_string());
+    let second = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(sim.handle.sim.stats().token_rotations, 2);
+
+    // The first token presented again: refused, and its family, the live second one included, revoked.
+    let r = sim.send(reqwest::Method::POST, &first, rotate, json!({})).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(sim.get(&second, "/api/v4/user").await.status, 401, "the family is revoked");
+    assert_eq!(sim.handle.sim.stats().token_rotations, 2);
+    // Another family is untouched.
+    assert_eq!(sim.get(TOKEN_DEVELOPER, "/api/v4/user").await.status, 200);
+    assert_eq!(sim.send(reqwest::Method::POST, TOKEN_EXPIRED, rotate, json!({})).await.status, 401);
+}
