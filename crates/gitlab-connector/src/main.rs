@@ -245,6 +245,7 @@ fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLa
         reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
         tenant_concurrency: config.worker.tenant_concurrency,
         outage_patience: config.worker.outage_patience,
+        token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
     };
     Ok(connector_worker::GitLabJobs::new(store.clone(), policy, config.gitlab_client_options(), settings))
 }

@@ -147,6 +147,28 @@ impl Reader {
         body
     }
 
+    /// A single-object path with the key of the first object its list holds:
+    /// `.../projects/{project_id}` and `.../projects/{project_id}/<list>/{key}`.
+    async fn fill_object_key(&mut self, path: &str, tenant: &str) -> String {
+        let Some((connection, rest)) = path.split_once("/projects/{project_id}") else { return path.to_owned() };
+        let list = match rest.trim_start_matches('/').split_once('/') {
+            Some((list, _)) => list.to_owned(),
+            None => "projects".to_owned(),
+        };
+        let page = self.get(&format!("{connection}/{list}?limit=1"), tenant).await;
+        let first = &page["items"][0];
+        assert!(first.is_object(), "{list} of {connection} is empty: nothing to read alone");
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        let project = if list == "projects" { text(&first["id"]) } else { text(&first["project_id"]) };
+        let key = match list.as_str() {
+            "commits" => text(&first["sha"]),
+            "merge_requests" | "issues" => text(&first["iid"]),
+            _ => text(&first["id"]),
+        };
+        let filled = path.replace("{project_id}", &project);
+        ["{sha}", "{iid}", "{note_id}", "{pipeline_id}"].iter().fold(filled, |p, name| p.replace(name, &key))
+    }
+
     /// Every page of every read endpoint, as each tenant, for its connection; small pages so
     /// that paging is walked too.
     async fn walk(&mut self, endpoints: &[ReadEndpoint]) {
@@ -155,7 +177,7 @@ impl Reader {
             let ids: Vec<String> = connections["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
             assert_eq!(ids.len(), 1, "{tenant} has one connection: {connections}");
             for endpoint in endpoints {
-                let path = endpoint.path.replace("{id}", &ids[0]);
+                let path = self.fill_object_key(&endpoint.path.replace("{id}", &ids[0]), tenant).await;
                 assert!(!path.contains('{'), "{}: a path parameter this walk does not know", endpoint.path);
                 let mut cursor = String::new();
                 loop {

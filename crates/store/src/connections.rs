@@ -112,12 +112,16 @@ pub struct Connection {
     pub sync_failure: Option<String>,
     /// Raised by each change of what the user set (see the connection_revision migration).
     pub revision: i64,
+    /// The user opted in to the connector rotating the token before it expires.
+    pub rotate_token: bool,
+    /// A rotation asked of GitLab and not yet stored (see [`begin_rotation`]).
+    pub token_rotation_started_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, gitlab_url, groups_list, projects_list, start_date, token_hint, status, \
                        status_message, created_at, updated_at, gitlab_username, gitlab_user_id, token_expires_at, \
                        hook_mode, resolved_project_ids, last_synced_at, next_catch_up_at, \
-                       sync_failing_since, sync_failure, revision";
+                       sync_failing_since, sync_failure, revision, rotate_token, token_rotation_started_at";
 
 #[derive(Debug)]
 pub struct NewConnection {
@@ -247,16 +251,109 @@ pub async fn list(tx: &mut TenantTx, after: Option<Uuid>, limit: i64) -> Result<
     Ok(rows)
 }
 
+/// The token sealed under the tenant's data key, bound to its connection, and its hint.
+async fn seal(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, token: &SecretString) -> Result<(Vec<u8>, String)> {
+    let tenant = tx.tenant().clone();
+    let data_key = tenants::data_key(tx, keys).await?;
+    Ok((data_key.seal_str(token_binding(tenant.as_str(), &id.to_string()), token.expose_secret()), token_hint(token)))
+}
+
+/// Opts the connection in to (or out of) its token being rotated by the connector before it
+/// expires. Changes nothing that is synced: no revalidation.
+pub async fn set_token_rotation(tx: &mut TenantTx, id: Uuid, on: bool) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query(
+        "UPDATE gitlab_connections SET rotate_token = $3, revision = revision + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND rotate_token <> $3",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(on)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where a token rotation stands when a job comes to rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStart {
+    /// None was under way: this job's is now marked, and it may ask GitLab.
+    Begun,
+    /// One was marked less than the lease ago: another worker may be asking GitLab now.
+    InFlight,
+    /// One was marked longer ago and never finished: GitLab may or may not have rotated.
+    Interrupted,
+}
+
+/// Marks a rotation of the connection's token as asked, unless one is: the row is locked
+/// while it is looked at, so of two workers only one can begin.
+pub async fn begin_rotation(tx: &mut TenantTx, id: Uuid, lease: chrono::Duration) -> Result<RotationStart> {
+    let (tenant, conn) = tx.parts();
+    let marked: Option<Option<DateTime<Utc>>> =
+        sqlx::query_scalar("SELECT token_rotation_started_at FROM gitlab_connections WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match marked.ok_or(Error::NotFound)? {
+        Some(at) if Utc::now() - at < lease => Ok(RotationStart::InFlight),
+        Some(_) => Ok(RotationStart::Interrupted),
+        None => {
+            sqlx::query("UPDATE gitlab_connections SET token_rotation_started_at = now() WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id)
+                .execute(conn)
+                .await?;
+            Ok(RotationStart::Begun)
+        }
+    }
+}
+
+/// Ends a rotation that did not produce a token (GitLab refused it, or it never happened).
+pub async fn end_rotation(tx: &mut TenantTx, id: Uuid) -> Result<()> {
+    let (tenant, conn) = tx.parts();
+    sqlx::query("UPDATE gitlab_connections SET token_rotation_started_at = NULL WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores the token a rotation produced in place of the old one, and ends the rotation. A live
+/// connection's message (the expiry notice) goes with the old token.
+pub async fn store_rotated_token(
+    tx: &mut TenantTx,
+    keys: &MasterKeyRing,
+    id: Uuid,
+    token: &SecretString,
+    expires_at: Option<chrono::NaiveDate>,
+) -> Result<()> {
+    let (ciphertext, hint) = seal(tx, keys, id, token).await?;
+    let (tenant, conn) = tx.parts();
+    let updated = sqlx::query(
+        "UPDATE gitlab_connections SET token_ciphertext = $3, token_hint = $4, token_expires_at = $5,
+                token_rotation_started_at = NULL,
+                status_message = CASE status WHEN 'live' THEN NULL ELSE status_message END, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(ciphertext)
+    .bind(hint)
+    .bind(expires_at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if updated == 0 { Err(Error::NotFound) } else { Ok(()) }
+}
+
 /// Applies `changes`. Any change to what is synced or with which token sends the connection
 /// back to `pending`, to be validated again.
 pub async fn update(tx: &mut TenantTx, keys: &MasterKeyRing, id: Uuid, changes: ConnectionChanges) -> Result<Connection> {
     let tenant = tx.tenant().clone();
     let sealed = match &changes.access_token {
-        Some(token) => {
-            let data_key = tenants::data_key(tx, keys).await?;
-            let id = id.to_string();
-            Some((data_key.seal_str(token_binding(tenant.as_str(), &id), token.expose_secret()), token_hint(token)))
-        }
+        Some(token) => Some(seal(tx, keys, id, token).await?),
         None => None,
     };
     let (ciphertext, hint) = sealed.unzip();

@@ -8,7 +8,7 @@ mod retry;
 mod runner;
 mod scheduler;
 
-pub use gitlab::{DEFAULT_OUTAGE_PATIENCE, Disconnected, GitLabJobs, SyncSettings};
+pub use gitlab::{DEFAULT_OUTAGE_PATIENCE, DEFAULT_TOKEN_ROTATION_LEASE, Disconnected, GitLabJobs, SyncSettings};
 pub use rate_budget::SharedRateBudget;
 pub use retry::RetryPolicy;
 pub use runner::{JobError, Jobs, WorkerConfig, run_workers};

@@ -71,6 +71,7 @@ impl Env {
                 reconcile_interval: chrono::Duration::hours(1),
                 tenant_concurrency: 1,
                 outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
+                token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
             },
         );
         jobs.run(&tenant, &Job::Validate { connection: id }).await.unwrap();

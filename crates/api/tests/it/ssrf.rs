@@ -228,6 +228,7 @@ fn worker(app: &TestApp, policy: UrlPolicy) -> GitLabJobs {
         reconcile_interval: chrono::Duration::hours(1),
         tenant_concurrency: 1,
         outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
+        token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
     };
     GitLabJobs::new(app.store.clone(), policy, options, settings)
 }

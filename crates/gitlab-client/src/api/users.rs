@@ -2,9 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use secrecy::SecretString;
+
 use super::Timestamp;
 use crate::client::GitLabClient;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// What `POST /personal_access_tokens/self/rotate` answers: the new token, shown this once.
+/// Debug prints no token.
+#[derive(Debug, Clone)]
+pub struct RotatedToken {
+    pub id: u64,
+    pub token: SecretString,
+    pub expires_at: Option<chrono::NaiveDate>,
+}
 
 /// `GET /personal_access_tokens/self`: the token introspecting itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +111,23 @@ impl GitLabClient {
     /// `GET /personal_access_tokens/self` (GitLab 15.5+, personal access tokens only).
     pub async fn personal_access_token_self(&self) -> Result<PersonalAccessToken> {
         self.get("/personal_access_tokens/self").await
+    }
+
+    /// `POST /personal_access_tokens/self/rotate` (GitLab 16.10+, scope `api` or `self_rotate`):
+    /// GitLab revokes this client's token and answers a new one expiring on `expires_at`.
+    /// Rotating a token already rotated revokes its whole family, the new token included, so
+    /// a caller must never send this twice for one token: like every POST it is not retried
+    /// once it may have reached GitLab, and an answer that cannot be read loses the new token.
+    /// The answer is read field by field, so no error can carry the token.
+    pub async fn rotate_self(&self, expires_at: chrono::NaiveDate) -> Result<RotatedToken> {
+        const PATH: &str = "/personal_access_tokens/self/rotate";
+        let answer: serde_json::Value = self.post(PATH, &serde_json::json!({ "expires_at": expires_at.to_string() })).await?;
+        let unreadable = |what: &str| Error::Decode { path: PATH.into(), message: format!("the rotation's answer has no {what}") };
+        Ok(RotatedToken {
+            id: answer.get("id").and_then(serde_json::Value::as_u64).ok_or_else(|| unreadable("id"))?,
+            token: answer.get("token").and_then(serde_json::Value::as_str).map(SecretString::from).ok_or_else(|| unreadable("token"))?,
+            expires_at: answer.get("expires_at").and_then(serde_json::Value::as_str).and_then(|d| d.parse().ok()),
+        })
     }
 
     /// `GET /user`: the token's user.

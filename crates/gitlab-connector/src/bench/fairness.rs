@@ -98,6 +98,7 @@ fn dataset(large: usize, small: usize) -> Result<(Dataset, Tenant, Vec<Tenant>)>
             expires_at: Some(now.date_naive() + chrono::Duration::days(365)),
             revoked: false,
             description: format!("the benchmark tenant {name}"),
+            rotated_from: None,
         });
         ds.members.push(Member {
             source: MemberSource::Group(group),

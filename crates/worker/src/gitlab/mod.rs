@@ -10,6 +10,7 @@ mod history;
 mod hooks;
 mod reconcile;
 mod refresh;
+mod rotation;
 mod streams;
 mod token_health;
 mod validate;
@@ -48,7 +49,14 @@ pub struct SyncSettings {
     /// How long a backfill or catch-up keeps retrying while it gets nowhere (GitLab down or
     /// failing) before its attempts start to count towards giving up.
     pub outage_patience: Duration,
+    /// How long a token rotation marked as asked is taken to be in flight: past it, one not
+    /// finished was cut off, and the token is checked instead of rotated again. Longer than
+    /// one GitLab request may take.
+    pub token_rotation_lease: Duration,
 }
+
+/// Two minutes: four times the GitLab client's whole-request timeout.
+pub const DEFAULT_TOKEN_ROTATION_LEASE: Duration = Duration::from_secs(120);
 
 /// One day: a GitLab outage or maintenance window of hours does not stop a sync.
 pub const DEFAULT_OUTAGE_PATIENCE: Duration = Duration::from_secs(24 * 3600);

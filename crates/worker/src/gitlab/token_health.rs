@@ -1,5 +1,6 @@
 //! The periodic token check: a token GitLab no longer accepts moves the connection to
-//! `needs_reauth` with the reason; one that expires soon is reported while it still works.
+//! `needs_reauth` with the reason; one that expires soon is rotated when the connection opted
+//! in, else reported while it still works.
 
 use chrono::Utc;
 use connector_store::TenantId;
@@ -19,6 +20,10 @@ impl GitLabJobs {
             Ok(client) => client,
             Err(error) => return self.gitlab_failure(tenant, id, error).await,
         };
+        // A rotation found marked is finished first: its token says what GitLab did.
+        if connection.token_rotation_started_at.is_some() {
+            return self.rotate_token(tenant, &connection, &client).await;
+        }
         let pat = match client.personal_access_token_self().await {
             Ok(pat) => pat,
             Err(error) => return self.gitlab_failure(tenant, id, error).await,
@@ -30,6 +35,9 @@ impl GitLabJobs {
                 _ => "the access token is no longer active: create a new one".to_owned(),
             };
             return self.user_problem(tenant, id, Status::NeedsReauth, &message).await;
+        }
+        if connection.rotate_token && pat.expires_at.is_some_and(|d| (d - today).num_days() <= super::rotation::ROTATE_AHEAD_DAYS) {
+            return self.rotate_token(tenant, &connection, &client).await;
         }
         if let Some(date) = pat.expires_at.filter(|d| (*d - today).num_days() <= connections::EXPIRY_WARNING_DAYS) {
             let message = connections::expiring_advice(date);
