@@ -40,6 +40,10 @@ pub struct CreateConnectionRequest {
     /// Base URL of a self-managed GitLab; `https://gitlab.com` when absent.
     #[schema(value_type = Option<String>, example = "https://gitlab.com")]
     pub gitlab_url: Option<Value>,
+    /// Let the connector rotate the token itself, 14 days before it expires (GitLab 16.10+):
+    /// GitLab revokes the old token and the connection keeps the new one. `false` when absent.
+    #[schema(value_type = Option<bool>)]
+    pub rotate_token: Option<Value>,
     // Fields are raw JSON so that each problem is reported against its field; anything else
     // lands here and is refused by name.
     #[serde(flatten)]
@@ -59,6 +63,10 @@ pub struct UpdateConnectionRequest {
     pub projects_list: Option<Value>,
     #[schema(value_type = Option<String>)]
     pub start_date: Option<Value>,
+    /// Turns the connector's rotation of the token on or off; alone, it does not validate the
+    /// connection again.
+    #[schema(value_type = Option<bool>)]
+    pub rotate_token: Option<Value>,
     #[serde(flatten)]
     #[schema(ignore)]
     pub unknown: Map<String, Value>,
@@ -146,7 +154,7 @@ impl Problems {
 
 /// Parses a create request, or every problem with it.
 pub fn parse_create(req: &CreateConnectionRequest, now: DateTime<Utc>) -> Result<NewConnection, Vec<FieldError>> {
-    let mut p = Problems(unknown_fields(&req.unknown, "access_token, groups_list, projects_list, start_date, gitlab_url"));
+    let mut p = Problems(unknown_fields(&req.unknown, "access_token, groups_list, projects_list, start_date, gitlab_url, rotate_token"));
     let access_token = p.required("access_token", req.access_token.as_ref().map(access_token));
     let groups_list = p.required("groups_list", req.groups_list.as_ref().map(groups_list));
     let start_date = p.required("start_date", req.start_date.as_ref().map(|v| start_date(v, now)));
@@ -164,8 +172,15 @@ pub fn parse_create(req: &CreateConnectionRequest, now: DateTime<Utc>) -> Result
     p.finish(new)
 }
 
+/// What a PATCH asks: changes to what is synced, and the rotation setting.
+#[derive(Debug)]
+pub struct Update {
+    pub changes: ConnectionChanges,
+    pub rotate_token: Option<bool>,
+}
+
 /// Parses a PATCH: any of the create fields but `gitlab_url`, at least one.
-pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result<ConnectionChanges, Vec<FieldError>> {
+pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result<Update, Vec<FieldError>> {
     let mut unknown = req.unknown.clone();
     let mut p = Problems::default();
     if unknown.remove("gitlab_url").is_some() {
@@ -174,17 +189,25 @@ pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result
             "cannot be changed: a connection belongs to one GitLab instance; create a new connection instead",
         ));
     }
-    p.0.extend(unknown_fields(&unknown, "access_token, groups_list, projects_list, start_date"));
+    p.0.extend(unknown_fields(&unknown, "access_token, groups_list, projects_list, start_date, rotate_token"));
     let changes = ConnectionChanges {
         access_token: req.access_token.as_ref().map(access_token).and_then(|r| p.take(r)),
         groups_list: req.groups_list.as_ref().map(groups_list).and_then(|r| p.take(r)),
         projects_list: req.projects_list.as_ref().map(projects_list).and_then(|r| p.take(r)),
         start_date: req.start_date.as_ref().map(|v| start_date(v, now)).and_then(|r| p.take(r)),
     };
-    if p.0.is_empty() && changes.is_empty() {
-        p.0.push(FieldError::new("body", "nothing to change: give at least one of access_token, groups_list, projects_list, start_date"));
+    let rotate_token = req.rotate_token.as_ref().map(rotate_token).and_then(|r| p.take(r));
+    if p.0.is_empty() && changes.is_empty() && rotate_token.is_none() {
+        p.0.push(FieldError::new(
+            "body",
+            "nothing to change: give at least one of access_token, groups_list, projects_list, start_date, rotate_token",
+        ));
     }
-    p.finish(Some(changes))
+    p.finish(Some(Update { changes, rotate_token }))
+}
+
+pub fn rotate_token(value: &Value) -> Field<bool> {
+    value.as_bool().ok_or_else(|| FieldError::new("rotate_token", "must be true or false"))
 }
 
 pub(crate) fn unknown_fields(unknown: &Map<String, Value>, expected: &str) -> Vec<FieldError> {
@@ -545,9 +568,12 @@ mod tests {
 
     #[test]
     fn update_rules() {
-        let c = parse_update(&upd(json!({"projects_list": ""})), now()).unwrap();
+        let Update { changes: c, rotate_token } = parse_update(&upd(json!({"projects_list": ""})), now()).unwrap();
         assert_eq!(c.projects_list, Some(vec![]));
-        assert!(c.groups_list.is_none() && c.access_token.is_none() && c.start_date.is_none());
+        assert!(c.groups_list.is_none() && c.access_token.is_none() && c.start_date.is_none() && rotate_token.is_none());
+        let only = parse_update(&upd(json!({"rotate_token": true})), now()).unwrap();
+        assert!(only.changes.is_empty() && only.rotate_token == Some(true));
+        assert_eq!(fields(&parse_update(&upd(json!({"rotate_token": "yes"})), now()).unwrap_err()), ["rotate_token"]);
         assert_eq!(fields(&parse_update(&upd(json!({})), now()).unwrap_err()), ["body"]);
         let errors = parse_update(&upd(json!({"gitlab_url": "https://x.example"})), now()).unwrap_err();
         assert_eq!(fields(&errors), ["gitlab_url"]);

@@ -50,6 +50,9 @@ pub struct ConnectionView {
     pub gitlab_username: Option<String>,
     /// The token's expiry date, if it has one.
     pub token_expires_at: Option<chrono::NaiveDate>,
+    /// Whether the connector rotates the token itself, 14 days before it expires, through
+    /// GitLab's `POST /personal_access_tokens/self/rotate` (GitLab 16.10+).
+    pub rotate_token: bool,
     /// Where our webhooks are installed, once validated.
     pub hook_mode: Option<HookMode>,
     /// Number of projects being synced, once validated.
@@ -185,6 +188,7 @@ impl ConnectionView {
             updated_at: c.updated_at,
             gitlab_username: c.gitlab_username,
             token_expires_at: c.token_expires_at,
+            rotate_token: c.rotate_token,
             hook_mode: c.hook_mode,
             project_count: c.resolved_project_ids.as_ref().map(Vec::len),
             last_synced_at: c.last_synced_at,
@@ -266,14 +270,27 @@ pub async fn create(
     if let Some(replay) = request.answered(&mut state.store.tenant_tx(&tenant).await?).await? {
         return Ok(replay);
     }
-    let new = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
+    // Every problem in one answer: the rotation setting's with the others.
+    let (new, rotate_token) =
+        match (input::parse_create(&body, Utc::now()), body.rotate_token.as_ref().map(input::rotate_token).transpose()) {
+            (Ok(new), Ok(rotate)) => (new, rotate),
+            (Err(mut problems), rotate) => {
+                problems.extend(rotate.err());
+                return Err(ApiError::invalid(problems));
+            }
+            (Ok(_), Err(problem)) => return Err(ApiError::invalid(vec![problem])),
+        };
     refuse_unreachable(&state.gitlab_urls, &new.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     if let Some(replay) = request.claim(&mut tx).await? {
         return Ok(replay);
     }
     connections::ensure_room(&mut tx, state.limits.max_connections_per_tenant).await?;
-    let connection = connections::insert(&mut tx, state.store.keys(), new).await?;
+    let mut connection = connections::insert(&mut tx, state.store.keys(), new).await?;
+    if rotate_token == Some(true) {
+        connections::set_token_rotation(&mut tx, connection.id, true).await?;
+        connection = connections::get(&mut tx, connection.id).await?;
+    }
     jobs::enqueue(&mut tx, Job::Validate { connection: connection.id }, Duration::ZERO).await?;
     let (id, revision) = (connection.id, connection.revision);
     let shown = view(&mut tx, connection).await?;
@@ -459,18 +476,27 @@ pub async fn update(
     if_match: IfMatch,
     ApiJson(body): ApiJson<input::UpdateConnectionRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let changes = input::parse_update(&body, Utc::now()).map_err(ApiError::invalid)?;
+    let input::Update { changes, rotate_token } = input::parse_update(&body, Utc::now()).map_err(ApiError::invalid)?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     let current = connections::lock(&mut tx, id).await?;
     if_match.check(current.revision)?;
     if current.status == Status::Deleting {
         return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
-    let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
-    // A paused connection stays paused; resuming validates what changed.
-    if connection.status != Status::Paused {
-        jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+    if let Some(on) = rotate_token {
+        connections::set_token_rotation(&mut tx, id, on).await?;
     }
+    // The rotation setting alone changes nothing that is synced: no revalidation.
+    let connection = if changes.is_empty() {
+        connections::get(&mut tx, id).await?
+    } else {
+        let connection = connections::update(&mut tx, state.store.keys(), id, changes).await?;
+        // A paused connection stays paused; resuming validates what changed.
+        if connection.status != Status::Paused {
+            jobs::enqueue(&mut tx, Job::Validate { connection: id }, Duration::ZERO).await?;
+        }
+        connection
+    };
     let tag = etag(connection.revision);
     let shown = view(&mut tx, connection).await?;
     tx.commit().await?;

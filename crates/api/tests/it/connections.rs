@@ -727,3 +727,45 @@ async fn a_resync_refetches_what_it_names(owner: PgPool) {
     assert_eq!(status, 202);
     assert!(streams().await.is_empty());
 }
+
+/// The token rotation opt-in: set at creation, shown, switched by a PATCH of its own that
+/// validates nothing again (no job queued) but is a new revision; a value that is not a boolean
+/// is refused by name with the rest of the body's problems.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn the_token_rotation_opt_in(owner: PgPool) {
+    let app = TestApp::spawn(owner).await;
+    let mut body = valid_connection();
+    body["rotate_token"] = json!(true);
+    let (status, created, headers) = app.call_with(Method::POST, "/v1/connections", Some("acme"), Some(body), &[]).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["rotate_token"], true);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let tag = headers["etag"].to_str().unwrap().to_owned();
+    sqlx::query("DELETE FROM apalis.jobs").execute(&app.owner).await.unwrap();
+
+    let (status, off, headers) = app
+        .call_with(
+            Method::PATCH,
+            &format!("/v1/connections/{id}"),
+            Some("acme"),
+            Some(json!({"rotate_token": false})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(status, 200, "{off}");
+    assert_eq!(off["rotate_token"], false);
+    assert_eq!(off["status"], created["status"], "the status is untouched");
+    assert_ne!(headers["etag"].to_str().unwrap(), tag, "a new revision");
+    assert_eq!(queued_jobs(&app, "validate").await, 0, "nothing validated again");
+
+    let mut bad = valid_connection();
+    bad["rotate_token"] = json!("yes");
+    bad["groups_list"] = json!("x");
+    let (status, refused) = app.call(Method::POST, "/v1/connections", Some("acme"), Some(bad)).await;
+    assert_eq!(status, 422, "{refused}");
+    let fields: Vec<&str> = refused["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["groups_list", "rotate_token"], "{refused}");
+    let (status, refused) = app.call(Method::PATCH, &format!("/v1/connections/{id}"), Some("acme"), Some(json!({"rotate_token": 1}))).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["details"][0]["field"], "rotate_token");
+}
