@@ -191,6 +191,11 @@ pub fn liveness_router() -> Router {
 
 /// Answers a request that outlives its time in the API's error shape (tower-http's timeout
 /// layer answers with an empty body).
+/// How the server's own failures are documented on every `/v1` operation.
+pub const INTERNAL: &str =
+    "`internal`: the service failed (the database unreachable, a bug); nothing is said of why, and a retry may succeed";
+pub const UNAVAILABLE: &str = "`timeout`: the request ran longer than the service allows (`REQUEST_TIMEOUT`) and may or may not have taken effect: retry a POST with its `Idempotency-Key`, a PATCH or DELETE with `If-Match`";
+
 async fn timeout(State(limits): State<ApiLimits>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         Ok(response) => response,

@@ -80,8 +80,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// What every `/v1` operation may answer besides its own: the strict query check's 400 and the
-/// tenant's request budget's 429, documented once here for all of them.
+/// What every `/v1` operation may answer besides its own: the strict query check's 400, the
+/// tenant's request budget's 429, and the server's own 500 and 503, documented once here for all
+/// of them.
 struct V1Refusals;
 
 impl Modify for V1Refusals {
@@ -91,6 +92,8 @@ impl Modify for V1Refusals {
             for operation in operations.into_iter().flatten() {
                 add_response(operation, "400", crate::strict_query::REFUSAL);
                 add_response(operation, "429", crate::rate_limit::REFUSAL);
+                add_response(operation, "500", crate::INTERNAL);
+                add_response(operation, "503", crate::UNAVAILABLE);
             }
         }
     }

@@ -52,6 +52,9 @@ fn every_route_is_documented_with_its_errors() {
             assert!(op["responses"].get("401").is_some(), "{method} {path} does not document 401");
             let bad_request = op["responses"]["400"]["description"].as_str().unwrap_or_default();
             assert!(bad_request.contains("unknown_parameter"), "{method} {path} does not document the unknown-parameter 400");
+            for code in ["429", "500", "503"] {
+                assert!(op["responses"].get(code).is_some(), "{method} {path} does not document {code}");
+            }
             assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path} lacks bearer security");
         }
     }
