@@ -633,11 +633,18 @@ pub async fn resync(
     connections::set_status(&mut tx, id, Status::Pending, None).await?;
     dead_letters::settle(&mut tx, id).await?;
     jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
+    let response = answer_now(tx, &request, id, StatusCode::ACCEPTED).await?;
+    tracing::info!(tenant = %tenant, connection = %id, refetch = body.refetch.is_some(), "connection resync asked for");
+    Ok(response)
+}
+
+/// The connection as it now stands, kept as the answer to `request` and sent, once the
+/// transaction that changed it commits.
+async fn answer_now(mut tx: TenantTx, request: &Idempotent, id: Uuid, status: StatusCode) -> ApiResult<Response> {
     let connection = connections::get(&mut tx, id).await?;
     let shown = view(&mut tx, connection).await?;
-    let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
+    let response = request.answer(&mut tx, id, status, &shown, None).await?;
     tx.commit().await?;
-    tracing::info!(tenant = %tenant, connection = %id, refetch = body.refetch.is_some(), "connection resync asked for");
     Ok(response)
 }
 
@@ -671,10 +678,7 @@ pub async fn pause(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath
     if !connections::pause(&mut tx, id).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, "the connection is being deleted"));
     }
-    let connection = connections::get(&mut tx, id).await?;
-    let shown = view(&mut tx, connection).await?;
-    let response = request.answer(&mut tx, id, StatusCode::OK, &shown, None).await?;
-    tx.commit().await?;
+    let response = answer_now(tx, &request, id, StatusCode::OK).await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection paused");
     Ok(response)
 }
@@ -710,10 +714,7 @@ pub async fn resume(State(state): State<AppState>, Tenant(tenant): Tenant, IdPat
     }
     dead_letters::settle(&mut tx, id).await?;
     jobs::enqueue_now_once(&mut tx, Job::Validate { connection: id }).await?;
-    let connection = connections::get(&mut tx, id).await?;
-    let shown = view(&mut tx, connection).await?;
-    let response = request.answer(&mut tx, id, StatusCode::ACCEPTED, &shown, None).await?;
-    tx.commit().await?;
+    let response = answer_now(tx, &request, id, StatusCode::ACCEPTED).await?;
     tracing::info!(tenant = %tenant, connection = %id, "connection resumed");
     Ok(response)
 }

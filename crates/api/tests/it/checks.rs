@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use connector_store::connections::{self, HookMode, Status};
 use connector_store::jobs::Job;
 use connector_store::{ServiceRole, Store, TenantId};
-use connector_worker::{GitLabJobs, Jobs, SyncSettings};
+use connector_worker::Jobs;
 use gitlab_client::{ClientOptions, UrlPolicy};
 use gitlab_sim::{Dataset, Latency, SimConfig, SimHandle, Simulator, Size};
 use reqwest::Method;
@@ -60,20 +60,7 @@ impl Env {
         assert_eq!(status, 201, "{created}");
         let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
         let tenant = TenantId::parse(tenant).unwrap();
-        let jobs = GitLabJobs::new(
-            self.worker.clone(),
-            loopback(),
-            ClientOptions::default(),
-            SyncSettings {
-                public_url: "http://127.0.0.1:9".parse().unwrap(),
-                backfill_slice: Duration::from_secs(1),
-                catch_up_interval: chrono::Duration::hours(1),
-                reconcile_interval: chrono::Duration::hours(1),
-                tenant_concurrency: 1,
-                outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
-                token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
-            },
-        );
+        let jobs = crate::common::worker_jobs(self.worker.clone(), loopback(), ClientOptions::default());
         jobs.run(&tenant, &Job::Validate { connection: id }).await.unwrap();
         let mut tx = self.worker.tenant_tx(&tenant).await.unwrap();
         connections::get(&mut tx, id).await.unwrap()

@@ -168,6 +168,20 @@ impl TestApp {
     }
 }
 
+/// The worker's GitLab jobs over `store`, for a test that runs them one by one.
+pub fn worker_jobs(store: Store, policy: UrlPolicy, options: gitlab_client::ClientOptions) -> connector_worker::GitLabJobs {
+    let settings = connector_worker::SyncSettings {
+        public_url: "https://connector.example".parse().unwrap(),
+        backfill_slice: Duration::from_secs(1),
+        catch_up_interval: chrono::Duration::hours(1),
+        reconcile_interval: chrono::Duration::hours(1),
+        tenant_concurrency: 1,
+        outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
+        token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
+    };
+    connector_worker::GitLabJobs::new(store, policy, options, settings)
+}
+
 pub fn unlimited_requests(limits: ApiLimits) -> ApiLimits {
     ApiLimits { requests_per_second: 1_000_000, request_burst: 1_000_000, ..limits }
 }

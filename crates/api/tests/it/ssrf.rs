@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use connector_store::TenantId;
 use connector_store::jobs::Job;
-use connector_worker::{GitLabJobs, Jobs, SyncSettings};
+use connector_worker::{GitLabJobs, Jobs};
 use gitlab_client::{ClientOptions, Lookup, RetryConfig, SystemLookup, UrlPolicy};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -221,16 +221,7 @@ fn worker(app: &TestApp, policy: UrlPolicy) -> GitLabJobs {
         retry: RetryConfig { max_attempts: 1, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(10) },
         ..Default::default()
     };
-    let settings = SyncSettings {
-        public_url: "https://connector.example".parse().unwrap(),
-        backfill_slice: Duration::from_secs(1),
-        catch_up_interval: chrono::Duration::hours(1),
-        reconcile_interval: chrono::Duration::hours(1),
-        tenant_concurrency: 1,
-        outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
-        token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
-    };
-    GitLabJobs::new(app.store.clone(), policy, options, settings)
+    crate::common::worker_jobs(app.store.clone(), policy, options)
 }
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
