@@ -281,8 +281,9 @@ pub enum RotationStart {
     Begun,
     /// One was marked less than the lease ago: another worker may be asking GitLab now.
     InFlight,
-    /// One was marked longer ago and never finished: GitLab may or may not have rotated.
-    Interrupted,
+    /// One was marked (at `since`) longer ago and never finished: GitLab may or may not have
+    /// rotated.
+    Interrupted { since: DateTime<Utc> },
 }
 
 /// Marks a rotation of the connection's token as asked, unless one is: the row is locked
@@ -297,7 +298,7 @@ pub async fn begin_rotation(tx: &mut TenantTx, id: Uuid, lease: chrono::Duration
             .await?;
     match marked.ok_or(Error::NotFound)? {
         Some(at) if Utc::now() - at < lease => Ok(RotationStart::InFlight),
-        Some(_) => Ok(RotationStart::Interrupted),
+        Some(since) => Ok(RotationStart::Interrupted { since }),
         None => {
             sqlx::query("UPDATE gitlab_connections SET token_rotation_started_at = now() WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -307,6 +308,23 @@ pub async fn begin_rotation(tx: &mut TenantTx, id: Uuid, lease: chrono::Duration
             Ok(RotationStart::Begun)
         }
     }
+}
+
+/// Takes over an interrupted rotation, found still marked at `since`, to ask GitLab again:
+/// false when another worker took it over first (and may be asking now).
+pub async fn restart_rotation(tx: &mut TenantTx, id: Uuid, since: DateTime<Utc>) -> Result<bool> {
+    let (tenant, conn) = tx.parts();
+    let taken = sqlx::query(
+        "UPDATE gitlab_connections SET token_rotation_started_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND token_rotation_started_at = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(since)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
 }
 
 /// Ends a rotation that did not produce a token (GitLab refused it, or it never happened).

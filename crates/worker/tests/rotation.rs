@@ -18,6 +18,9 @@ use uuid::Uuid;
 
 use common::*;
 
+/// Longer than the test workers' rotation lease (`common`).
+const LEASE_PASSED: Duration = Duration::from_millis(3100);
+
 /// A live connection that opted in, its token expiring in five days.
 async fn expiring(owner: &PgPool) -> (Env, Uuid) {
     let env = env(owner, Dataset::generate(1, Size::Small)).await;
@@ -94,7 +97,7 @@ async fn an_opted_in_token_is_rotated_once_before_it_expires(owner: PgPool) {
 async fn cut_off_before_gitlab_rotated_it_is_rotated_once_later(owner: PgPool) {
     let (env, id) = expiring(&owner).await;
     env.sim.sim.update_config(|c| c.latency = gitlab_sim::Latency { min_ms: 1500, max_ms: 1500 });
-    assert!(tokio::time::timeout(Duration::from_millis(2500), token_check(&env, id)).await.is_err(), "cut off in flight");
+    assert!(tokio::time::timeout(Duration::from_millis(2000), token_check(&env, id)).await.is_err(), "cut off in flight");
     assert_eq!(rotations(&env), 0, "GitLab has not rotated");
     assert!(env.connection("acme", id).await.token_rotation_started_at.is_some(), "the rotation is marked");
     env.sim.sim.update_config(|c| c.latency = Default::default());
@@ -103,7 +106,7 @@ async fn cut_off_before_gitlab_rotated_it_is_rotated_once_later(owner: PgPool) {
     let waited = token_check(&env, id).await;
     assert!(matches!(waited, Err(JobError::Retry { after: Some(_), .. })), "{waited:?}");
     assert_eq!(rotations(&env), 0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(LEASE_PASSED).await;
     token_check(&env, id).await.unwrap();
     assert_eq!(rotations(&env), 1);
     assert_eq!(stored_token_status(&env, id).await, 200);
@@ -120,7 +123,7 @@ async fn cut_off_after_gitlab_rotated_it_asks_for_a_new_token_without_rotating_a
     assert!(tokio::time::timeout(Duration::from_millis(1000), token_check(&env, id)).await.is_err(), "cut off awaiting the answer");
     assert_eq!(rotations(&env), 1, "GitLab rotated");
     let family_alive = active_owner_tokens(&env);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(LEASE_PASSED).await;
     token_check(&env, id).await.unwrap();
     assert_eq!(rotations(&env), 1, "no second rotation");
     assert_eq!(active_owner_tokens(&env), family_alive, "the family was not revoked");
@@ -142,8 +145,24 @@ async fn two_workers_at_once_rotate_once(owner: PgPool) {
     assert_eq!(rotations(&env), 1, "{a:?} {b:?}");
     assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
     assert_eq!(stored_token_status(&env, id).await, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(LEASE_PASSED).await;
     token_check(&env, id).await.unwrap();
     assert_eq!(rotations(&env), 1);
+    assert_eq!(env.connection("acme", id).await.status, Status::Live);
+}
+
+/// Two workers coming upon the same interrupted rotation at once: one takes it over and
+/// rotates, the other waits, and GitLab sees one rotation.
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn two_workers_settling_an_interrupted_rotation_rotate_once(owner: PgPool) {
+    let (env, id) = expiring(&owner).await;
+    env.sim.sim.update_config(|c| c.latency = gitlab_sim::Latency { min_ms: 1500, max_ms: 1500 });
+    assert!(tokio::time::timeout(Duration::from_millis(2000), token_check(&env, id)).await.is_err(), "cut off in flight");
+    env.sim.sim.update_config(|c| c.latency = gitlab_sim::Latency { min_ms: 100, max_ms: 100 });
+    tokio::time::sleep(LEASE_PASSED).await;
+    let (a, b) = tokio::join!(token_check(&env, id), token_check(&env, id));
+    assert_eq!(rotations(&env), 1, "{a:?} {b:?}");
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(stored_token_status(&env, id).await, 200);
     assert_eq!(env.connection("acme", id).await.status, Status::Live);
 }

@@ -18,7 +18,8 @@
 use chrono::{Duration, Utc};
 use connector_store::TenantId;
 use connector_store::connections::{self, Connection, RotationStart, Status};
-use gitlab_client::{Error as GitLab, GitLabClient};
+use gitlab_client::Error as GitLab;
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::{GitLabJobs, gitlab_retry, retry};
@@ -36,37 +37,56 @@ const STORE_ATTEMPTS: u32 = 5;
 const LOST: &str = "the connector's automatic rotation of the access token was cut off after GitLab made the new token, which was never received: create a new token with scope api and set it on the connection";
 
 impl GitLabJobs {
-    /// Rotates the connection's token, or finishes a rotation found interrupted.
-    pub(super) async fn rotate_token(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<(), JobError> {
+    /// Rotates the connection's token (`loaded`, as this job found it), or finishes a rotation
+    /// found interrupted. The token is read again under the row's lock: another worker may
+    /// have rotated it since this job loaded it, and then there is nothing to do.
+    pub(super) async fn rotate_token(&self, tenant: &TenantId, connection: &Connection, loaded: &SecretString) -> Result<(), JobError> {
         let id = connection.id;
         let lease = Duration::from_std(self.settings.token_rotation_lease).unwrap_or(Duration::MAX);
-        loop {
-            let start = {
-                let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
-                let start = connections::begin_rotation(&mut tx, id, lease).await.map_err(retry)?;
+        let in_flight =
+            || JobError::Retry { reason: "a rotation of the token is under way".into(), after: Some(self.settings.token_rotation_lease) };
+        let (start, token) = {
+            let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+            let start = connections::begin_rotation(&mut tx, id, lease).await.map_err(retry)?;
+            let token = connections::access_token(&mut tx, self.store.keys(), id).await.map_err(retry)?;
+            if start == RotationStart::Begun && token.expose_secret() != loaded.expose_secret() {
+                // Replaced meanwhile (rotated by another worker, or set by the user).
+                connections::end_rotation(&mut tx, id).await.map_err(retry)?;
                 tx.commit().await.map_err(retry)?;
-                start
-            };
-            match start {
-                RotationStart::Begun => break,
-                RotationStart::InFlight => {
-                    return Err(JobError::Retry {
-                        reason: "a rotation of the token is under way".into(),
-                        after: Some(self.settings.token_rotation_lease),
-                    });
-                }
-                RotationStart::Interrupted => match client.personal_access_token_self().await {
-                    // GitLab never rotated it: start again.
-                    Ok(pat) if pat.active && !pat.revoked => self.end_rotation(tenant, id).await?,
-                    Ok(_) | Err(GitLab::TokenRevoked | GitLab::TokenExpired | GitLab::TokenInvalid) => {
-                        tracing::warn!(connection = %id, "token rotation interrupted after GitLab rotated: the new token is lost");
-                        self.end_rotation(tenant, id).await?;
-                        return self.user_problem(tenant, id, Status::NeedsReauth, LOST).await;
-                    }
-                    // Unknown still: the mark stays, and the next try asks again.
-                    Err(error) => return Err(gitlab_retry(error)),
-                },
+                return Ok(());
             }
+            tx.commit().await.map_err(retry)?;
+            (start, token)
+        };
+        let client = match self.client(connection, token) {
+            Ok(client) => client,
+            Err(error) => {
+                self.end_rotation(tenant, id).await?;
+                return self.gitlab_failure(tenant, id, error).await;
+            }
+        };
+        match start {
+            RotationStart::Begun => {}
+            RotationStart::InFlight => return Err(in_flight()),
+            RotationStart::Interrupted { since } => match client.personal_access_token_self().await {
+                // GitLab never rotated it: ask again, unless another worker took over first
+                // (its request would meet this one's at GitLab).
+                Ok(pat) if pat.active && !pat.revoked => {
+                    let mut tx = self.store.tenant_tx(tenant).await.map_err(retry)?;
+                    let taken = connections::restart_rotation(&mut tx, id, since).await.map_err(retry)?;
+                    tx.commit().await.map_err(retry)?;
+                    if !taken {
+                        return Err(in_flight());
+                    }
+                }
+                Ok(_) | Err(GitLab::TokenRevoked | GitLab::TokenExpired | GitLab::TokenInvalid) => {
+                    tracing::warn!(connection = %id, "token rotation interrupted after GitLab rotated: the new token is lost");
+                    self.end_rotation(tenant, id).await?;
+                    return self.user_problem(tenant, id, Status::NeedsReauth, LOST).await;
+                }
+                // Unknown still: the mark stays, and the next try asks again.
+                Err(error) => return Err(gitlab_retry(error)),
+            },
         }
         let expires_at = Utc::now().date_naive() + Duration::days(NEW_LIFETIME_DAYS);
         match client.rotate_self(expires_at).await {

@@ -65,8 +65,8 @@ impl Env {
                 reconcile_interval: chrono::Duration::zero(),
                 tenant_concurrency,
                 outage_patience: connector_worker::DEFAULT_OUTAGE_PATIENCE,
-                // A rotation cut off by a test is looked into a second later.
-                token_rotation_lease: Duration::from_secs(1),
+                // A rotation cut off by a test is looked into three seconds later.
+                token_rotation_lease: Duration::from_secs(3),
             },
         )
     }
