@@ -70,6 +70,10 @@ def before_generate_path_parameters(context, strategy):
     operation = context.operation
     if MODE != "authorized" or operation is None or "{id}" not in operation.path:
         return strategy
+    # A path naming an object below the connection is seeded in `map_case`, where the other
+    # generated parameters are at hand.
+    if operation.path.count("{") > 1:
+        return strategy
     seeded = CONTEXT["a_mutable_id"] if _is_mutation(operation.method) else CONTEXT["a_live_id"]
     return st.one_of(strategy, st.just({"id": seeded}))
 
@@ -93,11 +97,23 @@ def before_generate_query(context, strategy):
     return st.one_of(strategy, st.fixed_dictionaries({}, optional=real))
 
 
+_object_turn = 0
+
+
 @schemathesis.hook
 def map_case(context, case):
-    """Whatever link or example chose it, a change or deletion never hits the live connection."""
-    if MODE == "authorized" and _is_mutation(case.method) and (case.path_parameters or {}).get("id") == CONTEXT["a_live_id"]:
-        case.path_parameters = {**case.path_parameters, "id": CONTEXT["a_mutable_id"]}
+    """Whatever link or example chose it, a change or deletion never hits the live connection.
+    Every other read of one object asks for it in tenant A's live connection and one of its
+    projects, so that some calls reach real objects."""
+    global _object_turn
+    params = case.path_parameters or {}
+    if MODE == "authorized" and _is_mutation(case.method) and params.get("id") == CONTEXT["a_live_id"]:
+        case.path_parameters = {**params, "id": CONTEXT["a_mutable_id"]}
+    elif MODE == "authorized" and "project_id" in params and CONTEXT["a_project_ids"]:
+        _object_turn += 1
+        if _object_turn % 2 == 0:
+            project = CONTEXT["a_project_ids"][_object_turn // 2 % len(CONTEXT["a_project_ids"])]
+            case.path_parameters = {**params, "id": CONTEXT["a_live_id"], "project_id": project}
     return case
 
 
