@@ -87,6 +87,7 @@ impl Drop for Running {
 
 /// The preflight's answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::connection_check)]
 pub struct ConnectionCheck {
     /// True when creating a connection with these settings would validate: `problems` is empty.
     pub ok: bool,
@@ -107,6 +108,7 @@ pub struct ConnectionCheck {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::token)]
 pub struct TokenView {
     #[schema(example = json!(["api"]))]
     pub scopes: Vec<String>,
@@ -117,6 +119,7 @@ pub struct TokenView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::user)]
 pub struct UserView {
     pub id: u64,
     #[schema(example = "jdoe")]
@@ -124,6 +127,7 @@ pub struct UserView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::group)]
 pub struct GroupView {
     pub id: i64,
     #[schema(example = "acme/platform")]
@@ -141,6 +145,7 @@ pub struct GroupView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::projects_found)]
 pub struct ProjectsView {
     /// Projects found; a lower bound when `complete` is false.
     pub count: usize,
@@ -151,6 +156,7 @@ pub struct ProjectsView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::project_ref)]
 pub struct ProjectRef {
     pub id: u64,
     #[schema(example = "acme/platform/backend")]
@@ -158,6 +164,7 @@ pub struct ProjectRef {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::problem)]
 pub struct ProblemView {
     /// The setting to change.
     pub field: ProblemField,
@@ -169,6 +176,7 @@ pub struct ProblemView {
 /// The form's fields a problem can concern.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(ProblemField::GroupsList))]
 pub enum ProblemField {
     AccessToken,
     GroupsList,
@@ -192,6 +200,7 @@ impl From<Field> for ProblemField {
 /// rate), so check again.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(ProblemKind::Invalid))]
 pub enum ProblemKind {
     Invalid,
     NeedsReauth,

@@ -163,12 +163,14 @@ pub struct ChangesParams {
 /// What the change feed can embed.
 #[derive(Debug, Clone, Copy, ToSchema)]
 #[schema(rename_all = "snake_case")]
+#[schema(example = "object")]
 pub enum Include {
     Object,
 }
 
 /// A GitLab project synced through the connection.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::project)]
 pub struct ProjectView {
     /// GitLab's project id.
     pub id: i64,
@@ -189,6 +191,7 @@ pub struct ProjectView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::commit)]
 pub struct CommitView {
     pub project_id: i64,
     pub sha: String,
@@ -206,6 +209,7 @@ pub struct CommitView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::merge_request)]
 pub struct MergeRequestView {
     pub project_id: i64,
     /// The merge request's number within its project (`!iid`).
@@ -234,6 +238,7 @@ pub struct MergeRequestView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::issue)]
 pub struct IssueView {
     pub project_id: i64,
     /// The issue's number within its project (`#iid`).
@@ -258,6 +263,7 @@ pub struct IssueView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::note)]
 pub struct NoteView {
     pub project_id: i64,
     /// GitLab's note id.
@@ -279,6 +285,7 @@ pub struct NoteView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::pipeline)]
 pub struct PipelineView {
     pub project_id: i64,
     /// GitLab's pipeline id.
@@ -303,6 +310,7 @@ pub struct PipelineView {
 
 /// One change of synced data.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::change)]
 pub struct ChangeView {
     /// This change's place in the feed; pass it as `after` to read what follows.
     pub cursor: String,
@@ -318,8 +326,9 @@ pub struct ChangeView {
 }
 
 macro_rules! page_type {
-    ($name:ident, $item:ty) => {
+    ($name:ident, $item:ty, $example:path) => {
         #[derive(Debug, Serialize, Deserialize, ToSchema)]
+        #[schema(example = $example)]
         pub struct $name {
             pub items: Vec<$item>,
             /// Pass as `cursor` for the next page; `null` on the last page.
@@ -328,14 +337,15 @@ macro_rules! page_type {
     };
 }
 
-page_type!(ProjectList, ProjectView);
-page_type!(CommitList, CommitView);
-page_type!(MergeRequestList, MergeRequestView);
-page_type!(IssueList, IssueView);
-page_type!(NoteList, NoteView);
-page_type!(PipelineList, PipelineView);
+page_type!(ProjectList, ProjectView, crate::examples::project_list);
+page_type!(CommitList, CommitView, crate::examples::commit_list);
+page_type!(MergeRequestList, MergeRequestView, crate::examples::merge_request_list);
+page_type!(IssueList, IssueView, crate::examples::issue_list);
+page_type!(NoteList, NoteView, crate::examples::note_list);
+page_type!(PipelineList, PipelineView, crate::examples::pipeline_list);
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::change_list)]
 pub struct ChangeList {
     /// Oldest first.
     pub items: Vec<ChangeView>,
@@ -529,7 +539,7 @@ fn filter(checks: &mut Checks, project: Option<&str>, updated_since: Option<&str
 /// A cursor is the last key of a page with the name of its list, so a cursor from one list is
 /// refused by another instead of silently starting somewhere arbitrary. Base64 keeps clients
 /// from building or editing them.
-fn encode_cursor(list: &str, key: impl Serialize) -> String {
+pub(crate) fn encode_cursor(list: &str, key: impl Serialize) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(list, key)).expect("cursor keys serialize"))
 }
 
@@ -790,7 +800,7 @@ pub async fn pipelines(
 
 const FEED: &str = "changes";
 
-fn feed_cursor(position: FeedPosition) -> String {
+pub(crate) fn feed_cursor(position: FeedPosition) -> String {
     encode_cursor(FEED, (position.xid, position.seq))
 }
 

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 /// One problem with one input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = crate::examples::field_error)]
 pub struct FieldError {
     /// The request field, e.g. `groups_list`.
     pub field: String,
@@ -24,6 +25,7 @@ impl FieldError {
 /// Every error code the service answers with: stable, for code to switch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(ErrorCode::ValidationFailed))]
 pub enum ErrorCode {
     /// A request the service cannot read: malformed HTTP, a bad header or query parameter value.
     BadRequest,
@@ -61,11 +63,13 @@ pub enum ErrorCode {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::error_body)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::examples::error_detail)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people.

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod data;
 pub mod error;
 mod etag;
+mod examples;
 mod extract;
 mod health;
 mod idempotency;

@@ -20,6 +20,7 @@ use crate::extract::ApiPath;
 /// A synced object's current state, as its own read answers it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(example = crate::examples::object)]
 pub enum ObjectView {
     Project(ProjectView),
     Commit(CommitView),

@@ -14,6 +14,7 @@ use connector_crypto::MasterKeyRing;
 /// Where a connection stands. The worker moves it along; the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(Status::Live))]
 pub enum Status {
     Pending,
     Validating,
@@ -73,6 +74,7 @@ impl TryFrom<String> for Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(HookMode::Group))]
 pub enum HookMode {
     /// A hook per group.
     Group,

@@ -24,6 +24,7 @@ pub const BACKLOG_GRACE: chrono::Duration = chrono::Duration::minutes(5);
 /// Ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(HealthState::Warning))]
 pub enum HealthState {
     /// Current: nothing to report.
     Healthy,
@@ -35,6 +36,7 @@ pub enum HealthState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = json!(ReasonCode::TokenExpiring))]
 pub enum ReasonCode {
     /// GitLab paused one of our hooks after failed deliveries.
     HookFailing,

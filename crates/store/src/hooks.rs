@@ -13,6 +13,7 @@ use crate::{Result, TenantTx, tenants};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(HookScope::Group))]
 pub enum HookScope {
     Group,
     Project,
@@ -24,6 +25,7 @@ crate::names!(HookScope { Group => "group", Project => "project" });
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(HookStatus::Active))]
 pub enum HookStatus {
     /// Not installed in GitLab yet.
     Pending,

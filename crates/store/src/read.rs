@@ -362,6 +362,7 @@ pub struct FeedPosition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(ChangeEntity::MergeRequest))]
 pub enum ChangeEntity {
     Project,
     Commit,
@@ -378,6 +379,7 @@ pub enum ChangeEntity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(ChangeOp::Update))]
 pub enum ChangeOp {
     Insert,
     Update,
@@ -389,6 +391,7 @@ pub enum ChangeOp {
 /// pipelines); `kind`, `object_key`, `project_id` and `action` for events; `connection_id` for
 /// a deleted connection. Fields an entity does not have are absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!(ChangeKey { project_id: Some(4567), iid: Some(17), ..ChangeKey::default() }))]
 pub struct ChangeKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 7)]

@@ -14,6 +14,7 @@ use crate::{Result, TenantTx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = json!(Resource::MergeRequests))]
 pub enum Resource {
     /// Every branch's commits (merge requests' commits come with the merge requests).
     Commits,

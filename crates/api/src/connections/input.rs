@@ -26,6 +26,7 @@ type Field<T> = Result<T, FieldError>;
 /// them, or JSON arrays.
 /// Serialized only to fingerprint the request for its `Idempotency-Key`.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[schema(example = crate::examples::create_connection_request)]
 pub struct CreateConnectionRequest {
     /// A GitLab personal access token with scope `api`.
     #[schema(value_type = String, example = "glpat-xxxxxxxxxxxxxxxxxxxx")]
@@ -53,7 +54,8 @@ pub struct CreateConnectionRequest {
 
 /// Any subset of these, at least one. Changing any of them sends the connection back to
 /// `pending`, to be validated again. `gitlab_url` cannot change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[schema(example = crate::examples::update_connection_request)]
 pub struct UpdateConnectionRequest {
     #[schema(value_type = Option<String>)]
     pub access_token: Option<Value>,

@@ -28,6 +28,7 @@ use crate::idempotency::{IdempotencyKey, Idempotent};
 
 /// A connection as the frontend sees it. The token itself is never shown, only a hint.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::connection)]
 pub struct ConnectionView {
     pub id: Uuid,
     pub status: Status,
@@ -65,6 +66,7 @@ pub struct ConnectionView {
 
 /// A connection's health. `status` says where it stands; this says whether it keeps up.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::health)]
 pub struct HealthView {
     /// `healthy`; `warning` (current, but something needs doing soon: a token about to expire);
     /// `degraded` (not keeping up: recent changes may be missing until the reasons clear).
@@ -74,6 +76,7 @@ pub struct HealthView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::health_reason)]
 pub struct HealthReasonView {
     /// `token_expiring` makes the state `warning`, every other code `degraded`.
     pub code: ReasonCode,
@@ -94,6 +97,7 @@ impl From<Health> for HealthView {
 
 /// A connection with how its sync is going: progress, hooks, what is skipped and what failed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::connection_detail)]
 pub struct ConnectionDetail {
     #[serde(flatten)]
     pub connection: ConnectionView,
@@ -106,6 +110,7 @@ pub struct ConnectionDetail {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::progress)]
 pub struct ProgressView {
     pub projects_total: usize,
     pub projects_done: i64,
@@ -119,6 +124,7 @@ pub struct ProgressView {
 
 /// Records stored so far, per collection the backfill reads page by page.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::record_counts)]
 pub struct RecordCounts {
     #[schema(example = 1200)]
     pub commits: i64,
@@ -141,6 +147,7 @@ impl From<&[(Resource, i64)]> for RecordCounts {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::hook)]
 pub struct HookView {
     /// Our endpoint id for the hook (in the URL GitLab calls).
     pub id: Uuid,
@@ -155,6 +162,7 @@ pub struct HookView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::skipped)]
 pub struct SkippedView {
     pub project_id: i64,
     pub resource: Resource,
@@ -163,6 +171,7 @@ pub struct SkippedView {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::failed_job)]
 pub struct FailedJobView {
     pub job: String,
     pub attempts: i32,
@@ -214,6 +223,7 @@ async fn view(tx: &mut TenantTx, connection: Connection) -> connector_store::Res
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::examples::connection_list)]
 pub struct ConnectionList {
     pub items: Vec<ConnectionView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -539,6 +549,7 @@ pub async fn delete(
 
 /// What a resync reads again.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[schema(example = crate::examples::resync_request)]
 pub struct ResyncRequest {
     /// Read these streams again from GitLab, from `start_date`: one project's (`project_id`),
     /// one resource of every project (`resource`), one resource of one project (both), or every
@@ -550,6 +561,7 @@ pub struct ResyncRequest {
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[schema(example = crate::examples::refetch_scope)]
 pub struct RefetchScope {
     /// A GitLab project id of the connection.
     pub project_id: Option<i64>,
