@@ -234,7 +234,7 @@ pub async fn check(
     Tenant(tenant): Tenant,
     ApiJson(body): ApiJson<input::CreateConnectionRequest>,
 ) -> ApiResult<Response> {
-    let settings = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
+    let settings = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?.connection;
     crate::connections::refuse_unreachable(&state.gitlab_urls, &settings.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let Some(_running) = state.checks.enter(&tenant) else {
         let mut refused = ApiError::new(

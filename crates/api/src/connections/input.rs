@@ -154,24 +154,35 @@ impl Problems {
     }
 }
 
+/// What a create asks: the connection, and whether the connector rotates its token.
+#[derive(Debug)]
+pub struct Create {
+    pub connection: NewConnection,
+    pub rotate_token: bool,
+}
+
 /// Parses a create request, or every problem with it.
-pub fn parse_create(req: &CreateConnectionRequest, now: DateTime<Utc>) -> Result<NewConnection, Vec<FieldError>> {
+pub fn parse_create(req: &CreateConnectionRequest, now: DateTime<Utc>) -> Result<Create, Vec<FieldError>> {
     let mut p = Problems(unknown_fields(&req.unknown, "access_token, groups_list, projects_list, start_date, gitlab_url, rotate_token"));
     let access_token = p.required("access_token", req.access_token.as_ref().map(access_token));
     let groups_list = p.required("groups_list", req.groups_list.as_ref().map(groups_list));
     let start_date = p.required("start_date", req.start_date.as_ref().map(|v| start_date(v, now)));
     let projects_list = p.take(projects_list(req.projects_list.as_ref().unwrap_or(&Value::Null)));
     let gitlab_url = p.take(gitlab_url(req.gitlab_url.as_ref().unwrap_or(&Value::Null)));
-    let new = (|| {
-        Some(NewConnection {
-            gitlab_url: gitlab_url?,
-            groups_list: groups_list?,
-            projects_list: projects_list?,
-            start_date: start_date?,
-            access_token: access_token?,
+    let rotate = p.take(req.rotate_token.as_ref().map(rotate_token).transpose());
+    let create = (|| {
+        Some(Create {
+            connection: NewConnection {
+                gitlab_url: gitlab_url?,
+                groups_list: groups_list?,
+                projects_list: projects_list?,
+                start_date: start_date?,
+                access_token: access_token?,
+            },
+            rotate_token: rotate?.unwrap_or(false),
         })
     })();
-    p.finish(new)
+    p.finish(create)
 }
 
 /// What a PATCH asks: changes to what is synced, and the rotation setting.
@@ -208,7 +219,7 @@ pub fn parse_update(req: &UpdateConnectionRequest, now: DateTime<Utc>) -> Result
     p.finish(Some(Update { changes, rotate_token }))
 }
 
-pub fn rotate_token(value: &Value) -> Field<bool> {
+fn rotate_token(value: &Value) -> Field<bool> {
     value.as_bool().ok_or_else(|| FieldError::new("rotate_token", "must be true or false"))
 }
 
@@ -441,7 +452,7 @@ mod tests {
             "projects_list": "12,my-group/sub.group/my_project",
             "start_date": "2024-01-01T00:00:00Z",
         });
-        let c = parse_create(&req(body), now()).unwrap();
+        let c = parse_create(&req(body), now()).unwrap().connection;
         assert_eq!(c.access_token.expose_secret(), "glpat-abcdefghijklmnop1234");
         assert_eq!(c.groups_list, vec![123, 456]);
         assert_eq!(c.projects_list, vec!["12", "my-group/sub.group/my_project"]);
@@ -458,14 +469,14 @@ mod tests {
             "start_date": "2024-01-01T02:00:00+02:00",
             "gitlab_url": "https://gitlab.example.com/gitlab/",
         });
-        let c = parse_create(&req(body), now()).unwrap();
+        let c = parse_create(&req(body), now()).unwrap().connection;
         assert_eq!(c.groups_list, vec![123, 456]);
         assert_eq!(c.projects_list, vec!["7", "a/b"]);
         assert_eq!(c.start_date, Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap());
         assert_eq!(c.gitlab_url, "https://gitlab.example.com/gitlab");
 
         let single = json!({"access_token": "t", "groups_list": "9", "start_date": "2024-01-01T00:00:00Z", "projects_list": ""});
-        let c = parse_create(&req(single), now()).unwrap();
+        let c = parse_create(&req(single), now()).unwrap().connection;
         assert_eq!(c.groups_list, vec![9]);
         assert!(c.projects_list.is_empty());
     }

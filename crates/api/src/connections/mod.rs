@@ -280,16 +280,7 @@ pub async fn create(
     if let Some(replay) = request.answered(&mut state.store.tenant_tx(&tenant).await?).await? {
         return Ok(replay);
     }
-    // Every problem in one answer: the rotation setting's with the others.
-    let (new, rotate_token) =
-        match (input::parse_create(&body, Utc::now()), body.rotate_token.as_ref().map(input::rotate_token).transpose()) {
-            (Ok(new), Ok(rotate)) => (new, rotate),
-            (Err(mut problems), rotate) => {
-                problems.extend(rotate.err());
-                return Err(ApiError::invalid(problems));
-            }
-            (Ok(_), Err(problem)) => return Err(ApiError::invalid(vec![problem])),
-        };
+    let input::Create { connection: new, rotate_token } = input::parse_create(&body, Utc::now()).map_err(ApiError::invalid)?;
     refuse_unreachable(&state.gitlab_urls, &new.gitlab_url).await.map_err(|e| ApiError::invalid(vec![e]))?;
     let mut tx = state.store.tenant_tx(&tenant).await?;
     if let Some(replay) = request.claim(&mut tx).await? {
@@ -297,7 +288,7 @@ pub async fn create(
     }
     connections::ensure_room(&mut tx, state.limits.max_connections_per_tenant).await?;
     let mut connection = connections::insert(&mut tx, state.store.keys(), new).await?;
-    if rotate_token == Some(true) {
+    if rotate_token {
         connections::set_token_rotation(&mut tx, connection.id, true).await?;
         connection = connections::get(&mut tx, connection.id).await?;
     }

@@ -207,6 +207,32 @@ async fn the_check_answers_in_time_when_gitlab_does_not(owner: PgPool) {
     assert_eq!(refused["error"]["details"][0]["field"], "groups_list", "{refused}");
 }
 
+/// The check refuses what creation refuses, field by field, the rotation setting included (a
+/// check that said `ok` to settings creation then refuses would mislead the form).
+#[sqlx::test(migrator = "connector_store::MIGRATOR")]
+async fn the_check_refuses_what_creation_refuses(owner: PgPool) {
+    let env = env(owner).await;
+    for (field, wrong) in [
+        ("rotate_token", json!({})),
+        ("rotate_token", json!("yes")),
+        ("access_token", json!(7)),
+        ("projects_list", json!({})),
+        ("gitlab_url", json!("ftp://gitlab.example.com")),
+        ("start_date", json!("yesterday")),
+        ("surprise", json!(1)),
+    ] {
+        let mut settings = env.settings(OWNER, &[PREMIUM_GROUP], &[]);
+        settings[field] = wrong;
+        let (code, refused) = env.check("acme", &settings).await;
+        assert_eq!(code, 422, "{field}: {refused}");
+        assert_eq!(refused["error"]["details"][0]["field"], field, "{refused}");
+        let (code, not_created) = env.app.call(Method::POST, "/v1/connections", Some("acme"), Some(settings.clone())).await;
+        assert_eq!(code, 422, "{field}: {not_created}");
+        assert_eq!(not_created["error"]["details"], refused["error"]["details"], "creation and the check name the same problems");
+    }
+    assert_eq!(env.stored_connections().await, 0);
+}
+
 /// A tenant has at most its share of checks running; another tenant's check is not held up.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_tenant_runs_at_most_its_share_of_checks(owner: PgPool) {
