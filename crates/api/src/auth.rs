@@ -293,6 +293,9 @@ fn usable_keys(set: &JwkSet) -> impl Iterator<Item = (String, (Algorithm, Decodi
     })
 }
 
+/// What the 401 of a `/v1` operation means, for its documentation.
+pub const REFUSAL: &str = "Missing or invalid bearer token";
+
 /// The calling tenant, taken from a verified bearer token. A handler that takes this cannot run
 /// for an unauthenticated request.
 #[derive(Debug, Clone)]

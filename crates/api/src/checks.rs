@@ -221,13 +221,11 @@ pub enum ProblemKind {
     responses(
         (status = 200, body = ConnectionCheck, description = "What GitLab said; `ok` is false when there is something to fix, each in `problems`"),
         (status = 400, body = ErrorBody, description = "The body is not JSON"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is missing or wrong before GitLab is asked (`validation_failed`; `details` names each), as `POST /v1/connections` answers"),
         (status = 429, body = ErrorBody, description = "`rate_limited`: two of the tenant's checks are running; `Retry-After` says when to try again"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn check(
     State(state): State<AppState>,

@@ -10,11 +10,10 @@ use axum::extract::State;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use connector_store::connections;
 use connector_store::read::{self, ChangeEntity, ChangeKey, ChangeOp, FeedPosition, Filter, NoteParentFilter, Rows};
+use connector_store::{TenantId, connections};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -525,6 +524,11 @@ fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, F
     .transpose()
 }
 
+/// The list's `state` filter, one of `allowed`.
+fn in_state(checks: &mut Checks, raw: Option<&str>, allowed: &[&str]) -> read::InState {
+    read::InState(checks.take(parse_choice("state", raw, allowed)).map(str::to_owned))
+}
+
 fn parse_choice<'a>(field: &str, raw: Option<&'a str>, allowed: &[&str]) -> Result<Option<&'a str>, FieldError> {
     match raw {
         Some(value) if !allowed.contains(&value) => Err(FieldError::new(field, format!("must be one of {}", allowed.join(", ")))),
@@ -556,192 +560,173 @@ fn decode_cursor<K: DeserializeOwned>(field: &str, list: &str, raw: Option<&str>
 
 /// Cuts the one extra row a list fetched (which tells that another page follows) and names the
 /// last key of the page as the next cursor.
-fn paginate<R>(mut rows: Vec<R>, limit: i64, list: &str, key: impl Fn(&R) -> Value) -> (Vec<R>, Option<String>) {
+fn paginate<R: read::Listed>(mut rows: Vec<R>, limit: i64) -> (Vec<R>, Option<String>)
+where
+    R::Key: Serialize,
+{
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = more.then(|| rows.last().map(|r| encode_cursor(list, key(r)))).flatten();
+    let next = more.then(|| rows.last().map(|r| encode_cursor(R::TABLE, r.key()))).flatten();
     (rows, next)
 }
 
-/// The projects synced through a connection.
-///
-/// Each GitLab project of the connection's groups (or of its `projects_list`), as last read from
-/// GitLab, newest activity last; filter by `project` or `updated_since`, page with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/projects", tag = "data", operation_id = "list_projects",
-    params(("id" = Uuid, Path, description = "The connection id"), ListParams),
-    responses(
-        (status = 200, body = ProjectList, description = "One page of the connection's projects, by project id"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn projects(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<Json<ProjectList>> {
-    const LIST: &str = "projects";
-    let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
-    checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::projects(&mut tx, id, &filter, Rows::Page { after, limit: limit + 1 }).await?;
-    tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| r.gitlab_id.into());
-    Ok(Json(ProjectList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+/// The query parameters every list takes.
+struct PageQuery<'a> {
+    project: Option<&'a str>,
+    updated_since: Option<&'a str>,
+    limit: Option<&'a str>,
+    cursor: Option<&'a str>,
 }
 
-/// The commits synced through a connection.
-///
-/// Commits of every branch since `start_date`, with their author and committer times as GitLab
-/// reports them (which the committer's clock sets, so they may lie); filter by `project` or
-/// `updated_since` (the commit time), page with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/commits", tag = "data", operation_id = "list_commits",
-    params(("id" = Uuid, Path, description = "The connection id"), ListParams),
-    responses(
-        (status = 200, body = CommitList, description = "One page of the connection's commits, by project and sha"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn commits(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<Json<CommitList>> {
-    const LIST: &str = "commits";
-    let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
-    checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::commits(&mut tx, id, &filter, Rows::Page { after, limit: limit + 1 }).await?;
-    tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.sha]));
-    Ok(Json(CommitList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+macro_rules! page_query {
+    ($($params:ty),*) => {$(
+        impl $params {
+            fn page_query(&self) -> PageQuery<'_> {
+                PageQuery {
+                    project: self.project.as_deref(),
+                    updated_since: self.updated_since.as_deref(),
+                    limit: self.limit.as_deref(),
+                    cursor: self.cursor.as_deref(),
+                }
+            }
+        }
+    )*};
 }
 
-/// The merge requests synced through a connection.
-///
-/// Each merge request updated since `start_date`, with the commits it holds; filter by `project`,
-/// `state` or `updated_since`, page with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/merge_requests", tag = "data", operation_id = "list_merge_requests",
-    params(("id" = Uuid, Path, description = "The connection id"), MergeRequestParams),
-    responses(
-        (status = 200, body = MergeRequestList, description = "One page of the connection's merge requests, by project and iid"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn merge_requests(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<MergeRequestParams>,
-) -> ApiResult<Json<MergeRequestList>> {
-    const LIST: &str = "merge_requests";
+page_query!(ListParams, MergeRequestParams, IssueParams, NoteParams, PipelineParams);
+
+/// One page of one of a connection's lists, as every list handler answers it: the parameters
+/// checked (every bad one named in one 422, in the order the list takes them: the common
+/// filters, the list's own (`narrow`), the page), then the connection looked up (so another
+/// tenant's is the missing-id 404), then the rows after the cursor in key order.
+async fn page<R, V>(
+    state: &AppState,
+    tenant: &TenantId,
+    connection: Uuid,
+    query: PageQuery<'_>,
+    narrow: impl FnOnce(&mut Checks, &Filter) -> R::Narrow,
+) -> ApiResult<(Vec<V>, Option<String>)>
+where
+    R: read::Listed,
+    R::Key: Serialize + DeserializeOwned,
+    V: From<R>,
+{
     let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let state_filter = checks.take(parse_choice("state", p.state.as_deref(), MERGE_REQUEST_STATES));
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
+    let filter = filter(&mut checks, query.project, query.updated_since);
+    let narrow = narrow(&mut checks, &filter);
+    let limit = checks.take(parse_limit(query.limit));
+    let after = checks.take(decode_cursor("cursor", R::TABLE, query.cursor));
     checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::merge_requests(&mut tx, id, &filter, state_filter, Rows::Page { after, limit: limit + 1 }).await?;
+    let mut tx = state.store.tenant_tx(tenant).await?;
+    connections::get(&mut tx, connection).await?;
+    let rows = read::list::<R>(&mut tx, connection, &filter, &narrow, Rows::Page { after, limit: limit + 1 }).await?;
     tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
-    Ok(Json(MergeRequestList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    let (rows, next_cursor) = paginate(rows, limit);
+    Ok((rows.into_iter().map(V::from).collect(), next_cursor))
 }
 
-/// The issues synced through a connection.
-///
-/// Each issue updated since `start_date`; filter by `project`, `state` or `updated_since`, page
-/// with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/issues", tag = "data", operation_id = "list_issues",
-    params(("id" = Uuid, Path, description = "The connection id"), IssueParams),
-    responses(
-        (status = 200, body = IssueList, description = "One page of the connection's issues, by project and iid"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn issues(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<IssueParams>,
-) -> ApiResult<Json<IssueList>> {
-    const LIST: &str = "issues";
-    let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let state_filter = checks.take(parse_choice("state", p.state.as_deref(), ISSUE_STATES));
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
-    checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::issues(&mut tx, id, &filter, state_filter, Rows::Page { after, limit: limit + 1 }).await?;
-    tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.iid]));
-    Ok(Json(IssueList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+/// A list's handler with its documentation: what differs between the lists is their text, their
+/// parameters and answer, the row they read and the filter only they have (`narrow`, given the
+/// request's checks so far, the common filter and the parameters); the rest is [`page`].
+macro_rules! list_handler {
+    (
+        $(#[doc = $doc:literal])*
+        $name:ident: GET $path:literal as $operation:literal, $params:ident -> $list:ident of $row:ty, $ordered:literal,
+        $narrow:expr
+    ) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            get, path = $path, tag = "data", operation_id = $operation,
+            params(("id" = Uuid, Path, description = "The connection id"), $params),
+            responses(
+                (status = 200, body = $list, description = $ordered),
+                (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
+                (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
+            )
+        )]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Tenant(tenant): Tenant,
+            IdPath(id): IdPath,
+            ApiQuery(p): ApiQuery<$params>,
+        ) -> ApiResult<Json<$list>> {
+            let narrow: fn(&mut Checks, &Filter, &$params) -> <$row as read::Listed>::Narrow = $narrow;
+            let narrowed = |checks: &mut Checks, filter: &Filter| narrow(checks, filter, &p);
+            let (items, next_cursor) = page::<$row, _>(&state, &tenant, id, p.page_query(), narrowed).await?;
+            Ok(Json($list { items, next_cursor }))
+        }
+    };
 }
 
-/// The notes synced through a connection.
-///
-/// Comments on merge requests, issues, commits and snippets (system notes included, marked); filter
-/// by `project`, by `noteable_type` with `noteable_iid`, or by `updated_since`, page with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/notes", tag = "data", operation_id = "list_notes",
-    params(("id" = Uuid, Path, description = "The connection id"), NoteParams),
-    responses(
-        (status = 200, body = NoteList, description = "One page of the connection's notes (comments), by project and note id"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn notes(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<NoteParams>,
-) -> ApiResult<Json<NoteList>> {
-    const LIST: &str = "notes";
-    let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let noteable_type = checks.take(parse_choice("noteable_type", p.noteable_type.as_deref(), NOTEABLE_TYPES));
-    let noteable_iid = checks.take(parse_id("noteable_iid", p.noteable_iid.as_deref()));
-    let parent = checks.take(note_parent(p.noteable_type.is_some(), noteable_type, noteable_iid, filter.project.is_some()));
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
-    checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::notes(&mut tx, id, &filter, parent.as_ref(), Rows::Page { after, limit: limit + 1 }).await?;
-    tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
-    Ok(Json(NoteList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+list_handler! {
+    /// The projects synced through a connection.
+    ///
+    /// Each GitLab project of the connection's groups (or of its `projects_list`), as last read from
+    /// GitLab, newest activity last; filter by `project` or `updated_since`, page with `cursor`.
+    projects: GET "/v1/connections/{id}/projects" as "list_projects",
+    ListParams -> ProjectList of read::Project,
+    "One page of the connection's projects, by project id",
+    |_, _, _| ()
+}
+
+list_handler! {
+    /// The commits synced through a connection.
+    ///
+    /// Commits of every branch since `start_date`, with their author and committer times as GitLab
+    /// reports them (which the committer's clock sets, so they may lie); filter by `project` or
+    /// `updated_since` (the commit time), page with `cursor`.
+    commits: GET "/v1/connections/{id}/commits" as "list_commits",
+    ListParams -> CommitList of read::Commit,
+    "One page of the connection's commits, by project and sha",
+    |_, _, _| ()
+}
+
+list_handler! {
+    /// The merge requests synced through a connection.
+    ///
+    /// Each merge request updated since `start_date`, with the commits it holds; filter by `project`,
+    /// `state` or `updated_since`, page with `cursor`.
+    merge_requests: GET "/v1/connections/{id}/merge_requests" as "list_merge_requests",
+    MergeRequestParams -> MergeRequestList of read::MergeRequest,
+    "One page of the connection's merge requests, by project and iid",
+    |checks, _, p| in_state(checks, p.state.as_deref(), MERGE_REQUEST_STATES)
+}
+
+list_handler! {
+    /// The issues synced through a connection.
+    ///
+    /// Each issue updated since `start_date`; filter by `project`, `state` or `updated_since`, page
+    /// with `cursor`.
+    issues: GET "/v1/connections/{id}/issues" as "list_issues",
+    IssueParams -> IssueList of read::Issue,
+    "One page of the connection's issues, by project and iid",
+    |checks, _, p| in_state(checks, p.state.as_deref(), ISSUE_STATES)
+}
+
+list_handler! {
+    /// The notes synced through a connection.
+    ///
+    /// Comments on merge requests, issues, commits and snippets (system notes included, marked); filter
+    /// by `project`, by `noteable_type` with `noteable_iid`, or by `updated_since`, page with `cursor`.
+    notes: GET "/v1/connections/{id}/notes" as "list_notes",
+    NoteParams -> NoteList of read::Note,
+    "One page of the connection's notes (comments), by project and note id",
+    |checks, filter, p| {
+        let noteable_type = checks.take(parse_choice("noteable_type", p.noteable_type.as_deref(), NOTEABLE_TYPES));
+        let noteable_iid = checks.take(parse_id("noteable_iid", p.noteable_iid.as_deref()));
+        checks.take(note_parent(p.noteable_type.is_some(), noteable_type, noteable_iid, filter.project.is_some()))
+    }
+}
+
+list_handler! {
+    /// The CI pipelines synced through a connection.
+    ///
+    /// Each pipeline updated since `start_date`, with its status and timings; filter by `project`,
+    /// `state` or `updated_since`, page with `cursor`.
+    pipelines: GET "/v1/connections/{id}/pipelines" as "list_pipelines",
+    PipelineParams -> PipelineList of read::Pipeline,
+    "One page of the connection's pipelines, by project and pipeline id",
+    |checks, _, p| in_state(checks, p.state.as_deref(), PIPELINE_STATUSES)
 }
 
 /// An iid names a parent only together with its kind and its project; commits are named by sha.
@@ -762,42 +747,6 @@ fn note_parent(
     }
 }
 
-/// The CI pipelines synced through a connection.
-///
-/// Each pipeline updated since `start_date`, with its status and timings; filter by `project`,
-/// `state` or `updated_since`, page with `cursor`.
-#[utoipa::path(
-    get, path = "/v1/connections/{id}/pipelines", tag = "data", operation_id = "list_pipelines",
-    params(("id" = Uuid, Path, description = "The connection id"), PipelineParams),
-    responses(
-        (status = 200, body = PipelineList, description = "One page of the connection's pipelines, by project and pipeline id"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
-        (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-        (status = 422, body = ErrorBody, description = "A query parameter is not valid; `details` names each"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn pipelines(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    IdPath(id): IdPath,
-    ApiQuery(p): ApiQuery<PipelineParams>,
-) -> ApiResult<Json<PipelineList>> {
-    const LIST: &str = "pipelines";
-    let mut checks = Checks::default();
-    let filter = filter(&mut checks, p.project.as_deref(), p.updated_since.as_deref());
-    let status = checks.take(parse_choice("state", p.state.as_deref(), PIPELINE_STATUSES));
-    let limit = checks.take(parse_limit(p.limit.as_deref()));
-    let after = checks.take(decode_cursor("cursor", LIST, p.cursor.as_deref()));
-    checks.finish()?;
-    let mut tx = state.store.tenant_tx(&tenant).await?;
-    connections::get(&mut tx, id).await?;
-    let rows = read::pipelines(&mut tx, id, &filter, status, Rows::Page { after, limit: limit + 1 }).await?;
-    tx.commit().await?;
-    let (rows, next_cursor) = paginate(rows, limit, LIST, |r| serde_json::json!([r.project_id, r.gitlab_id]));
-    Ok(Json(PipelineList { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
-}
-
 const FEED: &str = "changes";
 
 pub(crate) fn feed_cursor(position: FeedPosition) -> String {
@@ -815,10 +764,8 @@ pub(crate) fn feed_cursor(position: FeedPosition) -> String {
     params(ChangesParams),
     responses(
         (status = 200, body = ChangeList, description = "The tenant's next changes of synced data, oldest first, gap-free: a change appears only once nothing can still appear before it"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 422, body = ErrorBody, description = "`after` or `limit` is not valid"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn changes(
     State(state): State<AppState>,

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use connector_store::TenantTx;
-use connector_store::read::{self, ChangeEntity, ChangeKey, Filter, Rows};
+use connector_store::read::{self, ChangeEntity, ChangeKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -38,45 +38,37 @@ pub(crate) async fn current(
     entity: ChangeEntity,
     key: &ChangeKey,
 ) -> Result<Option<ObjectView>, connector_store::Error> {
-    let every = Filter::default();
     let ChangeKey { project_id, gitlab_id, iid, sha, .. } = key;
-    let found = match entity {
-        ChangeEntity::Project => match gitlab_id {
-            Some(id) => read::projects(tx, connection, &every, Rows::Only(*id)).await?.pop().map(|r| ObjectView::Project(r.into())),
+    let found = match (entity, project_id) {
+        (ChangeEntity::Project, _) => match gitlab_id {
+            Some(id) => read::one::<read::Project>(tx, connection, *id).await?.map(|r| ObjectView::Project(r.into())),
             None => None,
         },
-        ChangeEntity::Commit => match (project_id, sha) {
-            (Some(p), Some(sha)) => {
-                read::commits(tx, connection, &every, Rows::Only((*p, sha.clone()))).await?.pop().map(|r| ObjectView::Commit(r.into()))
-            }
-            _ => None,
+        (ChangeEntity::Commit, Some(p)) => match sha {
+            Some(sha) => read::one::<read::Commit>(tx, connection, (*p, sha.clone())).await?.map(|r| ObjectView::Commit(r.into())),
+            None => None,
         },
-        ChangeEntity::MergeRequest => match (project_id, iid) {
-            (Some(p), Some(iid)) => read::merge_requests(tx, connection, &every, None, Rows::Only((*p, *iid)))
-                .await?
-                .pop()
-                .map(|r| ObjectView::MergeRequest(r.into())),
-            _ => None,
+        (ChangeEntity::MergeRequest, Some(p)) => match iid {
+            Some(iid) => read::one::<read::MergeRequest>(tx, connection, (*p, *iid)).await?.map(|r| ObjectView::MergeRequest(r.into())),
+            None => None,
         },
-        ChangeEntity::Issue => match (project_id, iid) {
-            (Some(p), Some(iid)) => {
-                read::issues(tx, connection, &every, None, Rows::Only((*p, *iid))).await?.pop().map(|r| ObjectView::Issue(r.into()))
-            }
-            _ => None,
+        (ChangeEntity::Issue, Some(p)) => match iid {
+            Some(iid) => read::one::<read::Issue>(tx, connection, (*p, *iid)).await?.map(|r| ObjectView::Issue(r.into())),
+            None => None,
         },
-        ChangeEntity::Note => match (project_id, gitlab_id) {
-            (Some(p), Some(id)) => {
-                read::notes(tx, connection, &every, None, Rows::Only((*p, *id))).await?.pop().map(|r| ObjectView::Note(r.into()))
-            }
-            _ => None,
+        (ChangeEntity::Note, Some(p)) => match gitlab_id {
+            Some(id) => read::one::<read::Note>(tx, connection, (*p, *id)).await?.map(|r| ObjectView::Note(r.into())),
+            None => None,
         },
-        ChangeEntity::Pipeline => match (project_id, gitlab_id) {
-            (Some(p), Some(id)) => {
-                read::pipelines(tx, connection, &every, None, Rows::Only((*p, *id))).await?.pop().map(|r| ObjectView::Pipeline(r.into()))
-            }
-            _ => None,
+        (ChangeEntity::Pipeline, Some(p)) => match gitlab_id {
+            Some(id) => read::one::<read::Pipeline>(tx, connection, (*p, *id)).await?.map(|r| ObjectView::Pipeline(r.into())),
+            None => None,
         },
-        ChangeEntity::Event | ChangeEntity::Connection => None,
+        // A project's objects are named within their project.
+        (ChangeEntity::Commit | ChangeEntity::MergeRequest | ChangeEntity::Issue | ChangeEntity::Note | ChangeEntity::Pipeline, None) => {
+            None
+        }
+        (ChangeEntity::Event | ChangeEntity::Connection, _) => None,
     };
     Ok(found)
 }
@@ -104,10 +96,8 @@ async fn one(
     params(("id" = Uuid, Path, description = "The connection id"), ("project_id" = i64, Path, description = "GitLab's project id")),
     responses(
         (status = 200, body = ProjectView, description = "The project as last read from GitLab"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such project in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn project(
     State(state): State<AppState>,
@@ -129,10 +119,8 @@ pub async fn project(
     ),
     responses(
         (status = 200, body = CommitView, description = "The commit"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such commit in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn commit(
     State(state): State<AppState>,
@@ -154,10 +142,8 @@ pub async fn commit(
     ),
     responses(
         (status = 200, body = MergeRequestView, description = "The merge request with the commits it holds"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such merge request in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn merge_request(
     State(state): State<AppState>,
@@ -180,10 +166,8 @@ pub async fn merge_request(
     ),
     responses(
         (status = 200, body = IssueView, description = "The issue"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such issue in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn issue(
     State(state): State<AppState>,
@@ -205,10 +189,8 @@ pub async fn issue(
     ),
     responses(
         (status = 200, body = NoteView, description = "The note"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such note in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn note(
     State(state): State<AppState>,
@@ -230,10 +212,8 @@ pub async fn note(
     ),
     responses(
         (status = 200, body = PipelineView, description = "The pipeline with its status and timings"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant, or no such pipeline in it"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn pipeline(
     State(state): State<AppState>,

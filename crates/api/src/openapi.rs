@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations. `openapi.yaml` at the top of
 //! the repository is this document; a test fails when they differ.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{checks, connections, data, error, health, metrics, objects};
@@ -80,9 +80,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// What every `/v1` operation may answer besides its own: the strict query check's 400, the
-/// tenant's request budget's 429, and the server's own 500 and 503, documented once here for all
-/// of them.
+/// What every `/v1` operation has besides its own answers, documented once here for all of them:
+/// the tenant's bearer token and its 401, the strict query check's 400, the tenant's request
+/// budget's 429, and the server's own 500 and 503.
 struct V1Refusals;
 
 impl Modify for V1Refusals {
@@ -90,6 +90,8 @@ impl Modify for V1Refusals {
         for (_, item) in openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
+                operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearer", [])]);
+                add_response(operation, "401", crate::auth::REFUSAL);
                 add_response(operation, "400", crate::strict_query::REFUSAL);
                 add_response(operation, "429", crate::rate_limit::REFUSAL);
                 add_response(operation, "500", crate::INTERNAL);

@@ -141,32 +141,10 @@ pub struct Pipeline {
 
 /// Which notes: those of one kind of parent (`MergeRequest`, `Issue`, `Commit`, `Snippet`),
 /// optionally of one parent by iid.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NoteParentFilter {
     pub noteable_type: String,
     pub noteable_iid: Option<i64>,
-}
-
-/// `SELECT <columns> FROM <table> WHERE` the tenant and the connection, and the common filters.
-/// `time_column` is what `updated_since` compares.
-fn select(
-    tenant: &str,
-    columns: &str,
-    table: &str,
-    connection: Uuid,
-    filter: &Filter,
-    project_column: &str,
-    time_column: &str,
-) -> QueryBuilder<Postgres> {
-    let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} t WHERE t.tenant_id = "));
-    q.push_bind(tenant.to_owned()).push(" AND t.connection_id = ").push_bind(connection);
-    if let Some(project) = filter.project {
-        q.push(format!(" AND t.{project_column} = ")).push_bind(project);
-    }
-    if let Some(since) = filter.updated_since {
-        q.push(format!(" AND t.{time_column} >= ")).push_bind(since);
-    }
-    q
 }
 
 /// Which rows of a list to read: a page in key order, or the one row with a key.
@@ -180,175 +158,201 @@ pub enum Rows<K> {
     Only(K),
 }
 
-/// ` AND (k1, k2) > (a, b) ORDER BY k1, k2 LIMIT n` for a page of a two-column key, or
-/// ` AND (k1, k2) = (a, b)` for one row.
-fn select_rows<B>(q: &mut QueryBuilder<Postgres>, keys: (&str, &str), rows: Rows<(i64, B)>)
-where
-    B: for<'t> sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
-{
-    let (k1, k2) = keys;
-    match rows {
-        Rows::Page { after, limit } => {
-            if let Some((a, b)) = after {
-                q.push(format!(" AND (t.{k1}, t.{k2}) > (")).push_bind(a).push(", ").push_bind(b).push(")");
-            }
-            q.push(format!(" ORDER BY t.{k1}, t.{k2} LIMIT ")).push_bind(limit);
-        }
-        Rows::Only((a, b)) => {
-            q.push(format!(" AND (t.{k1}, t.{k2}) = (")).push_bind(a).push(", ").push_bind(b).push(")");
-        }
+/// A list's key: one column (projects) or a project and one column (the rest).
+pub trait ListKey: Send {
+    /// ` AND (k1, ...) <op> (v1, ...)` for the key's `columns`.
+    fn compare(self, q: &mut QueryBuilder<Postgres>, columns: &[&str], op: &str);
+}
+
+impl ListKey for i64 {
+    fn compare(self, q: &mut QueryBuilder<Postgres>, columns: &[&str], op: &str) {
+        q.push(format!(" AND t.{} {op} ", columns[0])).push_bind(self);
     }
 }
 
-pub async fn projects(tx: &mut TenantTx, connection: Uuid, filter: &Filter, rows: Rows<i64>) -> Result<Vec<Project>> {
+impl<B> ListKey for (i64, B)
+where
+    B: for<'t> sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres> + Send + 'static,
+{
+    fn compare(self, q: &mut QueryBuilder<Postgres>, columns: &[&str], op: &str) {
+        let (a, b) = self;
+        q.push(format!(" AND (t.{}, t.{}) {op} (", columns[0], columns[1])).push_bind(a).push(", ").push_bind(b).push(")");
+    }
+}
+
+/// One kind of synced object as the lists read it. `list` and `one` are the only readers, so
+/// every list is scoped to its tenant and connection, filtered and paged the same way.
+pub trait Listed: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin {
+    /// The table, which also names the list (in cursors).
+    const TABLE: &'static str;
+    const COLUMNS: &'static str;
+    /// What `Filter::project` compares.
+    const PROJECT_COLUMN: &'static str = "project_id";
+    /// What `Filter::updated_since` compares.
+    const TIME_COLUMN: &'static str = "gitlab_updated_at";
+    /// The key's columns, a prefix of the table's primary key after the connection.
+    const KEY_COLUMNS: &'static [&'static str];
+    type Key: ListKey;
+    /// The filter only this list has, if any.
+    type Narrow: Default + Sync;
+
+    fn key(&self) -> Self::Key;
+
+    fn narrow(_q: &mut QueryBuilder<Postgres>, _narrow: &Self::Narrow) {}
+}
+
+/// Rows of one list of a connection's objects.
+pub async fn list<T: Listed>(
+    tx: &mut TenantTx,
+    connection: Uuid,
+    filter: &Filter,
+    narrow: &T::Narrow,
+    rows: Rows<T::Key>,
+) -> Result<Vec<T>> {
     let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "gitlab_id, path_with_namespace, name, namespace_id, default_branch, visibility, web_url, archived, \
-         created_at, last_activity_at, deleted_at, synced_at",
-        "projects",
-        connection,
-        filter,
-        "gitlab_id",
-        "last_activity_at",
-    );
+    let mut q = QueryBuilder::new(format!("SELECT {} FROM {} t WHERE t.tenant_id = ", T::COLUMNS, T::TABLE));
+    q.push_bind(tenant.as_str().to_owned()).push(" AND t.connection_id = ").push_bind(connection);
+    if let Some(project) = filter.project {
+        q.push(format!(" AND t.{} = ", T::PROJECT_COLUMN)).push_bind(project);
+    }
+    if let Some(since) = filter.updated_since {
+        q.push(format!(" AND t.{} >= ", T::TIME_COLUMN)).push_bind(since);
+    }
+    T::narrow(&mut q, narrow);
     match rows {
         Rows::Page { after, limit } => {
             if let Some(after) = after {
-                q.push(" AND t.gitlab_id > ").push_bind(after);
+                after.compare(&mut q, T::KEY_COLUMNS, ">");
             }
-            q.push(" ORDER BY t.gitlab_id LIMIT ").push_bind(limit);
+            let order = T::KEY_COLUMNS.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+            q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(limit);
         }
-        Rows::Only(id) => {
-            q.push(" AND t.gitlab_id = ").push_bind(id);
-        }
+        Rows::Only(key) => key.compare(&mut q, T::KEY_COLUMNS, "="),
     }
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
-pub async fn commits(tx: &mut TenantTx, connection: Uuid, filter: &Filter, rows: Rows<(i64, String)>) -> Result<Vec<Commit>> {
-    let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "project_id, sha, title, message, author_name, author_email, authored_at, committer_name, \
-         committer_email, committed_at, parent_ids, web_url, synced_at",
-        "commits",
-        connection,
-        filter,
-        "project_id",
-        "committed_at",
-    );
-    select_rows(&mut q, ("project_id", "sha"), rows);
-    Ok(q.build_query_as().fetch_all(conn).await?)
+/// The one object with `key`, if the connection has it.
+pub async fn one<T: Listed>(tx: &mut TenantTx, connection: Uuid, key: T::Key) -> Result<Option<T>> {
+    Ok(list::<T>(tx, connection, &Filter::default(), &T::Narrow::default(), Rows::Only(key)).await?.pop())
 }
 
-/// `state` is GitLab's: `opened`, `closed`, `merged` or `locked`.
-pub async fn merge_requests(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    filter: &Filter,
-    state: Option<&str>,
-    rows: Rows<(i64, i64)>,
-) -> Result<Vec<MergeRequest>> {
-    let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "project_id, iid, gitlab_id, title, description, state, author_id, author_username, source_branch, \
-         target_branch, sha, merge_commit_sha, web_url, created_at, gitlab_updated_at, merged_at, closed_at, synced_at, \
-         ARRAY(SELECT c.sha FROM merge_request_commits c
+/// ` AND t.<column> = <value>` when a value is given.
+fn equals(q: &mut QueryBuilder<Postgres>, column: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        q.push(format!(" AND t.{column} = ")).push_bind(value.clone());
+    }
+}
+
+impl Listed for Project {
+    const TABLE: &'static str = "projects";
+    const COLUMNS: &'static str = "gitlab_id, path_with_namespace, name, namespace_id, default_branch, visibility, web_url, \
+         archived, created_at, last_activity_at, deleted_at, synced_at";
+    const PROJECT_COLUMN: &'static str = "gitlab_id";
+    const TIME_COLUMN: &'static str = "last_activity_at";
+    const KEY_COLUMNS: &'static [&'static str] = &["gitlab_id"];
+    type Key = i64;
+    type Narrow = ();
+
+    fn key(&self) -> i64 {
+        self.gitlab_id
+    }
+}
+
+impl Listed for Commit {
+    const TABLE: &'static str = "commits";
+    const COLUMNS: &'static str = "project_id, sha, title, message, author_name, author_email, authored_at, committer_name, \
+         committer_email, committed_at, parent_ids, web_url, synced_at";
+    const TIME_COLUMN: &'static str = "committed_at";
+    const KEY_COLUMNS: &'static [&'static str] = &["project_id", "sha"];
+    type Key = (i64, String);
+    type Narrow = ();
+
+    fn key(&self) -> (i64, String) {
+        (self.project_id, self.sha.clone())
+    }
+}
+
+/// Merge requests in GitLab's `state`: `opened`, `closed`, `merged` or `locked`.
+#[derive(Debug, Clone, Default)]
+pub struct InState(pub Option<String>);
+
+impl Listed for MergeRequest {
+    const TABLE: &'static str = "merge_requests";
+    const COLUMNS: &'static str = "project_id, iid, gitlab_id, title, description, state, author_id, author_username, \
+         source_branch, target_branch, sha, merge_commit_sha, web_url, created_at, gitlab_updated_at, merged_at, closed_at, \
+         synced_at, ARRAY(SELECT c.sha FROM merge_request_commits c
                WHERE c.tenant_id = t.tenant_id AND c.connection_id = t.connection_id
-                 AND c.project_id = t.project_id AND c.mr_iid = t.iid ORDER BY c.sha) AS commit_shas",
-        "merge_requests",
-        connection,
-        filter,
-        "project_id",
-        "gitlab_updated_at",
-    );
-    if let Some(state) = state {
-        q.push(" AND t.state = ").push_bind(state.to_owned());
+                 AND c.project_id = t.project_id AND c.mr_iid = t.iid ORDER BY c.sha) AS commit_shas";
+    const KEY_COLUMNS: &'static [&'static str] = &["project_id", "iid"];
+    type Key = (i64, i64);
+    type Narrow = InState;
+
+    fn key(&self) -> (i64, i64) {
+        (self.project_id, self.iid)
     }
-    select_rows(&mut q, ("project_id", "iid"), rows);
-    Ok(q.build_query_as().fetch_all(conn).await?)
+
+    fn narrow(q: &mut QueryBuilder<Postgres>, state: &InState) {
+        equals(q, "state", &state.0);
+    }
 }
 
-/// `state` is GitLab's: `opened` or `closed`.
-pub async fn issues(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    filter: &Filter,
-    state: Option<&str>,
-    rows: Rows<(i64, i64)>,
-) -> Result<Vec<Issue>> {
-    let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "project_id, iid, gitlab_id, issue_type, title, description, state, author_id, author_username, labels, \
-         confidential, web_url, created_at, gitlab_updated_at, closed_at, synced_at",
-        "issues",
-        connection,
-        filter,
-        "project_id",
-        "gitlab_updated_at",
-    );
-    if let Some(state) = state {
-        q.push(" AND t.state = ").push_bind(state.to_owned());
+/// Issues in GitLab's `state`: `opened` or `closed`.
+impl Listed for Issue {
+    const TABLE: &'static str = "issues";
+    const COLUMNS: &'static str = "project_id, iid, gitlab_id, issue_type, title, description, state, author_id, \
+         author_username, labels, confidential, web_url, created_at, gitlab_updated_at, closed_at, synced_at";
+    const KEY_COLUMNS: &'static [&'static str] = &["project_id", "iid"];
+    type Key = (i64, i64);
+    type Narrow = InState;
+
+    fn key(&self) -> (i64, i64) {
+        (self.project_id, self.iid)
     }
-    select_rows(&mut q, ("project_id", "iid"), rows);
-    Ok(q.build_query_as().fetch_all(conn).await?)
+
+    fn narrow(q: &mut QueryBuilder<Postgres>, state: &InState) {
+        equals(q, "state", &state.0);
+    }
 }
 
-pub async fn notes(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    filter: &Filter,
-    parent: Option<&NoteParentFilter>,
-    rows: Rows<(i64, i64)>,
-) -> Result<Vec<Note>> {
-    let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "project_id, gitlab_id, noteable_type, noteable_iid, commit_sha, body, author_id, author_username, system, \
-         created_at, gitlab_updated_at, synced_at",
-        "notes",
-        connection,
-        filter,
-        "project_id",
-        "gitlab_updated_at",
-    );
-    if let Some(parent) = parent {
-        q.push(" AND t.noteable_type = ").push_bind(parent.noteable_type.clone());
-        if let Some(iid) = parent.noteable_iid {
-            q.push(" AND t.noteable_iid = ").push_bind(iid);
+impl Listed for Note {
+    const TABLE: &'static str = "notes";
+    const COLUMNS: &'static str = "project_id, gitlab_id, noteable_type, noteable_iid, commit_sha, body, author_id, \
+         author_username, system, created_at, gitlab_updated_at, synced_at";
+    const KEY_COLUMNS: &'static [&'static str] = &["project_id", "gitlab_id"];
+    type Key = (i64, i64);
+    type Narrow = Option<NoteParentFilter>;
+
+    fn key(&self) -> (i64, i64) {
+        (self.project_id, self.gitlab_id)
+    }
+
+    fn narrow(q: &mut QueryBuilder<Postgres>, parent: &Option<NoteParentFilter>) {
+        if let Some(parent) = parent {
+            q.push(" AND t.noteable_type = ").push_bind(parent.noteable_type.clone());
+            if let Some(iid) = parent.noteable_iid {
+                q.push(" AND t.noteable_iid = ").push_bind(iid);
+            }
         }
     }
-    select_rows(&mut q, ("project_id", "gitlab_id"), rows);
-    Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
-/// `status` is GitLab's pipeline status, e.g. `running` or `success`.
-pub async fn pipelines(
-    tx: &mut TenantTx,
-    connection: Uuid,
-    filter: &Filter,
-    status: Option<&str>,
-    rows: Rows<(i64, i64)>,
-) -> Result<Vec<Pipeline>> {
-    let (tenant, conn) = tx.parts();
-    let mut q = select(
-        tenant.as_str(),
-        "project_id, gitlab_id, iid, status, source, ref, sha, web_url, created_at, gitlab_updated_at, finished_at, \
-         duration_seconds, synced_at",
-        "pipelines",
-        connection,
-        filter,
-        "project_id",
-        "gitlab_updated_at",
-    );
-    if let Some(status) = status {
-        q.push(" AND t.status = ").push_bind(status.to_owned());
+/// Pipelines with GitLab's pipeline `status`, e.g. `running` or `success` (the list's `state`).
+impl Listed for Pipeline {
+    const TABLE: &'static str = "pipelines";
+    const COLUMNS: &'static str = "project_id, gitlab_id, iid, status, source, ref, sha, web_url, created_at, \
+         gitlab_updated_at, finished_at, duration_seconds, synced_at";
+    const KEY_COLUMNS: &'static [&'static str] = &["project_id", "gitlab_id"];
+    type Key = (i64, i64);
+    type Narrow = InState;
+
+    fn key(&self) -> (i64, i64) {
+        (self.project_id, self.gitlab_id)
     }
-    select_rows(&mut q, ("project_id", "gitlab_id"), rows);
-    Ok(q.build_query_as().fetch_all(conn).await?)
+
+    fn narrow(q: &mut QueryBuilder<Postgres>, status: &InState) {
+        equals(q, "status", &status.0);
+    }
 }
 
 /// A place in the change feed: the writing transaction's id and the row's `seq`.

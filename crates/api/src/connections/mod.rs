@@ -261,13 +261,11 @@ const MAX_LIMIT: i64 = 100;
                 ("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"),
             )),
         (status = 400, body = ErrorBody, description = "The body is not JSON, or the `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 409, body = ErrorBody, description = "`limit_reached`: the tenant has as many connections as it may (`TENANT_MAX_CONNECTIONS`)"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is missing or wrong (`validation_failed`; `details` names each), or `idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -339,10 +337,8 @@ pub(crate) async fn refuse_unreachable(policy: &gitlab_client::UrlPolicy, gitlab
     params(ListParams),
     responses(
         (status = 200, body = ConnectionList, description = "One page of the tenant's connections, oldest first"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 422, body = ErrorBody, description = "`limit` or `cursor` is not valid"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -385,10 +381,8 @@ pub async fn list(
     responses(
         (status = 200, body = ConnectionDetail, description = "The connection, its progress, hooks, skipped resources and failed jobs",
             headers(("ETag" = String, description = "The revision of what the user set on the connection: send it as `If-Match` with a PATCH or DELETE"))),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.tenant_tx(&tenant).await?;
@@ -460,15 +454,13 @@ pub async fn get(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(i
         (status = 200, body = ConnectionView, description = "The updated connection, back to `pending`",
             headers(("ETag" = String, description = "The connection's new revision"))),
         (status = 400, body = ErrorBody, description = "The body is not JSON"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted"),
         (status = 412, body = ErrorBody, description = "`precondition_failed`: `If-Match` names an older revision; nothing was changed"),
         (status = 413, body = ErrorBody, description = "The body is too large"),
         (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
         (status = 422, body = ErrorBody, description = "A field is wrong, or nothing to change; `details` names each"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -515,11 +507,9 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "The connection id"), IfMatch),
     responses(
         (status = 202, body = ConnectionView, description = "Disconnecting: our hooks are being removed from GitLab; then the connection, its stored credentials and its synced data are deleted and it answers 404"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 412, body = ErrorBody, description = "`precondition_failed`: `If-Match` names an older revision; nothing was changed"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -576,13 +566,11 @@ pub struct RefetchScope {
         (status = 202, body = ConnectionView, description = "Validation starts again, then the hooks are checked and the sync goes on from where it stood (or reads again what `refetch` names); what is already stored is kept. Repeating it while validation waits to start changes nothing; repeated with its `Idempotency-Key`, it gets this same answer again with `Idempotent-Replayed: true`",
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
         (status = 400, body = ErrorBody, description = "The body is not JSON, or the `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted, or paused (resume it instead)"),
         (status = 415, body = ErrorBody, description = "A body is sent, but not as application/json"),
         (status = 422, body = ErrorBody, description = "`refetch` names a project the connection does not sync or an unknown field (`validation_failed`; `details` names each), or `idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn resync(
     State(state): State<AppState>,
@@ -664,12 +652,10 @@ async fn answer_now(mut tx: TenantTx, request: &Idempotent, id: Uuid, status: St
         (status = 200, body = ConnectionView, description = "The connection, `paused`. Repeated with its `Idempotency-Key`, this same answer again with `Idempotent-Replayed: true`",
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
         (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is being deleted"),
         (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn pause(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
     let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/pause"), &());
@@ -698,12 +684,10 @@ pub async fn pause(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath
         (status = 202, body = ConnectionView, description = "The connection, `pending` again. Repeated with its `Idempotency-Key`, this same answer again with `Idempotent-Replayed: true`",
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the kept answer to an earlier request with the same key"))),
         (status = 400, body = ErrorBody, description = "The `Idempotency-Key` is not 1 to 255 printable ASCII characters"),
-        (status = 401, body = ErrorBody, description = "Missing or invalid bearer token"),
         (status = 404, body = ErrorBody, description = "No such connection for this tenant"),
         (status = 409, body = ErrorBody, description = "The connection is not paused; nothing was changed"),
         (status = 422, body = ErrorBody, description = "`idempotency_key_reused`: the key was sent with another request in the last 24 hours"),
-    ),
-    security(("bearer" = []))
+    )
 )]
 pub async fn resume(State(state): State<AppState>, Tenant(tenant): Tenant, IdPath(id): IdPath, key: IdempotencyKey) -> ApiResult<Response> {
     let request = Idempotent::new(key, &format!("POST /v1/connections/{id}/resume"), &());
