@@ -16,10 +16,11 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::backfill::Locked;
+use super::GitLabJobs;
 use super::disconnect::owner_of;
-use super::streams::{Advance, Fetched, StepError, fetch_page, first_request, store_page};
-use super::{GitLabJobs, retry};
+use super::locks::Locked;
+use super::step::StepError;
+use super::streams::{Advance, Fetched, fetch_page, first_request, store_page};
 use crate::runner::JobError;
 
 /// How far before the high-water mark each catch-up looks again.
@@ -37,37 +38,21 @@ impl GitLabJobs {
         };
         let outcome = self.with_sync_lock(tenant, id, self.catch_up_locked(tenant, &connection, &client)).await?;
         match outcome {
-            Locked::ConnectionBusy | Locked::Ran(Ok(Ok(()))) => Ok(()),
+            Locked::ConnectionBusy | Locked::Ran(Ok(())) => Ok(()),
             Locked::TenantBusy => self.wait_turn(tenant, Job::CatchUp { connection: id }).await,
-            Locked::Ran(Ok(Err(job_error))) => Err(job_error),
-            Locked::Ran(Err(gitlab)) => self.gitlab_failure(tenant, id, gitlab).await,
+            Locked::Ran(Err(error)) => self.step_failure(tenant, id, error).await,
         }
     }
 
-    pub(super) async fn catch_up_locked(
-        &self,
-        tenant: &TenantId,
-        connection: &Connection,
-        client: &GitLabClient,
-    ) -> Result<Result<(), JobError>, GitLab> {
-        if let Err(e) = self.repair_hooks(tenant, connection, client).await? {
-            return Ok(Err(e));
-        }
-        let projects = match self.follow_projects(tenant, connection, client).await? {
-            Ok(projects) => projects,
-            Err(e) => return Ok(Err(e)),
-        };
+    pub(super) async fn catch_up_locked(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<(), StepError> {
+        self.repair_hooks(tenant, connection, client).await?;
+        let projects = self.follow_projects(tenant, connection, client).await?;
         for project in projects {
-            if let Err(e) = StepError::split(self.catch_up_project(tenant, connection, client, project).await)? {
-                return Ok(Err(e));
-            }
+            self.catch_up_project(tenant, connection, client, project).await?;
         }
-        let finished = async {
-            let mut tx = self.store.tenant_tx(tenant).await?;
-            connections::mark_live(&mut tx, connection.id, self.settings.catch_up_interval).await?;
-            tx.commit().await
-        };
-        Ok(finished.await.map_err(retry))
+        let mut tx = self.store.tenant_tx(tenant).await?;
+        connections::mark_live(&mut tx, connection.id, self.settings.catch_up_interval).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn catch_up_project(
@@ -123,20 +108,8 @@ impl GitLabJobs {
     /// Checks each of our hooks in GitLab: one deleted there is installed again; one GitLab
     /// disabled for failing is marked so the API shows it (and updated, which GitLab may accept
     /// as a reason to try it again).
-    async fn repair_hooks(
-        &self,
-        tenant: &TenantId,
-        connection: &Connection,
-        client: &GitLabClient,
-    ) -> Result<Result<(), JobError>, GitLab> {
-        let records = match self.store.tenant_tx(tenant).await {
-            Ok(mut tx) => hooks::for_connection(&mut tx, connection.id).await,
-            Err(e) => Err(e),
-        };
-        let records = match records {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(retry(e))),
-        };
+    async fn repair_hooks(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<(), StepError> {
+        let records = hooks::for_connection(&mut self.store.tenant_tx(tenant).await?, connection.id).await?;
         let mut reinstall = false;
         for record in records {
             let Some(gitlab_id) = record.gitlab_hook_id else {
@@ -150,7 +123,7 @@ impl GitLabJobs {
                     reinstall = true;
                     None
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             // GitLab's alert_status: executable, temporarily_disabled or permanently_disabled
             // (an unknown newer value is taken as the worst).
@@ -163,30 +136,20 @@ impl GitLabJobs {
             if status != HookStatus::Active {
                 reinstall = true;
             }
-            let saved = async {
-                let mut tx = self.store.tenant_tx(tenant).await?;
-                hooks::set_status(&mut tx, record.id, status, message).await?;
-                tx.commit().await
-            };
-            if let Err(e) = saved.await {
-                return Ok(Err(retry(e)));
-            }
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            hooks::set_status(&mut tx, record.id, status, message).await?;
+            tx.commit().await?;
         }
         if reinstall {
-            return Ok(self.put_hooks(tenant, connection, client).await.map(|_| ()));
+            self.put_hooks(tenant, connection, client).await?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// The projects now in the connection's groups. Those gone (deleted, or moved out of the
     /// groups) leave the sync with their data, whether the connection lists its projects or not;
     /// without a `projects_list`, new ones join (and get a hook where hooks are per project).
-    async fn follow_projects(
-        &self,
-        tenant: &TenantId,
-        connection: &Connection,
-        client: &GitLabClient,
-    ) -> Result<Result<Vec<i64>, JobError>, GitLab> {
+    async fn follow_projects(&self, tenant: &TenantId, connection: &Connection, client: &GitLabClient) -> Result<Vec<i64>, StepError> {
         let known = connection.resolved_project_ids.clone().unwrap_or_default();
         let mut all: Vec<Project> = Vec::new();
         for &group in &connection.groups_list {
@@ -202,51 +165,31 @@ impl GitLabJobs {
         let gone: Vec<i64> = known.iter().copied().filter(|id| !all.iter().any(|p| p.id as i64 == *id)).collect();
         if !gone.is_empty() {
             tracing::info!(connection = %connection.id, gone = gone.len(), "projects no longer in the groups leave the sync");
-            let removed = async {
-                let mut tx = self.store.tenant_tx(tenant).await?;
-                for &project in &gone {
-                    sync::delete_project(&mut tx, connection.id, project).await?;
-                }
-                tx.commit().await
-            };
-            if let Err(e) = removed.await {
-                return Ok(Err(retry(e)));
+            let mut tx = self.store.tenant_tx(tenant).await?;
+            for &project in &gone {
+                sync::delete_project(&mut tx, connection.id, project).await?;
             }
+            tx.commit().await?;
         }
         let known: Vec<i64> = known.into_iter().filter(|id| !gone.contains(id)).collect();
         let new: Vec<&Project> = all.iter().filter(|p| !known.contains(&(p.id as i64))).collect();
         if new.is_empty() || !connection.projects_list.is_empty() {
-            return Ok(Ok(known));
+            return Ok(known);
         }
         let ids: Vec<i64> = all.iter().map(|p| p.id as i64).collect();
         tracing::info!(connection = %connection.id, new = new.len(), "new projects in the groups join the sync");
         let raw = Value::Array(new.iter().map(|p| serde_json::to_value(p).expect("a project serializes")).collect());
         let project_hooks = connection.hook_mode != Some(HookMode::Group);
-        let saved = async {
-            let mut tx = self.store.tenant_tx(tenant).await?;
-            sync::upsert_projects(&mut tx, connection.id, &raw).await?;
-            let new_ids: Vec<i64> = new.iter().map(|p| p.id as i64).collect();
-            connections::add_projects(&mut tx, connection.id, &ids, if project_hooks { &new_ids } else { &[] }).await?;
-            tx.commit().await
-        };
-        if let Err(e) = saved.await {
-            return Ok(Err(retry(e)));
-        }
+        let mut tx = self.store.tenant_tx(tenant).await?;
+        sync::upsert_projects(&mut tx, connection.id, &raw).await?;
+        let new_ids: Vec<i64> = new.iter().map(|p| p.id as i64).collect();
+        connections::add_projects(&mut tx, connection.id, &ids, if project_hooks { &new_ids } else { &[] }).await?;
+        tx.commit().await?;
         if project_hooks {
-            let refreshed = match self.store.tenant_tx(tenant).await {
-                Ok(mut tx) => connections::get(&mut tx, connection.id).await,
-                Err(e) => Err(e),
-            };
-            match refreshed {
-                Ok(c) => {
-                    if let Err(e) = self.put_hooks(tenant, &c, client).await {
-                        return Ok(Err(e));
-                    }
-                }
-                Err(e) => return Ok(Err(retry(e))),
-            }
+            let refreshed = connections::get(&mut self.store.tenant_tx(tenant).await?, connection.id).await?;
+            self.put_hooks(tenant, &refreshed, client).await?;
         }
-        Ok(Ok(ids))
+        Ok(ids)
     }
 }
 

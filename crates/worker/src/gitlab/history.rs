@@ -19,7 +19,8 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 
 use super::GitLabJobs;
-use super::streams::{StepError, store_items};
+use super::step::StepError;
+use super::streams::store_items;
 
 /// The project's branches and their heads, as GitLab lists them now.
 pub(super) async fn branch_heads(client: &GitLabClient, project: i64) -> Result<BTreeMap<String, String>, GitLab> {

@@ -27,7 +27,8 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 
 use super::GitLabJobs;
-use super::streams::{Fetched, StepError, fetch_children_of, fetch_page, first_request, noteable, store_children, store_items};
+use super::step::StepError;
+use super::streams::{Fetched, fetch_children_of, fetch_page, first_request, noteable, store_children, store_items};
 
 impl GitLabJobs {
     /// Compares one stream's ids with GitLab's when due, and applies what differs.

@@ -11,46 +11,6 @@ use gitlab_client::{Error as GitLab, GitLabClient, PageRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::retry;
-use crate::runner::JobError;
-
-/// Why a step of a sync stopped: GitLab's answer (for the caller to map to a status or a retry)
-/// or the database's (always worth a retry).
-#[derive(Debug)]
-pub(super) enum StepError {
-    GitLab(GitLab),
-    Store(connector_store::Error),
-}
-
-impl From<GitLab> for StepError {
-    fn from(e: GitLab) -> Self {
-        StepError::GitLab(e)
-    }
-}
-
-impl From<connector_store::Error> for StepError {
-    fn from(e: connector_store::Error) -> Self {
-        StepError::Store(e)
-    }
-}
-
-impl From<sqlx::Error> for StepError {
-    fn from(e: sqlx::Error) -> Self {
-        StepError::Store(e.into())
-    }
-}
-
-impl StepError {
-    /// The form the jobs' callers take: GitLab's error outside, the database's inside.
-    pub(super) fn split<T>(result: Result<T, StepError>) -> Result<Result<T, JobError>, GitLab> {
-        match result {
-            Ok(v) => Ok(Ok(v)),
-            Err(StepError::GitLab(e)) => Err(e),
-            Err(StepError::Store(e)) => Ok(Err(retry(e))),
-        }
-    }
-}
-
 /// The first page of a resource, changed since `since`, in an order that does not move while it
 /// is read (see the page requests' docs).
 pub(super) fn first_request(project: i64, resource: Resource, since: &DateTime<Utc>) -> PageRequest {
