@@ -57,6 +57,9 @@ pub struct WorkerSettings {
     /// How often a catch-up compares ids with GitLab's to find deletions GitLab sends nothing for.
     pub reconcile_every: Duration,
     pub token_check_every: Duration,
+    /// How old a mark of a token rotation must be before a worker takes it for one cut off and
+    /// settles it: younger, another worker may still be waiting for GitLab's answer.
+    pub token_rotation_lease: Duration,
     pub heartbeat: Duration,
     pub tenant_concurrency: usize,
     /// The most of one GitLab response a worker reads.
@@ -284,6 +287,7 @@ impl Config {
                 catch_up_every: parse_duration("CATCH_UP_INTERVAL", Duration::from_secs(15 * 60))?,
                 reconcile_every: parse_duration("RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL)?,
                 token_check_every: parse_duration("TOKEN_CHECK_INTERVAL", Duration::from_secs(24 * 3600))?,
+                token_rotation_lease: parse_duration("TOKEN_ROTATION_LEASE", connector_worker::DEFAULT_TOKEN_ROTATION_LEASE)?,
                 heartbeat: parse_duration("WORKER_HEARTBEAT", Duration::from_secs(10))?,
                 tenant_concurrency: parse_var("TENANT_CONCURRENCY", DEFAULT_TENANT_CONCURRENCY)?,
                 gitlab_max_response_bytes: parse_var("GITLAB_MAX_RESPONSE_BYTES", gitlab_client::DEFAULT_MAX_RESPONSE_BYTES)?,

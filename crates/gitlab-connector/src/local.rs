@@ -113,6 +113,7 @@ impl Connector {
                 catch_up_every: Duration::from_secs(15 * 60),
                 reconcile_every: crate::config::DEFAULT_RECONCILE_INTERVAL,
                 token_check_every: Duration::from_secs(24 * 3600),
+                token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
                 heartbeat: Duration::from_secs(5),
                 tenant_concurrency: 2,
                 gitlab_max_response_bytes: gitlab_client::DEFAULT_MAX_RESPONSE_BYTES,

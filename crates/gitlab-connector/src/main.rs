@@ -245,7 +245,7 @@ fn gitlab_jobs(config: &Config, store: &Store) -> Result<connector_worker::GitLa
         reconcile_interval: chrono::Duration::from_std(config.worker.reconcile_every)?,
         tenant_concurrency: config.worker.tenant_concurrency,
         outage_patience: config.worker.outage_patience,
-        token_rotation_lease: connector_worker::DEFAULT_TOKEN_ROTATION_LEASE,
+        token_rotation_lease: config.worker.token_rotation_lease,
     };
     Ok(connector_worker::GitLabJobs::new(store.clone(), policy, config.gitlab_client_options(), settings))
 }
@@ -363,7 +363,8 @@ pub(crate) async fn serve(config: Config, roles: &[Role], shutdown: impl std::fu
         let schedule = connector_worker::ScheduleConfig {
             catch_up_every: config.worker.catch_up_every,
             token_check_every: config.worker.token_check_every,
-            tick: config.worker.catch_up_every.min(Duration::from_secs(30)),
+            // A period shorter than the tick would run only once a tick.
+            tick: config.worker.catch_up_every.min(config.worker.token_check_every).min(Duration::from_secs(30)),
         };
         let shutdown = until_stopped();
         tasks.spawn(async move {

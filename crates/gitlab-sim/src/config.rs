@@ -63,6 +63,10 @@ pub struct Faults {
     pub slow_ms: u64,
     pub drop_rate: f64,
     pub drop_every: Option<u64>,
+    /// How long a token rotation request is held before anything is done, as if still on its
+    /// way to GitLab: a client that gives up or dies meanwhile has rotated nothing, since the
+    /// held request ends with its connection.
+    pub rotation_request_delay_ms: u64,
     /// How long a token rotation waits, once done, before it answers: a client that gives up
     /// or dies meanwhile has lost the new token while GitLab has revoked the old one.
     pub rotation_answer_delay_ms: u64,
@@ -79,6 +83,7 @@ impl Default for Faults {
             slow_ms: 5_000,
             drop_rate: 0.0,
             drop_every: None,
+            rotation_request_delay_ms: 0,
             rotation_answer_delay_ms: 0,
         }
     }

@@ -23,6 +23,10 @@ pub struct Stats {
     /// Tokens rotated (`POST /personal_access_tokens/self/rotate` answered 200).
     #[serde(default)]
     pub token_rotations: u64,
+    /// Rotation requests held by the `rotation_request_delay_ms` fault, counted as the hold
+    /// begins: a client cut off after this has sent its request, and GitLab has not rotated.
+    #[serde(default)]
+    pub rotation_requests_held: u64,
 }
 
 impl Stats {

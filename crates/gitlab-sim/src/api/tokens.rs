@@ -13,6 +13,9 @@
 //!
 //! The route authenticates itself rather than behind the common layer, which turns a revoked
 //! token away before the family could be revoked.
+//!
+//! Two faults hold a rotation on either side of GitLab's work, for tests that cut the client off
+//! there: `rotation_request_delay_ms` before anything is done, `rotation_answer_delay_ms` after.
 
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
@@ -34,6 +37,11 @@ const DEFAULT_LIFETIME_DAYS: i64 = 7;
 const MAX_BODY: usize = 4096;
 
 pub async fn rotate_self(State(sim): State<Simulator>, req: Request) -> ApiResult {
+    let hold = read(&sim.shared.config).faults.rotation_request_delay_ms;
+    if hold > 0 {
+        lock(&sim.shared.stats).rotation_requests_held += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+    }
     let presented = crate::auth::presented_token(&req).ok_or(SimError::Unauthorized)?;
     let query_date = req
         .uri()

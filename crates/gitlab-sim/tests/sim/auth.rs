@@ -136,3 +136,36 @@ async fn a_token_rotates_itself_and_reuse_revokes_its_family() {
     assert_eq!(sim.get(TOKEN_DEVELOPER, "/api/v4/user").await.status, 200);
     assert_eq!(sim.send(reqwest::Method::POST, TOKEN_EXPIRED, rotate, json!({})).await.status, 401);
 }
+
+/// The two points a rotation's client can be cut off at: while its request is held before
+/// GitLab looks at it, nothing is rotated (the held request ends with its connection, even once
+/// the hold is over); while its answer is held, GitLab has rotated and the new token is lost.
+#[tokio::test]
+async fn a_rotation_given_up_before_gitlab_looked_rotates_nothing_and_after_loses_the_new_token() {
+    let sim = start(SimConfig::default()).await;
+    let rotate = "/api/v4/personal_access_tokens/self/rotate";
+    let hold = std::time::Duration::from_millis(600);
+    let given_up = |token: &str| {
+        let request = sim.http.post(sim.url(rotate)).bearer_auth(token).json(&json!({}));
+        async move { request.timeout(hold / 3).send().await.unwrap_err().is_timeout() }
+    };
+    let rotations = || sim.handle.sim.stats().token_rotations;
+
+    sim.handle.sim.update_config(|c| c.faults.rotation_request_delay_ms = hold.as_millis() as u64);
+    assert!(given_up(TOKEN_OWNER).await);
+    tokio::time::sleep(hold).await;
+    assert_eq!((sim.handle.sim.stats().rotation_requests_held, rotations()), (1, 0));
+    assert_eq!(sim.get(TOKEN_OWNER, "/api/v4/user").await.status, 200, "the token was never rotated");
+    // A client that waits out the hold gets its rotation.
+    let r = sim.send(reqwest::Method::POST, TOKEN_OWNER, rotate, json!({})).await;
+    assert_eq!((r.status, rotations()), (200, 1), "{:?}", r.body);
+    let first = r.body["token"].as_str().unwrap().to_owned();
+
+    sim.handle.sim.update_config(|c| {
+        c.faults.rotation_request_delay_ms = 0;
+        c.faults.rotation_answer_delay_ms = hold.as_millis() as u64;
+    });
+    assert!(given_up(&first).await);
+    assert_eq!(rotations(), 2, "rotated before the answer was held");
+    assert_eq!(sim.get(&first, "/api/v4/user").await.status, 401, "revoked, its successor never received");
+}
