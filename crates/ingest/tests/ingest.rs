@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{TimeZone, Utc};
-use connector_crypto::MasterKeyRing;
 use connector_ingest::{IngestState, ProcessorConfig, router, run_processor};
 use connector_store::connections::{self, NewConnection};
 use connector_store::hooks::{self, HookSecrets};
-use connector_store::{Store, TenantId, app_connect_options};
+use connector_store::{Store, TenantId};
+use connector_test_support::{app_store, new_connection};
 use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -39,8 +39,7 @@ struct Ingest {
 }
 
 async fn ingest(owner: &PgPool) -> Ingest {
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    let store = Store::connect(app_connect_options(&owner.connect_options()), 8, keys).await.unwrap();
+    let store = app_store(owner, 8).await;
     let wake = Arc::new(Notify::new());
     let app = router(IngestState::new(store.clone(), wake.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -54,19 +53,8 @@ impl Ingest {
     async fn endpoint(&self, tenant: &str, projects_list: Vec<String>, signing: bool) -> Endpoint {
         let tenant = TenantId::parse(tenant).unwrap();
         let mut tx = self.store.tenant_tx(&tenant).await.unwrap();
-        let c = connections::insert(
-            &mut tx,
-            self.store.keys(),
-            NewConnection {
-                gitlab_url: "https://gitlab.example.test".into(),
-                groups_list: vec![201],
-                projects_list,
-                start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-                access_token: SecretString::from("glpat-ingest-test-000000"),
-            },
-        )
-        .await
-        .unwrap();
+        let new = NewConnection { projects_list, ..new_connection(vec![201]) };
+        let c = connections::insert(&mut tx, self.store.keys(), new).await.unwrap();
         connections::add_projects(&mut tx, c.id, &[PROJECT], &[]).await.unwrap();
         let (record, secrets) =
             hooks::ensure(&mut tx, self.store.keys(), c.id, connector_store::hooks::HookScope::Project, PROJECT).await.unwrap();

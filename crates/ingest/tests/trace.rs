@@ -1,52 +1,22 @@
 //! Applying a delivery is a trace of its own, linked to the trace of the request that received
 //! it. (Its own test binary: it installs a global tracing subscriber.)
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
-use connector_crypto::MasterKeyRing;
 use connector_ingest::{IngestState, ProcessorConfig, router, run_processor};
-use connector_store::connections::{self, NewConnection};
-use connector_store::{Store, TenantId, app_connect_options, hooks};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use secrecy::{ExposeSecret, SecretString};
+use connector_store::{connections, hooks};
+use connector_test_support::{app_store, new_connection, spans, tenant};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use tracing_subscriber::layer::SubscriberExt;
-
-fn spans() -> &'static InMemorySpanExporter {
-    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
-    EXPORTER.get_or_init(|| {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        exporter
-    })
-}
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn processing_links_to_the_receiving_request(owner: PgPool) {
     spans();
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    let store = Store::connect(app_connect_options(&owner.connect_options()), 4, keys).await.unwrap();
-    let tenant = TenantId::parse("acme").unwrap();
-    let mut tx = store.tenant_tx(&tenant).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        store.keys(),
-        NewConnection {
-            gitlab_url: "https://gitlab.example.test".into(),
-            groups_list: vec![201],
-            projects_list: vec![],
-            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            access_token: SecretString::from("glpat-trace-test-000000"),
-        },
-    )
-    .await
-    .unwrap();
+    let store = app_store(&owner, 4).await;
+    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
+    let c = connections::insert(&mut tx, store.keys(), new_connection(vec![201])).await.unwrap();
     let (hook, secrets) = hooks::ensure(&mut tx, store.keys(), c.id, connector_store::hooks::HookScope::Project, 101).await.unwrap();
     tx.commit().await.unwrap();
 

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
 use connector_crypto::MasterKeyRing;
 use connector_store::connections::{self, NewConnection};
 use connector_store::jobs::{Envelope, Job};
-use connector_store::{ServiceRole, Store, TenantId, app_connect_options, dead_letters, deliveries, hooks, idempotency, sync, tenants};
+use connector_store::{ServiceRole, Store, TenantId, dead_letters, deliveries, hooks, idempotency, sync, tenants};
+use connector_test_support::app_store_with;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{ConnectOptions, PgPool};
@@ -16,23 +16,13 @@ fn ring(spec: &str) -> Arc<MasterKeyRing> {
     Arc::new(MasterKeyRing::parse(spec).unwrap())
 }
 
-async fn app_store(owner: &PgPool, max_connections: u32, keys: Arc<MasterKeyRing>) -> Store {
-    let options = app_connect_options(&owner.connect_options());
-    Store::connect(options, max_connections, keys).await.unwrap()
-}
-
 fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
 }
 
+/// The shared test connection to group 42, with the token a test tracks.
 fn new_connection(token: &str) -> NewConnection {
-    NewConnection {
-        gitlab_url: "https://gitlab.example.com".into(),
-        groups_list: vec![42],
-        projects_list: vec![],
-        start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-        access_token: SecretString::from(token.to_owned()),
-    }
+    NewConnection { access_token: SecretString::from(token.to_owned()), ..connector_test_support::new_connection(vec![42]) }
 }
 
 /// The tables that carry tenant data, from the catalog (so a table added later is included):
@@ -147,7 +137,7 @@ async fn seed_every_table(store: &Store, keys: &MasterKeyRing, t: &TenantId) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn without_a_tenant_no_tenant_table_shows_a_row(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 1, keys.clone()).await;
+    let store = app_store_with(&owner, 1, keys.clone()).await;
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     for t in [&a, &b] {
         seed_every_table(&store, &keys, t).await;
@@ -212,7 +202,7 @@ async fn service_role_cannot_bypass_rls(owner: PgPool) {
     assert!(err.to_string().contains("row-level security"), "{err}");
 
     // The service role cannot touch the migration history.
-    let store = app_store(&owner, 1, keys).await;
+    let store = app_store_with(&owner, 1, keys).await;
     let denied = sqlx::query("DELETE FROM _sqlx_migrations").execute(store.pool()).await;
     assert!(denied.is_err(), "the service role could rewrite the migration history");
 }
@@ -222,7 +212,7 @@ async fn service_role_cannot_bypass_rls(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn one_connection_pool_does_not_carry_a_tenant_over(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 1, keys.clone()).await;
+    let store = app_store_with(&owner, 1, keys.clone()).await;
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
 
     for t in [&a, &b] {
@@ -256,7 +246,7 @@ async fn one_connection_pool_does_not_carry_a_tenant_over(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_tenant_cannot_write_another_tenants_rows(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 2, keys.clone()).await;
+    let store = app_store_with(&owner, 2, keys.clone()).await;
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     let mut tx = store.tenant_tx(&a).await.unwrap();
     let conn_a = connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
@@ -292,7 +282,7 @@ async fn a_tenant_cannot_write_another_tenants_rows(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn system_role_sees_only_what_its_policies_allow(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 2, keys.clone()).await;
+    let store = app_store_with(&owner, 2, keys.clone()).await;
     let mut tx = store.tenant_tx(&tenant("tenant-a")).await.unwrap();
     connections::insert(&mut tx, &keys, new_connection("glpat-aaaaaaaaaaaaaaaaaaaa")).await.unwrap();
     tx.commit().await.unwrap();
@@ -361,7 +351,7 @@ async fn rotation_keeps_every_token_readable(owner: PgPool) {
     let old_entry = MasterKeyRing::generate_entry(1);
     let new_entry = MasterKeyRing::generate_entry(2);
     let old = ring(&old_entry);
-    let store = app_store(&owner, 2, old.clone()).await;
+    let store = app_store_with(&owner, 2, old.clone()).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let t = tenant(&format!("tenant-{i}"));
@@ -373,7 +363,7 @@ async fn rotation_keeps_every_token_readable(owner: PgPool) {
     }
 
     let both = ring(&format!("{old_entry},{new_entry}"));
-    let rotating = app_store(&owner, 2, both).await;
+    let rotating = app_store_with(&owner, 2, both).await;
     // The pods, restarted with both entries, as rotation requires first.
     connector_store::keys::check_ring(&rotating, "pod-with-both").await.unwrap();
     let report = tenants::rotate_keys(&rotating).await.unwrap();
@@ -382,7 +372,7 @@ async fn rotation_keeps_every_token_readable(owner: PgPool) {
 
     // The old key can now be removed: the new one alone opens every token.
     let only_new = ring(&new_entry);
-    let after = app_store(&owner, 2, only_new.clone()).await;
+    let after = app_store_with(&owner, 2, only_new.clone()).await;
     for (t, id, token) in &ids {
         let mut tx = after.tenant_tx(t).await.unwrap();
         let opened = connections::access_token(&mut tx, &only_new, *id).await.unwrap();
@@ -396,7 +386,7 @@ async fn rotation_keeps_every_token_readable(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_ciphertext_moved_to_another_row_does_not_open(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 2, keys.clone()).await;
+    let store = app_store_with(&owner, 2, keys.clone()).await;
     let t = tenant("tenant-a");
     let mut tx = store.tenant_tx(&t).await.unwrap();
     let first = connections::insert(&mut tx, &keys, new_connection("glpat-first-token-123456")).await.unwrap();
@@ -417,7 +407,7 @@ async fn a_ciphertext_moved_to_another_row_does_not_open(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn deleting_a_tenant_removes_its_key_and_data(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 2, keys.clone()).await;
+    let store = app_store_with(&owner, 2, keys.clone()).await;
     let (a, b) = (tenant("tenant-a"), tenant("tenant-b"));
     for t in [&a, &b] {
         let mut tx = store.tenant_tx(t).await.unwrap();
@@ -440,7 +430,7 @@ async fn deleting_a_tenant_removes_its_key_and_data(owner: PgPool) {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn plaintext_token_is_not_in_a_database_dump(owner: PgPool) {
     let keys = ring(&MasterKeyRing::generate_entry(1));
-    let store = app_store(&owner, 2, keys.clone()).await;
+    let store = app_store_with(&owner, 2, keys.clone()).await;
     let token = "glpat-Plaintext-Canary-7f3a9c";
     let mut tx = store.tenant_tx(&tenant("tenant-a")).await.unwrap();
     let c = connections::insert(&mut tx, &keys, new_connection(token)).await.unwrap();

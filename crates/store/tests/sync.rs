@@ -1,35 +1,17 @@
 //! Upserts of GitLab's JSON: idempotent, order-safe, and resumable by checkpoint.
 
-use std::sync::Arc;
-
 use chrono::{TimeZone, Utc};
-use connector_crypto::MasterKeyRing;
-use connector_store::connections::{self, NewConnection};
-use connector_store::{Store, TenantId, app_connect_options, sync};
-use secrecy::SecretString;
+use connector_store::connections;
+use connector_store::{Store, TenantId, sync};
+use connector_test_support::{app_store, connection, tenant};
 use serde_json::json;
 use sqlx::PgPool;
 
+/// A store and the shared test connection of the shared tenant, whose rows the tests upsert.
 async fn setup(owner: &PgPool) -> (Store, TenantId, uuid::Uuid) {
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    let store = Store::connect(app_connect_options(&owner.connect_options()), 2, keys.clone()).await.unwrap();
-    let tenant = TenantId::parse("acme").unwrap();
-    let mut tx = store.tenant_tx(&tenant).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        &keys,
-        NewConnection {
-            gitlab_url: "https://gitlab.example.com".into(),
-            groups_list: vec![1],
-            projects_list: vec![],
-            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            access_token: SecretString::from("glpat-test-token-0000000"),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    (store, tenant, c.id)
+    let store = app_store(owner, 2).await;
+    let conn = connection(&store).await;
+    (store, tenant(), conn)
 }
 
 fn mr(title: &str, updated_at: &str) -> serde_json::Value {

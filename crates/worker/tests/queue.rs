@@ -6,43 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use connector_crypto::MasterKeyRing;
-use connector_store::connections::{self, NewConnection, Status};
+use connector_store::connections::{self, Status};
 use connector_store::jobs::{self, Job};
-use connector_store::{Store, TenantId, app_connect_options};
+use connector_store::{Store, TenantId};
+use connector_test_support::{app_store, connection, tenant};
 use connector_worker::{JobError, Jobs, Periodic, RetryPolicy, WorkerConfig, claim_period, run_workers};
-use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
-
-async fn app_store(owner: &PgPool) -> Store {
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    Store::connect(app_connect_options(&owner.connect_options()), 8, keys).await.unwrap()
-}
-
-fn tenant() -> TenantId {
-    TenantId::parse("acme").unwrap()
-}
-
-async fn connection(store: &Store) -> Uuid {
-    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        store.keys(),
-        NewConnection {
-            gitlab_url: "https://gitlab.example.com".into(),
-            groups_list: vec![1],
-            projects_list: vec![],
-            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            access_token: SecretString::from("glpat-test-token-0000000"),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    c.id
-}
 
 /// Records every run; fails each connection's job as many times as it is told to.
 #[derive(Clone, Default)]
@@ -139,7 +110,7 @@ async fn enqueue(store: &Store, job: Job, commit: bool) {
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_job_exists_only_if_its_transaction_commits(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let (kept, dropped) = (connection(&store).await, connection(&store).await);
     enqueue(&store, Job::Validate { connection: dropped }, false).await;
@@ -155,7 +126,7 @@ async fn a_job_exists_only_if_its_transaction_commits(owner: PgPool) {
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn two_workers_run_every_job_once(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -189,7 +160,7 @@ async fn two_workers_run_every_job_once(owner: PgPool) {
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn failures_retry_with_backoff_then_dead_letter(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let (flaky, broken, refused) = (connection(&store).await, connection(&store).await, connection(&store).await);
     script.fail(flaky, 2, Failure::Retry);
@@ -221,7 +192,7 @@ async fn failures_retry_with_backoff_then_dead_letter(owner: PgPool) {
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn one_claimant_wins_each_period(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let now = Utc.with_ymd_and_hms(2026, 5, 1, 12, 7, 30).unwrap();
     let mut claims = Vec::new();
     for replica in 0..8 {
@@ -244,7 +215,7 @@ async fn one_claimant_wins_each_period(owner: PgPool) {
 /// A 429 is GitLab saying when to come back: however many in a row, the job is not given up.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn rate_limits_use_up_no_attempts(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let throttled = connection(&store).await;
     // Three times max_attempts, which a failure of any other kind would not outlive.
@@ -265,7 +236,7 @@ async fn rate_limits_use_up_no_attempts(owner: PgPool) {
 /// would wait for it for good.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_job_cut_off_by_its_workers_restart_runs_again(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let id = connection(&store).await;
     script.hangs.lock().unwrap().insert(id);
@@ -308,7 +279,7 @@ async fn status_of(store: &Store, id: Uuid) -> (Status, Option<String>) {
 /// (its health says so).
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_step_that_gives_up_leaves_its_connection_failed_with_what_to_do(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let (validating, backfilling, live) = (connection(&store).await, connection(&store).await, connection(&store).await);
     set_status(&store, validating, Status::Validating).await;
@@ -352,7 +323,7 @@ async fn a_step_that_gives_up_leaves_its_connection_failed_with_what_to_do(owner
 /// is waiting, taken or running.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_connection_left_without_a_job_gets_its_step_again(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let (lost, waiting, recent, live, failed) =
         (connection(&store).await, connection(&store).await, connection(&store).await, connection(&store).await, connection(&store).await);
     for id in [lost, waiting, recent] {
@@ -386,7 +357,7 @@ async fn a_connection_left_without_a_job_gets_its_step_again(owner: PgPool) {
 /// Every final state explains itself: the database refuses one without a message.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_final_state_without_a_message_is_refused(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let id = connection(&store).await;
     for status in [Status::Failed, Status::Invalid, Status::NeedsReauth] {
         let mut tx = store.tenant_tx(&tenant()).await.unwrap();
@@ -400,7 +371,7 @@ async fn a_final_state_without_a_message_is_refused(owner: PgPool) {
 /// that fails without moving and without an outage is given up after its attempts.
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn a_job_that_moves_on_between_failures_is_never_given_up(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let (moving, outage, stuck) = (connection(&store).await, connection(&store).await, connection(&store).await);
     // Three times max_attempts, which a failure without progress would not outlive.

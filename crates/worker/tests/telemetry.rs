@@ -2,63 +2,20 @@
 //! it, job outcomes are counted by kind, and the queue and connection gauges read the database.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
-use connector_crypto::MasterKeyRing;
-use connector_store::connections::{self, NewConnection};
+use connector_store::TenantId;
+use connector_store::connections;
 use connector_store::jobs::{self, Envelope, Job, Queue};
-use connector_store::{Store, TenantId, app_connect_options};
+use connector_test_support::{app_store, connection, spans, tenant};
 use connector_worker::{JobError, Jobs, RetryPolicy, WorkerConfig, run_workers};
-use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use secrecy::SecretString;
+use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry_sdk::trace::SpanData;
 use sqlx::PgPool;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
-
-async fn app_store(owner: &PgPool) -> Store {
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    Store::connect(app_connect_options(&owner.connect_options()), 8, keys).await.unwrap()
-}
-
-fn tenant() -> TenantId {
-    TenantId::parse("acme").unwrap()
-}
-
-async fn connection(store: &Store) -> Uuid {
-    let mut tx = store.tenant_tx(&tenant()).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        store.keys(),
-        NewConnection {
-            gitlab_url: "https://gitlab.example.com".into(),
-            groups_list: vec![1],
-            projects_list: vec![],
-            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            access_token: SecretString::from("glpat-test-token-0000000"),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    c.id
-}
-
-/// Every span this test process finishes, exported as it ends.
-fn spans() -> &'static InMemorySpanExporter {
-    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
-    EXPORTER.get_or_init(|| {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-        let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        exporter
-    })
-}
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
@@ -101,7 +58,7 @@ fn sample(series: &str) -> f64 {
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn jobs_link_to_the_trace_that_queued_them_and_count_their_outcomes(owner: PgPool) {
     let spans = spans();
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let script = Script::default();
     let (linked, flaky, refused) = (connection(&store).await, connection(&store).await, connection(&store).await);
     script.failures.lock().unwrap().insert(flaky, (1, false));
@@ -170,7 +127,7 @@ async fn jobs_link_to_the_trace_that_queued_them_and_count_their_outcomes(owner:
 
 #[sqlx::test(migrator = "connector_store::MIGRATOR")]
 async fn queue_and_connection_gauges_read_the_database(owner: PgPool) {
-    let store = app_store(&owner).await;
+    let store = app_store(&owner, 8).await;
     let (due, later) = (connection(&store).await, connection(&store).await);
     let mut conn = store.pool().acquire().await.unwrap();
     for (id, delay) in [(due, Duration::ZERO), (later, Duration::from_secs(3600))] {

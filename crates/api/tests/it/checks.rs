@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use connector_store::connections::{self, HookMode, Status};
 use connector_store::jobs::Job;
-use connector_store::{ServiceRole, Store, TenantId};
+use connector_store::{Store, TenantId};
+use connector_test_support::{app_store_with, simulator};
 use connector_worker::Jobs;
 use gitlab_client::{ClientOptions, UrlPolicy};
-use gitlab_sim::{Dataset, Latency, SimConfig, SimHandle, Simulator, Size};
+use gitlab_sim::{Dataset, Latency, SimConfig, SimHandle, Size};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -28,10 +29,9 @@ struct Env {
 }
 
 async fn env(owner: PgPool) -> Env {
-    let sim = Simulator::new(Dataset::generate(1, Size::Small), SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let sim = simulator(Dataset::generate(1, Size::Small), SimConfig::default()).await;
     let app = TestApp::spawn_with_gitlab_urls(owner.clone(), loopback()).await;
-    let keys = std::sync::Arc::new(app.store.keys().clone());
-    let worker = Store::connect(ServiceRole::App.connect_options(&owner.connect_options()), 4, keys).await.unwrap();
+    let worker = app_store_with(&owner, 4, std::sync::Arc::new(app.store.keys().clone())).await;
     Env { app, sim, worker }
 }
 

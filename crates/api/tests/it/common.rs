@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use connector_api::auth::{AuthConfig, Authenticator, issue_hs256};
 use connector_api::{ApiLimits, AppState};
-use connector_crypto::MasterKeyRing;
 use connector_store::{ServiceRole, Store, TenantId};
+use connector_test_support::fresh_keys;
 use gitlab_client::UrlPolicy;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -111,7 +111,7 @@ impl TestApp {
 
     async fn start(owner: PgPool, limits: ApiLimits, auth: AuthConfig, gitlab_urls: UrlPolicy, cors: Vec<String>) -> Self {
         logs();
-        let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
+        let keys = fresh_keys();
         // As the API pods log in, so a privilege the API lacks fails here.
         let store = Store::connect(ServiceRole::Api.connect_options(&owner.connect_options()), 4, keys).await.unwrap();
         let auth = Arc::new(Authenticator::new(auth).await.unwrap());

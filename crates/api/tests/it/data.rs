@@ -4,12 +4,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use connector_store::TenantId;
-use connector_store::connections::{self, NewConnection};
 use connector_store::sync::{self, NoteParent};
+use connector_test_support::{insert_connection, new_connection};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -18,23 +16,9 @@ use crate::common::{TestApp, assert_error};
 
 const LISTS: [&str; 6] = ["projects", "commits", "merge_requests", "issues", "notes", "pipelines"];
 
+/// A connection of `tenant` to group 5, the namespace of the projects the tests seed.
 pub(crate) async fn connect(app: &TestApp, tenant: &str) -> Uuid {
-    let mut tx = app.store.tenant_tx(&TenantId::parse(tenant).unwrap()).await.unwrap();
-    let c = connections::insert(
-        &mut tx,
-        app.store.keys(),
-        NewConnection {
-            gitlab_url: "https://gitlab.example.com".into(),
-            groups_list: vec![5],
-            projects_list: vec![],
-            start_date: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            access_token: SecretString::from("glpat-test-token-0000000"),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    c.id
+    insert_connection(&app.store, &TenantId::parse(tenant).unwrap(), new_connection(vec![5])).await
 }
 
 pub(crate) fn project(id: i64, path: &str, last_activity: &str) -> Value {

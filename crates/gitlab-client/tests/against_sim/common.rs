@@ -1,12 +1,11 @@
 //! A simulator per test and clients wired to it.
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use gitlab_client::{ClientOptions, Error, GitLabClient, PageRequest, RetryConfig, UrlPolicy};
-use gitlab_sim::{Dataset, HeavyProject, SimConfig, SimHandle, Simulator, Size};
+use gitlab_sim::{Dataset, HeavyProject, SimHandle, Size};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
@@ -38,9 +37,8 @@ pub fn large() -> Dataset {
         .clone()
 }
 
-pub async fn start(dataset: Dataset, config: SimConfig) -> SimHandle {
-    Simulator::new(dataset, config).spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind the simulator")
-}
+/// A simulator over a dataset, on a free loopback port.
+pub use connector_test_support::simulator as start;
 
 /// Short timeouts and near-zero backoff keep failure paths fast; the retry logic is the same.
 /// Requests counted one by one: without the unauthenticated GitLab check before the first

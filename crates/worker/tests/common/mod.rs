@@ -4,17 +4,16 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use connector_crypto::MasterKeyRing;
 use connector_store::connections::{self, Connection, NewConnection, Status};
 use connector_store::jobs::{self, Job};
-use connector_store::{Store, TenantId, app_connect_options};
+use connector_store::{Store, TenantId};
+use connector_test_support::{app_store, simulator};
 use connector_worker::{GitLabJobs, RetryPolicy, SyncSettings, WorkerConfig, run_workers};
 use gitlab_client::{ClientOptions, RetryConfig, UrlPolicy};
-use gitlab_sim::{Dataset, SimConfig, SimHandle, Simulator};
+use gitlab_sim::{Dataset, SimConfig, SimHandle};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -31,9 +30,8 @@ pub struct Env {
 }
 
 pub async fn env(owner: &PgPool, dataset: Dataset) -> Env {
-    let keys = Arc::new(MasterKeyRing::parse(&MasterKeyRing::generate_entry(1)).unwrap());
-    let store = Store::connect(app_connect_options(&owner.connect_options()), 16, keys).await.unwrap();
-    let sim = Simulator::new(dataset, SimConfig::default()).spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let store = app_store(owner, 16).await;
+    let sim = simulator(dataset, SimConfig::default()).await;
     // A year back: older history exists in the dataset and must not be synced.
     Env { store, sim, start: Utc::now() - chrono::Duration::days(365) }
 }
