@@ -178,6 +178,8 @@ def run_schemathesis(args, mode: str, context: dict, max_time: int) -> tuple[int
     checks = AUTHORIZED_CHECKS if mode == "authorized" else UNAUTHORIZED_CHECKS
     command = [
         str(Path(sys.executable).parent / "st"),
+        "--config-file",
+        str(ROOT / "scripts" / "schemathesis.toml"),
         "run",
         str(ROOT / "openapi.yaml"),
         "--url",
