@@ -510,13 +510,23 @@ async fn deleting_a_connection_or_a_tenant_leaves_nothing_behind(owner: PgPool) 
     .fetch_one(&owner)
     .await
     .unwrap();
-    let feed = api.get("/v1/changes?limit=100", "leaver").await;
-    let feed: Vec<(String, String)> = feed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["entity"].as_str().unwrap().to_owned(), c["op"].as_str().unwrap().to_owned()))
-        .collect();
+    // The feed shows a change once no transaction older than it is still open anywhere in the
+    // cluster (it is gap-free), which under a loaded CI can be a moment after the commit: poll, as
+    // a client does.
+    let started = Instant::now();
+    let feed = loop {
+        let feed = api.get("/v1/changes?limit=100", "leaver").await;
+        let feed: Vec<(String, String)> = feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["entity"].as_str().unwrap().to_owned(), c["op"].as_str().unwrap().to_owned()))
+            .collect();
+        if !feed.is_empty() || started.elapsed() > Duration::from_secs(15) {
+            break feed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     println!(
         "hostile: deleting a connection: rows before {before:?}; after: {rows_left:?}, {jobs_left} job rows, {hooks_left} of our hooks in GitLab; its tenant's feed {feed:?}"
     );
